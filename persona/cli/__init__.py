@@ -1,0 +1,73 @@
+"""The `persona` command line. Commands parse, call one library function, print.
+
+Known errors (PersonaError) become one line on stderr and their exit code, here and only here;
+`--debug` re-raises them with the traceback. Heavy imports (torch, openai) live inside commands.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from persona import __version__
+from persona.errors import PersonaError
+
+
+class PersonaGroup(click.Group):
+    """A click group that turns our known errors into one line and an exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except PersonaError as e:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted; finished batches are kept, run again to resume", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=PersonaGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="persona")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Build persona style-transfer datasets, check them before upload, fine-tune on them.
+
+    \b
+    Quickstart (offline, no API key, a few seconds):
+      persona run --persona babis --count 3000
+      persona validate final/babis/train.jsonl
+      persona cost final/babis/train.jsonl --model gpt-4o-mini
+
+    Every stage reads and writes files in a workspace (--workspace, default: the current
+    folder); a rerun resumes where it stopped.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def _register() -> None:
+    # Command modules import no heavy libraries at module level (a test checks torch stays out).
+    from persona.cli import checks, generate, train
+
+    for module in (generate, checks, train):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register()
+
+
+def main() -> None:
+    cli.main(prog_name="persona", standalone_mode=True, windows_expand_args=False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

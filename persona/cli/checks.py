@@ -1,0 +1,5 @@
+"""CLI commands: checks."""
+
+from __future__ import annotations
+
+COMMANDS: list = []

@@ -1,0 +1,5 @@
+"""CLI commands: train."""
+
+from __future__ import annotations
+
+COMMANDS: list = []
