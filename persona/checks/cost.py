@@ -1,0 +1,221 @@
+"""What a fine-tuning run (or a generation run) would cost, from a dated price table.
+
+Tokens are counted like OpenAI bills chat fine-tuning (tokens.chat_tokens), each example capped
+at the model's maximum (OpenAI truncates longer ones), times the epochs OpenAI would pick for
+the dataset size. Prices ship as data (persona/data/prices.toml) and a file can replace them.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tomllib
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from persona.checks import tokens
+from persona.checks.validate import example_tokens, iter_lines, parse_line
+from persona.errors import InputError
+from persona.io import check_readable
+
+# OpenAI's default-epochs rule for fine-tuning (openai-cookbook, "Chat finetuning data prep").
+TARGET_EPOCHS = 3
+MIN_TARGET_EXAMPLES = 100
+MAX_TARGET_EXAMPLES = 25_000
+MIN_DEFAULT_EPOCHS = 1
+MAX_DEFAULT_EPOCHS = 25
+SHOWN_SKIPPED_LINES = 10
+
+
+class ModelPrice(BaseModel):
+    """One model's prices (USD per 1M tokens) and fine-tuning limit."""
+
+    model_config = ConfigDict(extra="forbid")
+    training: float | None = Field(None, ge=0, description="per 1M trained tokens")
+    input: float | None = Field(None, ge=0, description="per 1M input tokens (inference)")
+    output: float | None = Field(None, ge=0, description="per 1M output tokens (inference)")
+    max_example_tokens: int | None = Field(None, gt=0, description="longest training example")
+
+
+class PriceTable(BaseModel):
+    """A dated price table; see persona/data/prices.toml for the schema by example."""
+
+    model_config = ConfigDict(extra="forbid")
+    as_of: date
+    source: str
+    currency: str = "USD"
+    batch_discount: float = Field(0.5, ge=0, lt=1, description="Batch API discount")
+    models: dict[str, ModelPrice] = Field(min_length=1)
+
+    def lookup(self, model: str) -> tuple[str, ModelPrice] | None:
+        """(table name, prices) for `model` or a dated snapshot of it; the longest name wins."""
+        model = model.strip().lower().removeprefix("ft:")
+        names = [n for n in self.models
+                 if model == n.lower() or model.startswith((n.lower() + "-", n.lower() + ":"))]
+        if not names:
+            return None
+        name = max(names, key=len)
+        return name, self.models[name]
+
+
+def load_prices(path: Path | None = None) -> PriceTable:
+    """The shipped table, or the one in `path`; a bad file raises InputError (one line)."""
+    if path is None:
+        text = resources.files("persona").joinpath("data/prices.toml").read_text("utf-8")
+        where = "persona/data/prices.toml"
+    else:
+        check_readable(Path(path))
+        text, where = Path(path).read_text(encoding="utf-8"), str(path)
+    try:
+        return PriceTable.model_validate(tomllib.loads(text))
+    except tomllib.TOMLDecodeError as e:
+        raise InputError(f"invalid TOML: {e}", file=where) from None
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or None
+        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+        raise InputError(f"{err['msg']}{more}", file=where, field=loc) from None
+
+
+def default_epochs(n_examples: int) -> int:
+    """The epochs OpenAI picks when none are given: ~3, nudged so that examples × epochs
+    stays within 100..25,000."""
+    if n_examples * TARGET_EPOCHS < MIN_TARGET_EXAMPLES:
+        return min(MAX_DEFAULT_EPOCHS, MIN_TARGET_EXAMPLES // n_examples)
+    if n_examples * TARGET_EPOCHS > MAX_TARGET_EXAMPLES:
+        return max(MIN_DEFAULT_EPOCHS, MAX_TARGET_EXAMPLES // n_examples)
+    return TARGET_EPOCHS
+
+
+@dataclass
+class CostReport:
+    path: str
+    model: str
+    price_model: str  # the table entry that matched `model`
+    encoding: str
+    exact: bool  # False: the model's encoding is unknown, counts are o200k_base approximations
+    examples: int
+    skipped: int  # non-blank lines that are not chat examples (not counted)
+    skipped_lines: list[int]  # the first few of them
+    tokens: int  # sum over examples, uncapped
+    billed_tokens: int  # sum over examples, each capped at max_example_tokens
+    max_example_tokens: int | None
+    examples_over_limit: int
+    epochs: int
+    epochs_default: bool  # True when OpenAI's default rule chose the epochs
+    trained_tokens: int  # billed_tokens × epochs
+    price_per_1m: float
+    currency: str
+    cost: float
+    prices_as_of: str
+    prices_source: str
+    distribution: dict[str, float] = field(default_factory=dict)  # min/mean/median/p95/max
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def cost_file(path: Path, model: str, epochs: int | None = None,
+              prices: PriceTable | None = None) -> CostReport:
+    """Count `path` (chat JSONL) like OpenAI bills it and price a fine-tuning run on `model`."""
+    path = Path(path)
+    check_readable(path)
+    prices = prices or load_prices()
+    price_model, price = _training_price(prices, model)
+    encoding, exact, encoding_name = tokens.encoding_for_model(model)
+    counts, skipped, blank = _count_examples(path, encoding)
+    if not counts:
+        raise InputError(_nothing_counted(skipped, blank), file=str(path))
+    cap = price.max_example_tokens
+    billed = [min(n, cap) if cap else n for n in counts]
+    n_epochs = epochs if epochs is not None else default_epochs(len(counts))
+    trained = sum(billed) * n_epochs
+    report = CostReport(
+        path=str(path), model=model, price_model=price_model, encoding=encoding_name,
+        exact=exact, examples=len(counts), skipped=len(skipped),
+        skipped_lines=skipped[:SHOWN_SKIPPED_LINES], tokens=sum(counts),
+        billed_tokens=sum(billed), max_example_tokens=cap,
+        examples_over_limit=sum(1 for n in counts if cap and n > cap), epochs=n_epochs,
+        epochs_default=epochs is None, trained_tokens=trained, price_per_1m=price.training,
+        currency=prices.currency, cost=trained / 1e6 * price.training,
+        prices_as_of=prices.as_of.isoformat(), prices_source=prices.source,
+        distribution=distribution(counts))
+    report.warnings = _warnings(report)
+    return report
+
+
+def _training_price(prices: PriceTable, model: str):
+    found = prices.lookup(model)
+    if found is None or found[1].training is None:
+        known = ", ".join(n for n, p in prices.models.items() if p.training is not None)
+        raise InputError(f"no training price for model {model!r} in the price table of "
+                         f"{prices.as_of} (known: {known}); pass --prices FILE with it")
+    return found
+
+
+def _count_examples(path: Path, encoding) -> tuple[list[int], list[int], int]:
+    """(tokens per example, line numbers skipped, blank lines), streaming."""
+    counts: list[int] = []
+    skipped: list[int] = []
+    blank = 0
+    for lineno, text in iter_lines(path):
+        obj, problem = parse_line(text)
+        if problem is not None and problem.code == "blank_line":
+            blank += 1
+            continue
+        n = None if problem else example_tokens(obj, encoding)
+        if n is None:
+            skipped.append(lineno)
+        else:
+            counts.append(n)
+    return counts, skipped, blank
+
+
+def _nothing_counted(skipped: list[int], blank: int) -> str:
+    if not skipped:
+        return "empty file, expected chat JSONL (one JSON object per line)"
+    return (f"none of the {len(skipped)} lines is a chat example with a 'messages' list "
+            f"(first: line {skipped[0]})")
+
+
+def distribution(counts: list[int]) -> dict[str, float]:
+    """min/mean/median/p95/max; p95 by the nearest-rank method (a value that occurs)."""
+    ordered = sorted(counts)
+    p95 = ordered[max(0, -(-95 * len(ordered) // 100) - 1)]
+    return {"min": ordered[0], "mean": round(statistics.fmean(ordered), 1),
+            "median": statistics.median(ordered), "p95": p95, "max": ordered[-1]}
+
+
+def _warnings(r: CostReport) -> list[str]:
+    out = []
+    if r.skipped:
+        shown = ", ".join(map(str, r.skipped_lines)) + (", …" if r.skipped > len(r.skipped_lines)
+                                                       else "")
+        out.append(f"{r.skipped} line(s) are not chat examples and were not counted "
+                   f"(line {shown}); run `persona validate` for details")
+    if r.examples_over_limit:
+        out.append(f"{r.examples_over_limit} example(s) exceed {r.max_example_tokens:,} tokens; "
+                   "billed at the limit (OpenAI truncates them)")
+    if r.max_example_tokens is None:
+        out.append(f"no per-example token limit known for {r.price_model}; tokens not capped")
+    if not r.exact:
+        out.append(f"no known encoding for {r.model!r}: tokens counted with {r.encoding}, "
+                   "approximate")
+    return out
+
+
+def generation_cost(model: str, input_tokens: int, output_tokens: int, batch_api: bool = False,
+                    prices: PriceTable | None = None) -> float | None:
+    """USD for `input_tokens` in and `output_tokens` out on `model`; None if not priced."""
+    prices = prices or load_prices()
+    found = prices.lookup(model)
+    if found is None or found[1].input is None or found[1].output is None:
+        return None
+    price = found[1]
+    cost = (input_tokens * price.input + output_tokens * price.output) / 1e6
+    return cost * (1 - prices.batch_discount) if batch_api else cost
