@@ -1,0 +1,41 @@
+"""The generation stages: templates -> fill -> questions -> merge. One module each."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+# on_progress(done, total): stages report progress through this; the CLI draws the bar.
+Progress = Callable[[int, int], None]
+
+
+def no_progress(done: int, total: int) -> None:
+    return None
+
+
+@dataclass
+class StageReport:
+    stage: str
+    made: int = 0  # items this call produced
+    kept: int = 0  # items from batches a previous run had finished
+    batches_written: int = 0
+    batches_skipped: int = 0
+    retried: int = 0
+    rejected: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    usage: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.made + self.kept
+
+    def count_reason(self, reason: str, n: int = 1) -> None:
+        self.reasons[reason] = self.reasons.get(reason, 0) + n
+
+    def to_dict(self) -> dict:
+        return {"stage": self.stage, "items": self.total, "made": self.made, "kept": self.kept,
+                "batches_written": self.batches_written, "batches_skipped": self.batches_skipped,
+                "retried": self.retried, "rejected": self.rejected,
+                "reasons": dict(sorted(self.reasons.items())), "usage": self.usage,
+                "notes": self.notes}

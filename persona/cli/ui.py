@@ -1,0 +1,41 @@
+"""Rich output helpers shared by the commands: progress bars on stderr, tables on stdout."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+out = Console()
+err = Console(stderr=True)
+
+
+@contextmanager
+def stage_bars(enabled: bool = True) -> Iterator:
+    """Yields `bar(stage, total) -> on_progress(done, total)`: one bar per stage."""
+    if not enabled:
+        yield lambda stage, total: (lambda done, total: None)
+        return
+    progress = Progress(TextColumn("[bold]{task.description:<10}"), BarColumn(),
+                        MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+                        TimeRemainingColumn(), console=err, transient=False)
+    with progress:
+        def bar(stage: str, total: int):
+            task = progress.add_task(stage, total=total)
+            return lambda done, total: progress.update(task, completed=done, total=total)
+        yield bar
+
+
+def print_json(obj) -> None:
+    click.echo(json.dumps(obj, ensure_ascii=False, indent=2))

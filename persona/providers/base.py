@@ -1,0 +1,74 @@
+"""What a provider is: who writes the text of the three generation stages.
+
+Stages decide *what* to write (which template, style, whether to slip) and check the result;
+providers only write. So the style mix and slip rate are exact whatever the provider, and a
+stage never knows which provider it talks to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from persona.spec import PersonaSpec
+
+
+@dataclass(frozen=True)
+class TemplateRecord:
+    id: str
+    text: str
+    placeholders: list[str]
+    forms: list[str]
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "text": self.text, "placeholders": self.placeholders,
+                "forms": self.forms}
+
+
+@dataclass(frozen=True)
+class FillRequest:
+    """One answer slot: the stage fixes template, style and slip; `attempt` varies retries."""
+
+    index: int
+    id: str
+    template: TemplateRecord
+    style: str
+    slip: bool
+    attempt: int = 0
+
+
+@dataclass
+class FillResult:
+    text: str  # the signed answer
+    values: dict[str, str]  # category -> value key
+    slip: dict | None  # {"kind", "from", "to"} when a slip was made
+    usage: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class QuestionRequest:
+    index: int
+    answer: dict  # the answer record as written by the fill stage
+    attempt: int = 0
+
+
+@dataclass
+class Failure:
+    """A provider could not produce an item (malformed output, refusal); the stage retries."""
+
+    reason: str
+    raw: str = ""
+    retry: bool = True  # False when asking again cannot help (the input itself does not fit)
+
+
+class Provider(Protocol):
+    name: str
+
+    def write_templates(self, spec: PersonaSpec, count: int, seed: int) -> list[str]:
+        """Template texts (with `{placeholders}`); the stage validates, dedups and numbers them."""
+
+    def fill(self, spec: PersonaSpec, requests: list[FillRequest], seed: int
+             ) -> list[FillResult | Failure]: ...
+
+    def ask(self, spec: PersonaSpec, requests: list[QuestionRequest], seed: int
+            ) -> list[str | Failure]: ...

@@ -1,0 +1,169 @@
+"""What was measured on a finished dataset: `final/<persona>/report.json` and DATASET_CARD.md.
+
+Every figure is read back from the files in `final/` (not from what the generator intended),
+so the report is also a check: unresolved placeholders must be 0, every answer signed.
+No timestamps or timings go into these files: two runs with one seed give the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+
+import numpy as np
+
+from persona import text as T
+from persona.io import iter_jsonl, write_json, write_text
+from persona.spec import PersonaSpec
+from persona.workspace import Workspace
+
+TOKENIZER = "o200k_base"  # gpt-4o / gpt-4.1 family: what the dataset would be billed with
+
+
+def _dist(lengths: list[int]) -> dict:
+    if not lengths:
+        return {"min": 0, "p50": 0, "mean": 0.0, "p95": 0, "max": 0}
+    a = np.asarray(lengths)
+    return {"min": int(a.min()), "p50": int(np.percentile(a, 50)),
+            "mean": round(float(a.mean()), 1), "p95": int(np.percentile(a, 95)),
+            "max": int(a.max())}
+
+
+def _encoder():
+    from persona.checks.tokens import get_encoding
+
+    return get_encoding(TOKENIZER)
+
+
+def measure(spec: PersonaSpec, ws: Workspace) -> dict:
+    enc = _encoder()
+    signature = spec.persona.signature
+    n = signed = unresolved = exact_dups = 0
+    unresolved_examples: list[str] = []
+    seen: set[bytes] = set()
+    q_len: list[int] = []
+    a_len: list[int] = []
+    chunk_q, chunk_a = [], []
+
+    def flush():
+        q_len.extend(len(t) for t in enc.encode_ordinary_batch(chunk_q))
+        a_len.extend(len(t) for t in enc.encode_ordinary_batch(chunk_a))
+        chunk_q.clear()
+        chunk_a.clear()
+
+    for _, ex in iter_jsonl(ws.final / "all.jsonl"):
+        msgs = {m["role"]: m["content"] for m in ex["messages"]}
+        q, a = msgs["user"], msgs["assistant"]
+        n += 1
+        signed += T.is_signed(a, signature)
+        left = T.unresolved(q) + T.unresolved(a)
+        if left:
+            unresolved += 1
+            unresolved_examples = (unresolved_examples + left)[:5]
+        key = hashlib.blake2b(f"{q}\x00{a}".encode(), digest_size=12).digest()
+        exact_dups += key in seen
+        seen.add(key)
+        chunk_q.append(q)
+        chunk_a.append(a)
+        if len(chunk_q) >= 1000:
+            flush()
+    flush()
+
+    styles, slips, splits, templates = Counter(), Counter(), Counter(), Counter()
+    values = {name: Counter() for name in spec.placeholders}
+    for _, m in iter_jsonl(ws.final / "meta.jsonl"):
+        styles[m["style"]] += 1
+        splits[m["split"]] += 1
+        templates[m["template_id"]] += 1
+        if m["slip"]:
+            slips[m["slip"]["kind"]] += 1
+        for name, key in m["values"].items():
+            values[name][key] += 1
+
+    pct = (lambda k: round(100.0 * k / n, 2)) if n else (lambda k: 0.0)
+    uses = list(templates.values())
+    return {
+        "persona": spec.id,
+        "count": n,
+        "splits": {s: splits.get(s, 0) for s in ("train", "val", "test")},
+        "style_mix": {s: {"count": styles.get(s, 0), "percent": pct(styles.get(s, 0)),
+                          "target_percent": round(100 * spec.style.mix[s], 2)}
+                      for s in spec.styles},
+        "slips": {"count": sum(slips.values()), "percent": pct(sum(slips.values())),
+                  "target_percent": round(100 * spec.style.slip_rate, 2),
+                  "by_kind": dict(sorted(slips.items()))},
+        "templates": {"used": len(templates), "uses_min": min(uses, default=0),
+                      "uses_max": max(uses, default=0)},
+        "values": {name: {"used": len(c), "available": len(spec.placeholders[name].values),
+                          "top": [[k, v] for k, v in c.most_common(3)]}
+                   for name, c in values.items()},
+        "tokens": {"tokenizer": TOKENIZER, "question": _dist(q_len), "answer": _dist(a_len)},
+        "unresolved_placeholders": unresolved,
+        "unresolved_examples": unresolved_examples,
+        "signature": {"text": signature, "signed": signed, "percent": pct(signed)},
+        "exact_duplicates": exact_dups,
+    }
+
+
+def write(spec: PersonaSpec, ws: Workspace, stages: dict[str, dict]) -> dict:
+    report = measure(spec, ws)
+    report["stages"] = stages
+    write_json(ws.final / "report.json", report)
+    write_text(ws.final / "DATASET_CARD.md", card(spec, report))
+    return report
+
+
+def card(spec: PersonaSpec, r: dict) -> str:
+    p = spec.persona
+    lines = [
+        f"# {p.name} — persona style-transfer dataset",
+        "",
+        f"{p.description or p.name}",
+        "",
+        f"- Language: `{p.language}`; every answer is signed “{p.signature}”.",
+        f"- {r['count']} question/answer pairs in OpenAI chat format (system / user / "
+        f"assistant): train {r['splits']['train']}, val {r['splits']['val']}, "
+        f"test {r['splits']['test']}.",
+        "- Made by `persona`; every figure below was "
+        "measured on the files in this folder.",
+        "",
+        "## System prompt",
+        "",
+        f"> {p.system_prompt}",
+        "",
+        "## Style mix",
+        "",
+        "| style | count | share | target |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, s in r["style_mix"].items():
+        lines.append(f"| {spec.styles[name].label} (`{name}`) | {s['count']} | "
+                     f"{s['percent']:.2f} % | {s['target_percent']:.2f} % |")
+    sl = r["slips"]
+    kinds = ", ".join(f"{k} {v}" for k, v in sl["by_kind"].items()) or "none"
+    tq, ta = r["tokens"]["question"], r["tokens"]["answer"]
+    lines += [
+        "",
+        "## Measured",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| slips | {sl['count']} ({sl['percent']:.2f} %, target {sl['target_percent']:.2f} %): "
+        f"{kinds} |",
+        f"| duplicates removed at merge | {r['stages'].get('merge', {}).get('removed', 0)} |",
+        f"| exact duplicates left | {r['exact_duplicates']} |",
+        f"| unresolved placeholders | {r['unresolved_placeholders']} |",
+        f"| signed answers | {r['signature']['signed']} ({r['signature']['percent']:.2f} %) |",
+        f"| templates used | {r['templates']['used']} (each {r['templates']['uses_min']}–"
+        f"{r['templates']['uses_max']}×) |",
+        f"| question tokens ({r['tokens']['tokenizer']}) | min {tq['min']}, median {tq['p50']}, "
+        f"mean {tq['mean']}, p95 {tq['p95']}, max {tq['max']} |",
+        f"| answer tokens | min {ta['min']}, median {ta['p50']}, mean {ta['mean']}, "
+        f"p95 {ta['p95']}, max {ta['max']} |",
+    ]
+    for name, v in r["values"].items():
+        lines.append(f"| values of `{{{name}}}` used | {v['used']} of {v['available']} |")
+    lines += ["", "## Intended use", "",
+              "Satire and style-transfer research: fine-tuning a model to imitate a speaking "
+              "style. The answers are invented; they are not quotes.", ""]
+    return "\n".join(lines)
