@@ -98,8 +98,9 @@ def test_unset_cache_dir_uses_a_persona_cache_dir(fresh, monkeypatch):
     monkeypatch.delenv("TIKTOKEN_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(fresh))
     tokens.get_encoding("o200k_base")
-    assert (fresh / "persona" / "tiktoken"
-            / hashlib.sha1(_url("o200k_base").encode()).hexdigest()).is_file()
+    assert (
+        fresh / "persona" / "tiktoken" / hashlib.sha1(_url("o200k_base").encode()).hexdigest()
+    ).is_file()
 
 
 def test_cache_disabled_by_empty_variable_is_one_clear_error(fresh, monkeypatch):
@@ -130,7 +131,8 @@ def test_concurrent_first_use_provisions_once(fresh):
         t.join()
     assert not errors and len({id(r) for r in results}) == 1
     assert [p.name for p in fresh.iterdir()] == [
-        hashlib.sha1(_url("o200k_base").encode()).hexdigest()]  # no temp files left
+        hashlib.sha1(_url("o200k_base").encode()).hexdigest()
+    ]  # no temp files left
 
 
 def test_other_layouts_are_converted_to_tiktokens_exact_bytes():
@@ -142,15 +144,29 @@ def test_other_layouts_are_converted_to_tiktokens_exact_bytes():
     assert hashlib.sha256(converted).hexdigest() == tokens._EXPECTED_SHA256["cl100k_base"]
 
 
-@pytest.mark.parametrize("model, name", [
-    ("gpt-4o-mini", "o200k_base"), ("gpt-4o-mini-2024-07-18", "o200k_base"),
-    ("ft:gpt-4o-mini-2024-07-18:org::abc", "o200k_base"), ("gpt-4o", "o200k_base"),
-    ("gpt-4.1", "o200k_base"), ("gpt-4.1-nano", "o200k_base"), ("o1", "o200k_base"),
-    ("o3-mini", "o200k_base"), ("o4-mini", "o200k_base"), ("gpt-5", "o200k_base"),
-    ("gpt-5.1-mini", "o200k_base"), ("gpt-4", "cl100k_base"), ("gpt-4-turbo", "cl100k_base"),
-    ("gpt-3.5-turbo-0125", "cl100k_base"), ("text-embedding-3-small", "cl100k_base"),
-    ("llama-3-8b", None), ("gpt-4.7", None), ("o1x", None),
-])
+@pytest.mark.parametrize(
+    "model, name",
+    [
+        ("gpt-4o-mini", "o200k_base"),
+        ("gpt-4o-mini-2024-07-18", "o200k_base"),
+        ("ft:gpt-4o-mini-2024-07-18:org::abc", "o200k_base"),
+        ("gpt-4o", "o200k_base"),
+        ("gpt-4.1", "o200k_base"),
+        ("gpt-4.1-nano", "o200k_base"),
+        ("o1", "o200k_base"),
+        ("o3-mini", "o200k_base"),
+        ("o4-mini", "o200k_base"),
+        ("gpt-5", "o200k_base"),
+        ("gpt-5.1-mini", "o200k_base"),
+        ("gpt-4", "cl100k_base"),
+        ("gpt-4-turbo", "cl100k_base"),
+        ("gpt-3.5-turbo-0125", "cl100k_base"),
+        ("text-embedding-3-small", "cl100k_base"),
+        ("llama-3-8b", None),
+        ("gpt-4.7", None),
+        ("o1x", None),
+    ],
+)
 def test_model_to_encoding(model, name):
     assert tokens.encoding_name_for_model(model) == name
 
@@ -164,8 +180,10 @@ def test_unknown_model_is_an_approximation_never_a_silent_guess():
 
 def test_chat_tokens_follow_openais_billing_formula():
     enc = tokens.get_encoding("o200k_base")
-    messages = [{"role": "system", "content": "hello world"},
-                {"role": "user", "content": "hello world", "name": "bob"}]
+    messages = [
+        {"role": "system", "content": "hello world"},
+        {"role": "user", "content": "hello world", "name": "bob"},
+    ]
     # 3 (reply primer) + [3 + system 1 + 2] + [3 + user 1 + 2 + bob 1 + name 1]
     assert tokens.chat_tokens(messages, enc) == 3 + 6 + 8 == 17
     weighted = [{"role": "assistant", "content": "hello world", "weight": 1}]

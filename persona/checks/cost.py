@@ -54,8 +54,11 @@ class PriceTable(BaseModel):
     def lookup(self, model: str) -> tuple[str, ModelPrice] | None:
         """(table name, prices) for `model` or a dated snapshot of it; the longest name wins."""
         model = model.strip().lower().removeprefix("ft:")
-        names = [n for n in self.models
-                 if model == n.lower() or model.startswith((n.lower() + "-", n.lower() + ":"))]
+        names = [
+            n
+            for n in self.models
+            if model == n.lower() or model.startswith((n.lower() + "-", n.lower() + ":"))
+        ]
         if not names:
             return None
         name = max(names, key=len)
@@ -120,8 +123,9 @@ class CostReport:
         return asdict(self)
 
 
-def cost_file(path: Path, model: str, epochs: int | None = None,
-              prices: PriceTable | None = None) -> CostReport:
+def cost_file(
+    path: Path, model: str, epochs: int | None = None, prices: PriceTable | None = None
+) -> CostReport:
     """Count `path` (chat JSONL) like OpenAI bills it and price a fine-tuning run on `model`."""
     path = Path(path)
     check_readable(path)
@@ -136,15 +140,28 @@ def cost_file(path: Path, model: str, epochs: int | None = None,
     n_epochs = epochs if epochs is not None else default_epochs(len(counts))
     trained = sum(billed) * n_epochs
     report = CostReport(
-        path=str(path), model=model, price_model=price_model, encoding=encoding_name,
-        exact=exact, examples=len(counts), skipped=len(skipped),
-        skipped_lines=skipped[:SHOWN_SKIPPED_LINES], tokens=sum(counts),
-        billed_tokens=sum(billed), max_example_tokens=cap,
-        examples_over_limit=sum(1 for n in counts if cap and n > cap), epochs=n_epochs,
-        epochs_default=epochs is None, trained_tokens=trained, price_per_1m=price.training,
-        currency=prices.currency, cost=trained / 1e6 * price.training,
-        prices_as_of=prices.as_of.isoformat(), prices_source=prices.source,
-        distribution=distribution(counts))
+        path=str(path),
+        model=model,
+        price_model=price_model,
+        encoding=encoding_name,
+        exact=exact,
+        examples=len(counts),
+        skipped=len(skipped),
+        skipped_lines=skipped[:SHOWN_SKIPPED_LINES],
+        tokens=sum(counts),
+        billed_tokens=sum(billed),
+        max_example_tokens=cap,
+        examples_over_limit=sum(1 for n in counts if cap and n > cap),
+        epochs=n_epochs,
+        epochs_default=epochs is None,
+        trained_tokens=trained,
+        price_per_1m=price.training,
+        currency=prices.currency,
+        cost=trained / 1e6 * price.training,
+        prices_as_of=prices.as_of.isoformat(),
+        prices_source=prices.source,
+        distribution=distribution(counts),
+    )
     report.warnings = _warnings(report)
     return report
 
@@ -153,8 +170,10 @@ def _training_price(prices: PriceTable, model: str):
     found = prices.lookup(model)
     if found is None or found[1].training is None:
         known = ", ".join(n for n, p in prices.models.items() if p.training is not None)
-        raise InputError(f"no training price for model {model!r} in the price table of "
-                         f"{prices.as_of} (known: {known}); pass --prices FILE with it")
+        raise InputError(
+            f"no training price for model {model!r} in the price table of "
+            f"{prices.as_of} (known: {known}); pass --prices FILE with it"
+        )
     return found
 
 
@@ -179,38 +198,56 @@ def _count_examples(path: Path, encoding) -> tuple[list[int], list[int], int]:
 def _nothing_counted(skipped: list[int], blank: int) -> str:
     if not skipped:
         return "empty file, expected chat JSONL (one JSON object per line)"
-    return (f"none of the {len(skipped)} lines is a chat example with a 'messages' list "
-            f"(first: line {skipped[0]})")
+    return (
+        f"none of the {len(skipped)} lines is a chat example with a 'messages' list "
+        f"(first: line {skipped[0]})"
+    )
 
 
 def distribution(counts: list[int]) -> dict[str, float]:
     """min/mean/median/p95/max; p95 by the nearest-rank method (a value that occurs)."""
     ordered = sorted(counts)
     p95 = ordered[max(0, -(-95 * len(ordered) // 100) - 1)]
-    return {"min": ordered[0], "mean": round(statistics.fmean(ordered), 1),
-            "median": statistics.median(ordered), "p95": p95, "max": ordered[-1]}
+    return {
+        "min": ordered[0],
+        "mean": round(statistics.fmean(ordered), 1),
+        "median": statistics.median(ordered),
+        "p95": p95,
+        "max": ordered[-1],
+    }
 
 
 def _warnings(r: CostReport) -> list[str]:
     out = []
     if r.skipped:
-        shown = ", ".join(map(str, r.skipped_lines)) + (", …" if r.skipped > len(r.skipped_lines)
-                                                       else "")
-        out.append(f"{r.skipped} line(s) are not chat examples and were not counted "
-                   f"(line {shown}); run `persona validate` for details")
+        shown = ", ".join(map(str, r.skipped_lines)) + (
+            ", …" if r.skipped > len(r.skipped_lines) else ""
+        )
+        out.append(
+            f"{r.skipped} line(s) are not chat examples and were not counted "
+            f"(line {shown}); run `persona validate` for details"
+        )
     if r.examples_over_limit:
-        out.append(f"{r.examples_over_limit} example(s) exceed {r.max_example_tokens:,} tokens; "
-                   "billed at the limit (OpenAI truncates them)")
+        out.append(
+            f"{r.examples_over_limit} example(s) exceed {r.max_example_tokens:,} tokens; "
+            "billed at the limit (OpenAI truncates them)"
+        )
     if r.max_example_tokens is None:
         out.append(f"no per-example token limit known for {r.price_model}; tokens not capped")
     if not r.exact:
-        out.append(f"no known encoding for {r.model!r}: tokens counted with {r.encoding}, "
-                   "approximate")
+        out.append(
+            f"no known encoding for {r.model!r}: tokens counted with {r.encoding}, approximate"
+        )
     return out
 
 
-def generation_cost(model: str, input_tokens: int, output_tokens: int, batch_api: bool = False,
-                    prices: PriceTable | None = None) -> float | None:
+def generation_cost(
+    model: str,
+    input_tokens: int,
+    output_tokens: int,
+    batch_api: bool = False,
+    prices: PriceTable | None = None,
+) -> float | None:
     """USD for `input_tokens` in and `output_tokens` out on `model`; None if not priced."""
     prices = prices or load_prices()
     found = prices.lookup(model)

@@ -41,14 +41,23 @@ APPROXIMATE_ENCODING = "o200k_base"
 # variants after "-" or ":" (gpt-4o-mini-2024-07-18); fine-tuned names (ft:gpt-4o-mini:org::id)
 # match their base. gpt-4.7 matches nothing rather than gpt-4: no silent guess.
 _FAMILIES = {
-    r"gpt-4o": "o200k_base", r"chatgpt-4o": "o200k_base", r"gpt-4\.1": "o200k_base",
-    r"gpt-4\.5": "o200k_base", r"gpt-5(?:\.\d+)?": "o200k_base", r"o1": "o200k_base",
-    r"o3": "o200k_base", r"o4": "o200k_base",
-    r"gpt-4": "cl100k_base", r"gpt-3\.5-turbo": "cl100k_base", r"gpt-35-turbo": "cl100k_base",
-    r"text-embedding-3": "cl100k_base", r"text-embedding-ada-002": "cl100k_base",
+    r"gpt-4o": "o200k_base",
+    r"chatgpt-4o": "o200k_base",
+    r"gpt-4\.1": "o200k_base",
+    r"gpt-4\.5": "o200k_base",
+    r"gpt-5(?:\.\d+)?": "o200k_base",
+    r"o1": "o200k_base",
+    r"o3": "o200k_base",
+    r"o4": "o200k_base",
+    r"gpt-4": "cl100k_base",
+    r"gpt-3\.5-turbo": "cl100k_base",
+    r"gpt-35-turbo": "cl100k_base",
+    r"text-embedding-3": "cl100k_base",
+    r"text-embedding-ada-002": "cl100k_base",
 }
-_FAMILY_RES = [(re.compile(rf"^(?:ft:)?{family}(?:[-:]|$)"), name)
-               for family, name in _FAMILIES.items()]
+_FAMILY_RES = [
+    (re.compile(rf"^(?:ft:)?{family}(?:[-:]|$)"), name) for family, name in _FAMILIES.items()
+]
 
 # Chat-markup tokens OpenAI's models use internally; a training file must not contain their
 # text either, though tiktoken's public encodings do not list them.
@@ -68,8 +77,11 @@ def encoding_for_model(model: str) -> tuple[tiktoken.Encoding | None, bool, str]
     """(encoding, exact, encoding name). Unknown models get o200k_base counts, exact=False."""
     name = encoding_name_for_model(model)
     if name is None:
-        log.info("no known encoding for model %r; counting with %s (approximate)",
-                 model, APPROXIMATE_ENCODING)
+        log.info(
+            "no known encoding for model %r; counting with %s (approximate)",
+            model,
+            APPROXIMATE_ENCODING,
+        )
         return get_encoding(APPROXIMATE_ENCODING), False, APPROXIMATE_ENCODING
     return get_encoding(name), True, name
 
@@ -79,8 +91,10 @@ def get_encoding(name: str) -> tiktoken.Encoding:
     import tiktoken
 
     if name not in _EXPECTED_SHA256:
-        raise PersonaError(f"encoding {name!r} is not available offline; "
-                           f"use one of {', '.join(sorted(_EXPECTED_SHA256))}")
+        raise PersonaError(
+            f"encoding {name!r} is not available offline; "
+            f"use one of {', '.join(sorted(_EXPECTED_SHA256))}"
+        )
     with _lock:
         cache_dir = _cache_dir()
         if (cache_dir, name) not in _provisioned:
@@ -89,8 +103,9 @@ def get_encoding(name: str) -> tiktoken.Encoding:
     try:
         return tiktoken.get_encoding(name)
     except Exception as e:  # tiktoken raises requests/ValueError/OSError: one line for the user
-        raise PersonaError(f"could not load tiktoken encoding {name!r} from "
-                           f"{cache_dir}: {e}") from e
+        raise PersonaError(
+            f"could not load tiktoken encoding {name!r} from {cache_dir}: {e}"
+        ) from e
 
 
 def cache_file(name: str, cache_dir: Path) -> Path:
@@ -105,8 +120,10 @@ def _cache_dir() -> str:
         return user
     if user == "":
         # Empty means "no cache" to tiktoken, which then always downloads; we cannot help.
-        raise PersonaError("TIKTOKEN_CACHE_DIR is set to '' (tiktoken caching disabled), so "
-                           "tiktoken must download encodings; unset it to count offline")
+        raise PersonaError(
+            "TIKTOKEN_CACHE_DIR is set to '' (tiktoken caching disabled), so "
+            "tiktoken must download encodings; unset it to count offline"
+        )
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     path = os.path.join(base, "persona", "tiktoken")
     # tiktoken reads the variable at load time; setting it is the only hook it offers.
@@ -121,8 +138,10 @@ def _provision(name: str, cache_dir: Path) -> None:
         return
     data = _tiktoken_bytes(_bundled_file(name))
     if _sha256(data) != expected:
-        raise PersonaError(f"bundled {name} from bpe-openai does not match tiktoken's "
-                           f"expected sha256 {expected}; reinstall bpe-openai")
+        raise PersonaError(
+            f"bundled {name} from bpe-openai does not match tiktoken's "
+            f"expected sha256 {expected}; reinstall bpe-openai"
+        )
     cache_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=cache_dir)
     try:
@@ -140,8 +159,10 @@ def _bundled_file(name: str) -> Path:
     # find_spec locates the package without importing it (its native extension is not needed).
     spec = importlib.util.find_spec("bpe_openai")
     if spec is None or not spec.submodule_search_locations:
-        raise PersonaError("package bpe-openai is not installed; it ships the encoding files "
-                           "for offline counting: pip install bpe-openai")
+        raise PersonaError(
+            "package bpe-openai is not installed; it ships the encoding files "
+            "for offline counting: pip install bpe-openai"
+        )
     data_dir = Path(next(iter(spec.submodule_search_locations))) / "data"
     for candidate in (data_dir / f"{name}.tiktoken.gz", data_dir / f"{name}.tiktoken"):
         if candidate.is_file():

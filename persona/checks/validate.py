@@ -36,8 +36,7 @@ EXAMPLE_KEYS = frozenset({"messages", "tools", "functions", "parallel_tool_calls
 MESSAGE_KEYS = {
     "system": {"role", "content", "name"},
     "user": {"role", "content", "name"},
-    "assistant": {"role", "content", "name", "weight", "tool_calls", "function_call",
-                  "refusal"},
+    "assistant": {"role", "content", "name", "weight", "tool_calls", "function_call", "refusal"},
     "tool": {"role", "content", "tool_call_id"},
     "function": {"role", "content", "name"},
 }
@@ -83,8 +82,9 @@ class ValidationReport:
         return d
 
 
-def validate_file(path: Path, *, model: str = "gpt-4o-mini", max_findings: int | None = None,
-                  prices=None) -> ValidationReport:
+def validate_file(
+    path: Path, *, model: str = "gpt-4o-mini", max_findings: int | None = None, prices=None
+) -> ValidationReport:
     """Stream `path` through `validate_example`; InputError if it cannot be read at all."""
     from persona.checks.cost import load_prices  # cost imports this module
 
@@ -92,8 +92,13 @@ def validate_file(path: Path, *, model: str = "gpt-4o-mini", max_findings: int |
     check_readable(path)
     encoding, exact, encoding_name = tokens.encoding_for_model(model)
     limits = (prices or load_prices()).lookup(model)
-    report = ValidationReport(path=str(path), model=model, encoding=encoding_name, exact=exact,
-                              max_tokens=limits[1].max_example_tokens if limits else None)
+    report = ValidationReport(
+        path=str(path),
+        model=model,
+        encoding=encoding_name,
+        exact=exact,
+        max_tokens=limits[1].max_example_tokens if limits else None,
+    )
     for lineno, text in iter_lines(path):
         report.lines = lineno
         obj, problem = parse_line(text)
@@ -106,12 +111,19 @@ def validate_file(path: Path, *, model: str = "gpt-4o-mini", max_findings: int |
             report.add(replace(finding, line=lineno), max_findings)
         report.max_example_tokens = max(report.max_example_tokens, n_tokens or 0)
     if report.lines == report.counts["blank_line"]:
-        raise InputError("empty file, expected chat JSONL (one JSON object per line)",
-                         file=str(path))
+        raise InputError(
+            "empty file, expected chat JSONL (one JSON object per line)", file=str(path)
+        )
     if report.examples < MIN_EXAMPLES:
-        report.add(Finding(None, None, "too_few_examples",
-                           f"{report.examples} examples; OpenAI needs at least {MIN_EXAMPLES}"),
-                   max_findings)
+        report.add(
+            Finding(
+                None,
+                None,
+                "too_few_examples",
+                f"{report.examples} examples; OpenAI needs at least {MIN_EXAMPLES}",
+            ),
+            max_findings,
+        )
     return report
 
 
@@ -130,13 +142,15 @@ def parse_line(text: str | None) -> tuple[Any, Finding | None]:
     if text is None:
         return None, Finding(None, None, "not_utf8", "line is not valid UTF-8")
     if not text.strip():
-        return None, Finding(None, None, "blank_line",
-                             "blank line; OpenAI expects a JSON object on every line")
+        return None, Finding(
+            None, None, "blank_line", "blank line; OpenAI expects a JSON object on every line"
+        )
     try:
         return json.loads(text), None
     except json.JSONDecodeError as e:
-        return None, Finding(None, None, "invalid_json",
-                             f"invalid JSON: {e.msg} (column {e.colno})")
+        return None, Finding(
+            None, None, "invalid_json", f"invalid JSON: {e.msg} (column {e.colno})"
+        )
 
 
 def example_tokens(obj: Any, encoding: tiktoken.Encoding) -> int | None:
@@ -147,25 +161,34 @@ def example_tokens(obj: Any, encoding: tiktoken.Encoding) -> int | None:
     return tokens.chat_tokens(messages, encoding)
 
 
-def validate_example(obj: Any, *, max_tokens: int | None,
-                     encoding: tiktoken.Encoding) -> list[Finding]:
+def validate_example(
+    obj: Any, *, max_tokens: int | None, encoding: tiktoken.Encoding
+) -> list[Finding]:
     """Every problem OpenAI would reject (or silently truncate) in one parsed example."""
     return _validate(obj, max_tokens, encoding)[0]
 
 
-def _validate(obj: Any, max_tokens: int | None,
-              encoding: tiktoken.Encoding) -> tuple[list[Finding], int | None]:
+def _validate(
+    obj: Any, max_tokens: int | None, encoding: tiktoken.Encoding
+) -> tuple[list[Finding], int | None]:
     """(findings, billed tokens or None): the tokens are counted once, for both uses."""
     if not isinstance(obj, dict):
         return [_f(None, "not_object", f"expected a JSON object, got {_kind(obj)}")], None
-    findings = [_f(k, "unknown_key", f"unknown key {k!r}; allowed: {_names(EXAMPLE_KEYS)}")
-                for k in obj if k not in EXAMPLE_KEYS]
+    findings = [
+        _f(k, "unknown_key", f"unknown key {k!r}; allowed: {_names(EXAMPLE_KEYS)}")
+        for k in obj
+        if k not in EXAMPLE_KEYS
+    ]
     messages = obj.get("messages")
     if messages is None:
         return [*findings, _f("messages", "missing_messages", "no 'messages' list")], None
     if not isinstance(messages, list):
-        return [*findings, _f("messages", "messages_not_list",
-                              f"'messages' must be a list, got {_kind(messages)}")], None
+        return [
+            *findings,
+            _f(
+                "messages", "messages_not_list", f"'messages' must be a list, got {_kind(messages)}"
+            ),
+        ], None
     if not messages:
         return [*findings, _f("messages", "empty_messages", "'messages' is empty")], None
     for i, message in enumerate(messages):
@@ -175,9 +198,13 @@ def _validate(obj: Any, max_tokens: int | None,
     findings += _special_tokens(messages, "messages", encoding)
     n = example_tokens(obj, encoding)
     if max_tokens is not None and n is not None and n > max_tokens:
-        findings.append(_f("messages", "too_many_tokens",
-                           f"{n:,} tokens, over the {max_tokens:,} per example; "
-                           "OpenAI truncates it"))
+        findings.append(
+            _f(
+                "messages",
+                "too_many_tokens",
+                f"{n:,} tokens, over the {max_tokens:,} per example; OpenAI truncates it",
+            )
+        )
     return findings, n
 
 
@@ -188,21 +215,44 @@ def _check_message(message: Any, where: str) -> list[Finding]:
     if "role" not in message:
         return [_f(f"{where}.role", "missing_role", "no 'role'")]
     if role not in MESSAGE_KEYS:
-        return [_f(f"{where}.role", "invalid_role",
-                   f"role {role!r} is not one of {_names(MESSAGE_KEYS)}")]
+        return [
+            _f(
+                f"{where}.role",
+                "invalid_role",
+                f"role {role!r} is not one of {_names(MESSAGE_KEYS)}",
+            )
+        ]
     findings = []
     for key in message:
         if key == "weight" and role != "assistant":
-            findings.append(_f(f"{where}.weight", "weight_not_assistant",
-                               f"'weight' is only allowed on assistant messages, not {role}"))
+            findings.append(
+                _f(
+                    f"{where}.weight",
+                    "weight_not_assistant",
+                    f"'weight' is only allowed on assistant messages, not {role}",
+                )
+            )
         elif key not in MESSAGE_KEYS[role]:
-            findings.append(_f(f"{where}.{key}", "unknown_key",
-                               f"key {key!r} is not allowed on a {role} message; "
-                               f"allowed: {_names(MESSAGE_KEYS[role])}"))
-    if role == "assistant" and "weight" in message and (
-            isinstance(message["weight"], bool) or message["weight"] not in (0, 1)):
-        findings.append(_f(f"{where}.weight", "invalid_weight",
-                           f"weight must be 0 or 1, got {message['weight']!r}"))
+            findings.append(
+                _f(
+                    f"{where}.{key}",
+                    "unknown_key",
+                    f"key {key!r} is not allowed on a {role} message; "
+                    f"allowed: {_names(MESSAGE_KEYS[role])}",
+                )
+            )
+    if (
+        role == "assistant"
+        and "weight" in message
+        and (isinstance(message["weight"], bool) or message["weight"] not in (0, 1))
+    ):
+        findings.append(
+            _f(
+                f"{where}.weight",
+                "invalid_weight",
+                f"weight must be 0 or 1, got {message['weight']!r}",
+            )
+        )
     return findings + _check_content(message, role, where) + _check_fields(message, role, where)
 
 
@@ -213,11 +263,21 @@ def _check_content(message: dict, role: str, where: str) -> list[Finding]:
         if calls:
             return []
         what = "null" if "content" in message else "missing"
-        return [_f(f"{where}.content", "missing_content",
-                   f"content is {what}; only an assistant message with tool_calls may omit it")]
+        return [
+            _f(
+                f"{where}.content",
+                "missing_content",
+                f"content is {what}; only an assistant message with tool_calls may omit it",
+            )
+        ]
     if not isinstance(content, str):
-        return [_f(f"{where}.content", "content_not_string",
-                   f"content must be a string, got {_kind(content)}")]
+        return [
+            _f(
+                f"{where}.content",
+                "content_not_string",
+                f"content must be a string, got {_kind(content)}",
+            )
+        ]
     if not content.strip() and not calls:
         return [_f(f"{where}.content", "empty_content", "content is empty")]
     return []
@@ -230,13 +290,19 @@ def _check_fields(message: dict, role: str, where: str) -> list[Finding]:
     if "tool_calls" in message and not isinstance(message["tool_calls"], list):
         findings.append(_f(f"{where}.tool_calls", "invalid_type", "tool_calls must be a list"))
     if "function_call" in message and not isinstance(message["function_call"], dict):
-        findings.append(_f(f"{where}.function_call", "invalid_type",
-                           "function_call must be an object"))
+        findings.append(
+            _f(f"{where}.function_call", "invalid_type", "function_call must be an object")
+        )
     if "refusal" in message and not isinstance(message["refusal"], str | None):
         findings.append(_f(f"{where}.refusal", "invalid_type", "refusal must be a string"))
     if role == "tool" and not isinstance(message.get("tool_call_id"), str):
-        findings.append(_f(f"{where}.tool_call_id", "missing_tool_call_id",
-                           "a tool message needs a string tool_call_id"))
+        findings.append(
+            _f(
+                f"{where}.tool_call_id",
+                "missing_tool_call_id",
+                "a tool message needs a string tool_call_id",
+            )
+        )
     return findings
 
 
@@ -244,9 +310,17 @@ def _special_tokens(value: Any, where: str, encoding: tiktoken.Encoding) -> list
     """Strings (at any depth) holding text the tokenizer would read as a special token."""
     if isinstance(value, str):
         found = sorted(set(_special_re(tokens.special_token_texts(encoding)).findall(value)))
-        return [_f(where, "special_token",
-                   f"contains {', '.join(found)}, read as a special token; OpenAI rejects it")
-                ] if found else []
+        return (
+            [
+                _f(
+                    where,
+                    "special_token",
+                    f"contains {', '.join(found)}, read as a special token; OpenAI rejects it",
+                )
+            ]
+            if found
+            else []
+        )
     if isinstance(value, dict):
         items = ((f"{where}.{k}", v) for k, v in value.items())
     elif isinstance(value, list):
@@ -266,8 +340,13 @@ def _f(field_: str | None, code: str, message: str) -> Finding:
 
 
 def _kind(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
-            type(None): "null"}.get(type(value), "a number")
+    return {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        type(None): "null",
+    }.get(type(value), "a number")
 
 
 def _names(keys) -> str:

@@ -20,11 +20,21 @@ _FILE = click.Path(path_type=Path)  # existence is checked by the library: one l
 
 @click.command()
 @click.argument("file", type=_FILE)
-@click.option("--model", "-m", default="gpt-4o-mini", show_default=True,
-              help="Model to be fine-tuned: sets the tokenizer and the per-example token limit.")
+@click.option(
+    "--model",
+    "-m",
+    default="gpt-4o-mini",
+    show_default=True,
+    help="Model to be fine-tuned: sets the tokenizer and the per-example token limit.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
-@click.option("--max-findings", type=click.IntRange(min=0), default=100, show_default=True,
-              help="Show (and keep) at most N findings; all are still counted.")
+@click.option(
+    "--max-findings",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="Show (and keep) at most N findings; all are still counted.",
+)
 def validate(file: Path, model: str, as_json: bool, max_findings: int) -> None:
     """Check FILE (chat JSONL) the way OpenAI's fine-tuning upload would.
 
@@ -43,9 +53,12 @@ def validate(file: Path, model: str, as_json: bool, max_findings: int) -> None:
 def _print_validation(report: ValidationReport, console: Console) -> None:
     approx = "" if report.exact else " (≈ approximate: model's encoding unknown)"
     limit = f"{report.max_tokens:,}" if report.max_tokens else "unknown, not checked"
-    console.print(f"[bold]{report.path}[/]: {report.examples:,} examples in {report.lines:,} "
-                  f"lines · {report.model} · {report.encoding}{approx} · limit {limit} tokens "
-                  f"per example · longest {report.max_example_tokens:,}", soft_wrap=True)
+    console.print(
+        f"[bold]{report.path}[/]: {report.examples:,} examples in {report.lines:,} "
+        f"lines · {report.model} · {report.encoding}{approx} · limit {limit} tokens "
+        f"per example · longest {report.max_example_tokens:,}",
+        soft_wrap=True,
+    )
     if report.ok:
         console.print("[green]OK[/]: no problems found")
         return
@@ -53,25 +66,44 @@ def _print_validation(report: ValidationReport, console: Console) -> None:
     for f in report.findings:
         table.add_row("" if f.line is None else str(f.line), f.field or "", f.code, f.message)
     console.print(table)
-    shown = "" if len(report.findings) == report.n_findings else \
-        f" (showing {len(report.findings)}; --max-findings to see more)"
+    shown = (
+        ""
+        if len(report.findings) == report.n_findings
+        else f" (showing {len(report.findings)}; --max-findings to see more)"
+    )
     per_code = ", ".join(f"{code} {n}" for code, n in sorted(report.counts.items()))
     console.print(f"[red]{report.n_findings:,} problem(s)[/]{shown}: {per_code}")
 
 
 @click.command()
 @click.argument("file", type=_FILE)
-@click.option("--model", "-m", default="gpt-4o-mini", show_default=True,
-              help="Model to fine-tune: sets the tokenizer, the price and the token limit.")
-@click.option("--epochs", "-e", type=click.IntRange(1, 50), default=None,
-              help="Training epochs. Default: what OpenAI picks for this many examples "
-                   "(3, raised for small and lowered for large datasets).")
-@click.option("--prices", "prices_file", type=_FILE, default=None,
-              help="A price table (TOML, the schema of persona/data/prices.toml) to use "
-                   "instead of the shipped one.")
+@click.option(
+    "--model",
+    "-m",
+    default="gpt-4o-mini",
+    show_default=True,
+    help="Model to fine-tune: sets the tokenizer, the price and the token limit.",
+)
+@click.option(
+    "--epochs",
+    "-e",
+    type=click.IntRange(1, 50),
+    default=None,
+    help="Training epochs. Default: what OpenAI picks for this many examples "
+    "(3, raised for small and lowered for large datasets).",
+)
+@click.option(
+    "--prices",
+    "prices_file",
+    type=_FILE,
+    default=None,
+    help="A price table (TOML, the schema of persona/data/prices.toml) to use "
+    "instead of the shipped one.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with every figure.")
-def cost(file: Path, model: str, epochs: int | None, prices_file: Path | None,
-         as_json: bool) -> None:
+def cost(
+    file: Path, model: str, epochs: int | None, prices_file: Path | None, as_json: bool
+) -> None:
     """Count FILE's tokens as OpenAI bills chat fine-tuning and price the training run.
 
     Lines that are not chat examples are not counted and are reported as a warning.
@@ -100,14 +132,20 @@ def _print_cost(r: CostReport, console: Console) -> None:
         ("file", r.path),
         ("examples counted", f"{r.examples:,}" + (f" ({r.skipped} skipped)" if r.skipped else "")),
         ("tokenizer", r.encoding + ("" if r.exact else " (approximate)")),
-        ("tokens per example", f"{ap}min {d['min']:,} · mean {d['mean']:,} · median "
-                               f"{d['median']:,} · p95 {d['p95']:,} · max {d['max']:,}"),
+        (
+            "tokens per example",
+            f"{ap}min {d['min']:,} · mean {d['mean']:,} · median "
+            f"{d['median']:,} · p95 {d['p95']:,} · max {d['max']:,}",
+        ),
         ("tokens", f"{ap}{r.tokens:,}"),
         ("billed per epoch", f"{ap}{r.billed_tokens:,} (limit {cap} per example)"),
         ("epochs", epochs),
         ("trained tokens", f"{ap}{r.trained_tokens:,}"),
-        ("price", f"{r.price_per_1m:.2f} {r.currency} / 1M ({r.price_model}, "
-                  f"prices as of {r.prices_as_of})"),
+        (
+            "price",
+            f"{r.price_per_1m:.2f} {r.currency} / 1M ({r.price_model}, "
+            f"prices as of {r.prices_as_of})",
+        ),
         ("cost", f"[bold]{ap}{_money(r.cost)} {r.currency}[/]"),
     ]:
         table.add_row(label, value)
