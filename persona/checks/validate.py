@@ -31,6 +31,8 @@ from persona.io import check_readable
 if TYPE_CHECKING:
     import tiktoken
 
+    from persona.checks.cost import PriceTable
+
 MIN_EXAMPLES = 10
 EXAMPLE_KEYS = frozenset({"messages", "tools", "functions", "parallel_tool_calls"})
 MESSAGE_KEYS = {
@@ -83,7 +85,11 @@ class ValidationReport:
 
 
 def validate_file(
-    path: Path, *, model: str = "gpt-4o-mini", max_findings: int | None = None, prices=None
+    path: Path,
+    *,
+    model: str = "gpt-4o-mini",
+    max_findings: int | None = None,
+    prices: PriceTable | None = None,
 ) -> ValidationReport:
     """Stream `path` through `validate_example`; InputError if it cannot be read at all."""
     from persona.checks.cost import load_prices  # cost imports this module
