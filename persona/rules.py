@@ -12,7 +12,8 @@ _LANG_WORDS = {
     "cs": {"a", "je", "to", "že", "se", "na", "já", "v", "jsem", "jsme", "ne", "o", "s", "tak",
            "jak", "co", "pane", "vás", "vám", "vy", "proč", "by", "podle", "pro", "i", "z",
            "do", "ale", "když", "mi", "mě", "mně", "my", "oni", "ten", "ta", "tady", "už",
-           "jsou", "není", "jste", "byl", "kdo", "jen", "jenom", "taky", "nebo"},
+           "jsou", "není", "jste", "byl", "kdo", "jen", "jenom", "taky", "nebo", "za", "byste",
+           "po", "při", "od", "k", "u", "ve", "se", "si"},
     "en": {"the", "a", "to", "and", "of", "is", "i", "it", "that", "we", "you", "in", "not"},
 }
 _CS_LETTERS = set("áčďéěíňóřšťúůýž")

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 from persona import rules
 from persona.dedup import DedupIndex
+from persona.errors import WorkspaceError
 from persona.io import iter_jsonl, write_json, write_jsonl
 from persona.providers.base import Failure, FillRequest, Provider, TemplateRecord
 from persona.spec import PersonaSpec
@@ -59,6 +60,9 @@ def template_schedule(n_templates: int, start: int, stop: int, seed: int) -> Ite
 def run(spec: PersonaSpec, ws: Workspace, provider: Provider, *, count: int, seed: int,
         batch_size: int = 300, force: bool = False, on_progress: Progress = no_progress
         ) -> StageReport:
+    if not ws.templates_file.exists():
+        raise WorkspaceError("no template bank: run `persona templates` first",
+                             file=str(ws.templates_file))
     bank = templates_stage.load(ws.templates_file, spec)
     params = {"persona": spec.fingerprint(), "templates": templates_stage.digest(
         ws.templates_file), "count": count, "seed": seed, "batch_size": batch_size,

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch):
+    """No test may reach a real LLM or pick the openai provider from the developer's shell."""
+    for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def cli():
+    from persona.cli import cli as group
+
+    runner = CliRunner()
+
+    def invoke(*args, ok=True):
+        result = runner.invoke(group, [str(a) for a in args], catch_exceptions=False)
+        if ok and result.exit_code != 0:
+            raise AssertionError(f"exit {result.exit_code}: {result.output}")
+        return result
+
+    return invoke
+
+
+def run_persona(*args, cwd=None, check=True, **kw) -> subprocess.CompletedProcess:
+    """Run the real CLI in a subprocess (for exit codes, stderr and start-up behaviour)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    proc = subprocess.run([sys.executable, "-m", "persona", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, env=env, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def babis():
+    from persona.spec import load_spec
+
+    return load_spec("babis")

@@ -1,0 +1,188 @@
+"""The offline pipeline end to end, through the real CLI."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from persona.checks.validate import validate_file
+from persona.stages.fill import apportion, slip_schedule, style_schedule, template_schedule
+from tests.conftest import ROOT, run_persona
+
+FINAL = ("all.jsonl", "train.jsonl", "val.jsonl", "test.jsonl", "meta.jsonl", "report.json",
+         "DATASET_CARD.md")
+
+
+def final_bytes(ws: Path, persona="babis") -> dict[str, bytes]:
+    return {name: (ws / "final" / persona / name).read_bytes() for name in FINAL}
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture(scope="module")
+def run3000(tmp_path_factory):
+    ws = tmp_path_factory.mktemp("ws3000")
+    proc = run_persona("run", "--persona", "babis", "--count", 3000, "--workspace", ws)
+    return ws, proc
+
+
+def test_apportion_and_schedules_are_exact():
+    assert apportion({"a": 0.2, "b": 0.2, "c": 0.2, "d": 0.2, "e": 0.2}, 3001) == \
+        {"a": 601, "b": 600, "c": 600, "d": 600, "e": 600}
+    styles = style_schedule({"x": 0.5, "y": 0.5}, 11, seed=1)
+    assert sorted(styles).count("x") in (5, 6) and len(styles) == 11
+    assert len(slip_schedule(0.15, 3000, seed=1)) == 450
+    uses = list(template_schedule(400, 0, 1200, seed=1))
+    assert all(uses.count(t) == 3 for t in range(400))
+
+
+def test_main_job_meets_the_done_criteria(run3000):
+    ws, proc = run3000
+    for name in FINAL:
+        assert (ws / "final/babis" / name).is_file()
+    r = json.loads((ws / "final/babis/report.json").read_text(encoding="utf-8"))
+    assert r["count"] == 3000
+    assert sum(r["splits"].values()) == 3000 and r["splits"]["train"] == 2400
+    for s in r["style_mix"].values():
+        assert abs(s["percent"] - 20.0) <= 1.0
+    assert abs(r["slips"]["percent"] - 15.0) <= 1.5
+    assert r["unresolved_placeholders"] == 0
+    assert r["signature"]["percent"] == 100.0
+    assert r["exact_duplicates"] == 0
+    assert "measured" in proc.stdout and "slips" in proc.stdout
+    assert validate_file(ws / "final/babis/train.jsonl").ok
+    v = run_persona("validate", ws / "final/babis/train.jsonl", check=False)
+    assert v.returncode == 0, v.stdout + v.stderr
+
+
+def test_final_files_are_pure_openai_chat(run3000):
+    ws, _ = run3000
+    for ex in lines(ws / "final/babis/train.jsonl")[:50]:
+        assert list(ex) == ["messages"]
+        assert [m["role"] for m in ex["messages"]] == ["system", "user", "assistant"]
+        assert all(set(m) == {"role", "content"} for m in ex["messages"])
+
+
+def test_meta_matches_examples_and_recorded_slips_are_in_the_text(run3000):
+    ws, _ = run3000
+    examples = lines(ws / "final/babis/all.jsonl")
+    meta = lines(ws / "final/babis/meta.jsonl")
+    assert len(examples) == len(meta) == 3000
+    for ex, m in zip(examples, meta, strict=True):
+        answer = ex["messages"][2]["content"]
+        if m["slip"]:
+            assert m["slip"]["to"] in answer
+        assert answer.endswith("\n\nAndrej Babiš")
+
+
+def test_question_matches_its_answer(run3000, babis):
+    """Stage 3 asks about the answer's own topic and enemy, not a random question."""
+    from persona.providers.offline import lookup_values
+
+    ws, _ = run3000
+    examples = lines(ws / "final/babis/all.jsonl")
+    meta = lines(ws / "final/babis/meta.jsonl")
+    for ex, m in zip(examples, meta, strict=True):
+        question = ex["messages"][1]["content"]
+        values = lookup_values(babis, m["values"])
+        for name in ("tema", "nepritel"):
+            if name in values:
+                forms = set(values[name].values())
+                assert any(f in question or f[:1].upper() + f[1:] in question for f in forms), \
+                    (name, question, values[name])
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(run3000, tmp_path):
+    ws, _ = run3000
+    again = tmp_path / "again"
+    run_persona("run", "--count", 3000, "--workspace", again)
+    assert final_bytes(again) == final_bytes(ws)
+    other = tmp_path / "other"
+    run_persona("run", "--count", 3000, "--workspace", other, "--seed", 7)
+    assert final_bytes(other)["all.jsonl"] != final_bytes(ws)["all.jsonl"]
+
+
+def test_rerun_resumes_and_gives_same_bytes(tmp_path, cli):
+    ws = tmp_path / "ws"
+    cli("run", "--count", 900, "--workspace", ws)
+    before = final_bytes(ws)
+    for folder in ("answers", "dialogues"):
+        (ws / "generated/babis" / folder / "batch_0002.jsonl").unlink()
+    result = cli("run", "--count", 900, "--workspace", ws)
+    assert "600 kept from an earlier run" in result.output
+    assert final_bytes(ws) == before
+
+
+def test_sigkill_mid_stage_then_rerun_gives_same_bytes(tmp_path, run3000):
+    ws = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "persona", "run", "--count", "3000", "--batch-size", "100",
+           "--workspace", str(ws)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    answers = ws / "generated/babis/answers"
+    deadline = time.time() + 60
+    while time.time() < deadline and not (answers / "batch_0005.jsonl").exists():
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (answers / "batch_0005.jsonl").exists()
+    assert not (answers / "batch_0030.jsonl").exists(), "the run ended before the kill"
+    run_persona("run", "--count", 3000, "--batch-size", 100, "--workspace", ws)
+    clean = tmp_path / "clean"
+    run_persona("run", "--count", 3000, "--batch-size", 100, "--workspace", clean)
+    assert final_bytes(ws) == final_bytes(clean)
+
+
+def test_changed_settings_are_refused_then_forced(tmp_path, cli):
+    ws = tmp_path / "ws"
+    cli("run", "--count", 300, "--workspace", ws)
+    result = cli("run", "--count", 300, "--seed", 5, "--workspace", ws, ok=False)
+    assert result.exit_code == 2
+    assert "seed: 42 -> 5" in result.output and "--force" in result.output
+    cli("run", "--count", 300, "--seed", 5, "--workspace", ws, "--force")
+    r = json.loads((ws / "final/babis/report.json").read_text(encoding="utf-8"))
+    assert r["count"] == 300
+
+
+def test_stages_one_by_one_equal_run(tmp_path, cli):
+    one = tmp_path / "one"
+    for stage in ("templates", "fill", "questions", "merge"):
+        extra = ["--count", 600] if stage == "fill" else []
+        cli(stage, "--workspace", one, *extra)
+    both = tmp_path / "both"
+    cli("run", "--count", 600, "--workspace", both)
+    assert final_bytes(one) == final_bytes(both)
+
+
+def test_split_flag(tmp_path, cli):
+    ws = tmp_path / "ws"
+    cli("run", "--count", 300, "--workspace", ws, "--split", 0.5, 0.25, 0.25)
+    r = json.loads((ws / "final/babis/report.json").read_text(encoding="utf-8"))
+    assert r["splits"] == {"train": 150, "val": 75, "test": 75}
+    bad = cli("run", "--count", 300, "--workspace", ws, "--split", 0.5, 0.5, 0.5, ok=False)
+    assert bad.exit_code == 2 and "sum to 1" in bad.output
+
+
+def test_committed_template_bank_is_stage_one_output(tmp_path, cli):
+    cli("templates", "--workspace", tmp_path)
+    made = (tmp_path / "templates/babis.jsonl").read_bytes()
+    assert made == (ROOT / "templates/babis.jsonl").read_bytes()
+    assert len(made.splitlines()) >= 400
+
+
+def test_broken_template_bank_is_one_line_exit_2(tmp_path):
+    bank = tmp_path / "templates/babis.jsonl"
+    bank.parent.mkdir()
+    bank.write_text('{"id": "t1", "text": "O {tema.loc} nic."}\n{"id": "t2", "text": \n',
+                    encoding="utf-8")
+    proc = run_persona("run", "--count", 10, "--workspace", tmp_path, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"{bank}:2: invalid JSON" in proc.stderr
+    bank.write_text('{"id": "t1", "text": "O {pocasi} nic."}\n', encoding="utf-8")
+    proc = run_persona("run", "--count", 10, "--workspace", tmp_path, check=False)
+    assert proc.returncode == 2 and f"{bank}:1: text: unknown placeholder" in proc.stderr
