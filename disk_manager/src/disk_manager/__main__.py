@@ -1,0 +1,3 @@
+from disk_manager.cli import main
+
+main()
