@@ -1,0 +1,61 @@
+"""Benchmark the offline pipeline: wall time, pairs/s and peak RSS of `persona run` per count.
+
+    python scripts/bench_pipeline.py                      # 3,000 / 30,000 / 100,000 pairs
+    python scripts/bench_pipeline.py --counts 3000 30000  # a subset
+
+Each count runs `python -m persona run` in a fresh process (start-up included) in a fresh
+temporary workspace; peak RSS is that process's own maximum resident set (getrusage of the
+child). Goals (issue 2): 3,000 pairs under 5 s wall on a 2-core machine, and peak RSS at
+30,000 pairs at most 1.5x the peak at 3,000 (the stages stream; memory must stay flat).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+
+PROBE = """
+import resource, subprocess, sys
+subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def measure(count: int) -> dict:
+    with tempfile.TemporaryDirectory() as ws:
+        cmd = [sys.executable, "-m", "persona", "run", "--persona", "babis", "--count",
+               str(count), "--workspace", ws]
+        start = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", PROBE, *cmd], check=True,
+                             capture_output=True, text=True).stdout
+        wall = time.perf_counter() - start
+        with open(f"{ws}/final/babis/report.json", encoding="utf-8") as fh:
+            delivered = json.load(fh)["count"]
+    return {"count": count, "delivered": delivered, "wall_s": round(wall, 2),
+            "pairs_per_s": round(delivered / wall), "peak_rss_mb": round(int(out) / 1024, 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--counts", type=int, nargs="+", default=[3000, 30000, 100000])
+    args = ap.parse_args()
+    rows = [measure(c) for c in args.counts]
+    print(f"{'pairs':>8} {'wall s':>8} {'pairs/s':>8} {'peak RSS MB':>12}")
+    for r in rows:
+        print(f"{r['delivered']:>8} {r['wall_s']:>8} {r['pairs_per_s']:>8} {r['peak_rss_mb']:>12}")
+    by = {r["count"]: r for r in rows}
+    if 3000 in by:
+        print(f"3,000 pairs under 5 s: {'yes' if by[3000]['wall_s'] < 5 else 'NO'}")
+    if 3000 in by and 30000 in by:
+        ratio = by[30000]["peak_rss_mb"] / by[3000]["peak_rss_mb"]
+        print(f"peak RSS 30,000 / 3,000: {ratio:.2f}x (goal <= 1.5x): "
+              f"{'yes' if ratio <= 1.5 else 'NO'}")
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()
