@@ -120,7 +120,8 @@ def plan_files(cache: Cache, sel: Selector) -> list[Candidate]:
                                                and name.endswith((".conda", ".tar.bz2"))):
                 continue
             st = os.lstat(p)
-            used = max(st.st_atime, st.st_mtime)
+            # Resolving a symlink bumps its atime (our own walk does): trust only its mtime.
+            used = st.st_mtime if p.is_symlink() else max(st.st_atime, st.st_mtime)
             if sel.wants(st.st_size, used):
                 out.append(Candidate(cache.name, cache.path,
                                      str(p.relative_to(cache.path)), (p,), st.st_size, used))
