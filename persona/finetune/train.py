@@ -1,0 +1,321 @@
+"""LoRA / QLoRA fine-tuning of a causal LM on chat JSONL through TRL's SFTTrainer and PEFT.
+
+    persona finetune --data final/babis --base-model tiny --out runs/babis-tiny
+    persona finetune --data final/babis --base-model mistralai/Mistral-7B-Instruct-v0.3 \
+        --out runs/babis-mistral                       # 4-bit QLoRA on CUDA
+    accelerate launch -m persona finetune --config runs/babis.toml   # several GPUs
+
+Order of work: read the data, (build the tiny base), disk preflight, and only then load weights.
+Batches are padded per batch after grouping by length on the CPU; on CUDA with flash-attention
+the examples are concatenated padding-free with per-example position ids, so no compute goes to
+padding and examples never attend to each other. Nothing is packed into shared attention.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from persona.errors import InputError, WorkspaceError
+from persona.finetune import (
+    PreflightError,
+    TrainingInterrupted,
+    quiet_libraries,
+    require_train_deps,
+)
+from persona.finetune.callbacks import Reporter, StopOnInterrupt, TrainingLog, sigint_to
+from persona.finetune.config import FinetuneConfig
+from persona.finetune.data import ChatData, load_chat_data, tokenize_all
+from persona.finetune.outputs import (
+    library_versions,
+    peak_rss_bytes,
+    plot_loss,
+    write_card,
+    write_summary,
+)
+from persona.finetune.tiny import build_tiny, is_tiny, tiny_folder
+from persona.io import write_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Plan:
+    """What was decided before any weights are loaded (the CLI prints it)."""
+
+    device: str
+    quant: str
+    base: str
+    attention: str
+    padding_free: bool
+    preflight: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FinetuneResult:
+    out: Path
+    summary: dict[str, Any]
+    log: list[dict]
+    model: Any = None  # the trained PeftModel, still in memory
+    tokenizer: Any = None
+
+
+def last_checkpoint(out: Path) -> Path | None:
+    """The newest complete checkpoint. The Trainer writes trainer_state.json last, so a folder
+    without it was cut short (a kill during the save) and cannot be resumed from."""
+    ckpts = [p for p in Path(out).glob("checkpoint-*")
+             if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").exists()]
+    return max(ckpts, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def resolve_quant(requested: str, device: str) -> str:
+    """auto = 4bit (QLoRA) on CUDA, none on the CPU, where bitsandbytes 4-bit is ~2x slower."""
+    if requested != "auto":
+        return requested
+    return "4bit" if device == "cuda" else "none"
+
+
+def finetune(cfg: FinetuneConfig, *, resume: bool = False, reporter: Reporter | None = None,
+             on_plan=None) -> FinetuneResult:
+    """Train a LoRA adapter as `cfg` says; write adapter, logs, plots and summary into cfg.out."""
+    require_train_deps()
+    out = _check_out(cfg, resume)
+    quiet_libraries()
+    t0 = time.time()
+    data = load_chat_data(Path(cfg.data), val_fraction=cfg.val_fraction, seed=cfg.seed)
+    plan = make_plan(cfg, data, out)
+    if on_plan:
+        on_plan(plan)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", cfg.hyperparameters())
+    tok, model = load_base(plan.base, plan.quant, plan.device, plan.attention)
+    trainer, stopper, tlog = build_trainer(cfg, plan, data, tok, model, out, reporter)
+    with sigint_to(stopper):
+        trainer.train(resume_from_checkpoint=str(last_checkpoint(out)) if resume else None)
+    if stopper.stopped_at is not None:
+        raise TrainingInterrupted(f"interrupted at step {stopper.stopped_at}; checkpoint saved "
+                                  f"in {out}, continue with --resume")
+    model = trainer.model
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    summary = _finish(cfg, plan, data, trainer, tlog.rows, out, time.time() - t0)
+    if cfg.merge:
+        summary["merged"] = str(merge_adapter(out, plan.base, plan.device))
+        write_summary(out / "summary.json", summary)
+    return FinetuneResult(out, summary, tlog.rows, model, tok)
+
+
+def _check_out(cfg: FinetuneConfig, resume: bool) -> Path:
+    for name in ("data", "base_model", "out"):
+        if getattr(cfg, name) is None:
+            raise InputError(f"missing --{name.replace('_', '-')}", field=name)
+    out = Path(cfg.out)
+    last = last_checkpoint(out)
+    if resume and last is None:
+        raise WorkspaceError(f"no checkpoint in {out} to resume from")
+    if not resume and last is not None:
+        raise WorkspaceError(f"{out} already holds checkpoints: pass --resume to continue, "
+                             "or choose another --out")
+    return out
+
+
+def make_plan(cfg: FinetuneConfig, data: ChatData, out: Path) -> Plan:
+    """Decide device, quantization and attention; build a tiny base; run the disk preflight."""
+    import importlib.util
+
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    quant = resolve_quant(cfg.quant, device)
+    flash = device == "cuda" and importlib.util.find_spec("flash_attn") is not None
+    base = cfg.base_model
+    if is_tiny(base):
+        # Tiny is built from the data (its tokenizer is trained on it), a few MB, before the
+        # preflight so the preflight can measure a real folder.
+        base = str(build_tiny(base, data.texts(), tiny_folder(out, base), seed=cfg.seed))
+    plan = Plan(device, quant, base, "flash_attention_2" if flash else "sdpa", padding_free=flash)
+    plan.preflight = run_preflight(base, out, quant, cfg)
+    return plan
+
+
+def run_preflight(model: str, out: Path, quant: str, cfg: FinetuneConfig) -> str:
+    """Refuse (PreflightError, exit 2) when model, checkpoints and outputs won't fit on disk."""
+    try:
+        from disk_manager import preflight
+    except ImportError:
+        raise PreflightError("disk_manager is missing: install with pip install -e .") from None
+    pf = preflight(model, out_dir=out, quant=quant, checkpoints=cfg.save_total_limit,
+                   merge=cfg.merge, lora_rank=cfg.lora_r, cache_dir=None, margin=0.10)
+    if not pf.fits:
+        raise PreflightError("will not fit on disk: " + "; ".join(pf.reasons))
+    return pf.summary()
+
+
+def load_base(base: str, quant: str, device: str, attention: str = "sdpa"):
+    """Tokenizer and model; 4-/8-bit through BitsAndBytesConfig (bf16 compute on CUDA)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(base)
+    _ensure_pad(tok)
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attention}
+    if quant != "none":
+        kwargs["quantization_config"] = bnb_config(quant, dtype)
+        if device == "cuda":
+            from accelerate import PartialState
+
+            # One full copy per process under `accelerate launch` (DDP), not sharded.
+            kwargs["device_map"] = {"": PartialState().local_process_index}
+    model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tok.pad_token_id
+    return tok, model
+
+
+def bnb_config(quant: str, compute_dtype):
+    from transformers import BitsAndBytesConfig
+
+    if quant == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                              bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute_dtype)
+
+
+def _ensure_pad(tok) -> None:
+    """Pad must differ from EOS, else EOS labels get masked and the model never learns to stop.
+
+    Reuse an existing spare token (unk) rather than adding one: a new token resizes the
+    embeddings, and PEFT then saves the whole embedding matrix into the adapter.
+    """
+    if tok.pad_token is not None and tok.pad_token_id != tok.eos_token_id:
+        return
+    if tok.unk_token is not None and tok.unk_token_id != tok.eos_token_id:
+        tok.pad_token = tok.unk_token
+        return
+    raise InputError("the tokenizer has no pad token distinct from EOS and no unk token to "
+                     "reuse; add a pad token to the base model first")
+
+
+def build_trainer(cfg, plan: Plan, data: ChatData, tok, model, out: Path,
+                  reporter: Reporter | None):
+    from datasets import Dataset
+    from transformers import PrinterCallback
+    from trl import SFTTrainer
+
+    if plan.quant != "none":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=_grad_ckpt(cfg, plan),
+            gradient_checkpointing_kwargs={"use_reentrant": False})
+    train = Dataset.from_list(tokenize_all(tok, data.train, cfg.max_length))
+    val = Dataset.from_list(tokenize_all(tok, data.val, cfg.max_length))
+    tlog, stopper = TrainingLog(out / "training_log.jsonl", reporter), StopOnInterrupt()
+    trainer = SFTTrainer(model=model, args=sft_config(cfg, plan, out), train_dataset=train,
+                         eval_dataset=val, processing_class=tok, peft_config=lora_config(cfg),
+                         callbacks=[tlog, stopper])
+    # disable_tqdm swaps the bar for a callback that prints raw log dicts; we report ourselves.
+    trainer.remove_callback(PrinterCallback)
+    return trainer, stopper, tlog
+
+
+def lora_config(cfg: FinetuneConfig):
+    from peft import LoraConfig
+
+    targets = cfg.target_modules
+    return LoraConfig(
+        r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, bias="none",
+        task_type="CAUSAL_LM",
+        target_modules=targets if targets == "all-linear" else
+        [t.strip() for t in targets.split(",") if t.strip()],
+    )
+
+
+def _grad_ckpt(cfg: FinetuneConfig, plan: Plan) -> bool:
+    if cfg.gradient_checkpointing is not None:
+        return cfg.gradient_checkpointing
+    return plan.device == "cuda"
+
+
+def sft_config(cfg: FinetuneConfig, plan: Plan, out: Path):
+    import torch
+    from trl import SFTConfig
+
+    cuda = plan.device == "cuda"
+    return SFTConfig(
+        output_dir=str(out), seed=cfg.seed, data_seed=cfg.seed, report_to="none",
+        disable_tqdm=True, use_cpu=not cuda, bf16=cuda and torch.cuda.is_bf16_supported(),
+        learning_rate=cfg.lr, lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_ratio,
+        weight_decay=cfg.weight_decay, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum, max_length=cfg.max_length,
+        activation_checkpointing=_grad_ckpt(cfg, plan),
+        activation_checkpointing_kwargs={"use_reentrant": False},
+        # Paged 8-bit AdamW keeps optimizer state small and spills to CPU on spikes (QLoRA).
+        optim="paged_adamw_8bit" if cuda and plan.quant != "none" else "adamw_torch",
+        logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit, eval_strategy="steps", eval_steps=cfg.eval_steps,
+        metric_for_best_model="eval_loss", greater_is_better=False,
+        # No packing: without flash-attention, packed examples attend to each other.
+        packing=False, padding_free=plan.padding_free,
+        train_sampling_strategy="random" if plan.padding_free else "group_by_length",
+    )
+
+
+def _finish(cfg, plan: Plan, data: ChatData, trainer, rows: list[dict], out: Path,
+            duration: float) -> dict[str, Any]:
+    plot_loss(rows, out / "loss.png")
+    summary = build_summary(cfg, plan, data, trainer, rows, out, duration)
+    write_summary(out / "summary.json", summary)
+    write_card(out / "README.md", summary)
+    return summary
+
+
+def build_summary(cfg, plan: Plan, data: ChatData, trainer, rows: list[dict], out: Path,
+                  duration: float) -> dict[str, Any]:
+    import torch
+
+    losses = [r for r in rows if "loss" in r]
+    evals = [r for r in rows if "eval_loss" in r]
+    tps = [r["tokens_per_s"] for r in losses if r.get("tokens_per_s")]
+    return {
+        "out": str(out), "base_model": cfg.base_model, "base_path": plan.base,
+        "device": plan.device, "quant": plan.quant, "attention": plan.attention,
+        "padding_free": plan.padding_free, "steps": trainer.state.global_step,
+        "data": {"path": cfg.data, "sha256": data.sha256(), "files": [str(f) for f in data.files],
+                 "train_examples": len(data.train), "val_examples": len(data.val),
+                 "system_prompt": data.system_prompt()},
+        "hyperparameters": cfg.hyperparameters(),
+        "final": {"loss": losses[-1]["loss"] if losses else None,
+                  "eval_loss": evals[-1]["eval_loss"] if evals else None,
+                  "first_loss": losses[0]["loss"] if losses else None},
+        "tokens_per_s_mean": round(sum(tps) / len(tps), 1) if tps else None,
+        "duration_s": round(duration, 1),
+        "peak_rss_bytes": peak_rss_bytes(),
+        "peak_gpu_bytes": torch.cuda.max_memory_allocated() if plan.device == "cuda" else None,
+        "versions": library_versions(),
+        "preflight": plan.preflight,
+    }
+
+
+def merge_adapter(out: Path, base: str, device: str) -> Path:
+    """Fold the adapter into full-precision base weights: OUT/merged loads without PEFT."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gc.collect()
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+    merged = PeftModel.from_pretrained(model, str(out)).merge_and_unload()
+    target = Path(out) / "merged"
+    merged.save_pretrained(target)
+    AutoTokenizer.from_pretrained(str(out)).save_pretrained(target)
+    return target

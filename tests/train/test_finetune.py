@@ -1,0 +1,86 @@
+"""One tiny Llama trained on the built-in persona's data: loss, outputs, adapter, reload, merge."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("torch")
+
+QUESTION = "Pane Babiši, co říkáte na daně?"
+
+
+def test_loss_falls_and_eval_loss_is_reported(trained):
+    losses = [r["loss"] for r in trained.log if "loss" in r]
+    evals = [r for r in trained.log if "eval_loss" in r]
+    assert len(losses) == 6 and losses[-1] < losses[0] - 0.3, losses
+    assert [r["step"] for r in evals] == [10, 20, 30]
+    assert evals[-1]["eval_loss"] < evals[0]["eval_loss"]
+    assert all(r["tokens_per_s"] > 0 for r in trained.log if "loss" in r)
+
+
+def test_outputs_are_written(trained):
+    out = trained.out
+    for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json",
+                 "training_log.jsonl", "loss.png", "summary.json", "README.md", "config.json"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 30 and summary["quant"] == "none"
+    assert len(summary["data"]["sha256"]) == 64
+    assert summary["hyperparameters"]["lora_r"] == 16
+    assert summary["versions"]["trl"] and summary["peak_rss_bytes"] > 0
+    lines = (out / "training_log.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == trained.log
+    assert (out / "loss.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_base_weights_unchanged_and_adapter_changed(trained):
+    import torch
+    from safetensors.torch import load_file
+
+    base = load_file(str(trained.out / "base-tiny" / "model.safetensors"))
+    params = dict(trained.model.named_parameters())
+    q = "base_model.model.model.layers.0.self_attn.q_proj"
+    assert torch.equal(params[f"{q}.base_layer.weight"],
+                       base["model.layers.0.self_attn.q_proj.weight"])
+    assert torch.equal(params["base_model.model.model.embed_tokens.weight"],
+                       base["model.embed_tokens.weight"])
+    lora_b = [p for n, p in params.items() if "lora_B" in n]
+    assert lora_b and all(p.abs().sum() > 0 for p in lora_b)  # LoRA B starts at zero
+    assert all(p.requires_grad == ("lora_" in n) for n, p in params.items())
+
+
+def test_reloaded_adapter_answers_like_the_trained_model(trained):
+    from persona.finetune import chat
+
+    system = trained.summary["data"]["system_prompt"]
+    in_memory = chat.answer(trained.model.eval(), trained.tokenizer, QUESTION, system=system,
+                            max_new_tokens=24)
+    model, tok, trained_system = chat.load(trained.out)
+    assert trained_system == system
+    assert chat.answer(model, tok, QUESTION, system=system, max_new_tokens=24) == in_memory
+    assert in_memory  # the model says something
+
+
+def test_merged_weights_match_the_adapter(trained):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    merged = AutoModelForCausalLM.from_pretrained(str(trained.out / "merged"))
+    ids = trained.tokenizer(QUESTION, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        expected = trained.model.eval()(input_ids=ids).logits
+        got = merged.eval()(input_ids=ids).logits
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_chat_command_answers_questions(trained, subprocess_env):
+    from click.testing import CliRunner
+
+    from persona.cli import cli
+
+    result = CliRunner().invoke(cli, ["chat", "--model", str(trained.out), "-q", QUESTION,
+                                      "--max-new-tokens", "8"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"> {QUESTION}\n")
