@@ -140,6 +140,8 @@ class PersonaSpec(Strict):
         frames = [{n for n, _ in slots_of(q)} for q in self.journalist.questions]
         for i, core in enumerate(self.grammar.cores):
             have = {n for n, _ in slots_of(core)}
+            if not have:
+                raise ValueError(f"grammar.cores[{i}]: a core needs at least one placeholder")
             if not any(f <= have for f in frames):
                 raise ValueError(f"grammar.cores[{i}]: no journalist question frame uses only "
                                  f"its placeholders ({', '.join(sorted(have)) or 'none'}), so "

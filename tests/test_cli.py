@@ -71,3 +71,13 @@ def test_stage_without_its_input_is_a_clear_error(tmp_path, command):
 
 def test_group_is_importable_without_side_effects():
     assert group.name in ("cli", "persona")
+
+
+def test_init_from_a_spec_file_and_unknown_source(tmp_path, cli):
+    first = tmp_path / "first.toml"
+    cli("init", "first", "--from", "babis", "--output", first)
+    second = tmp_path / "second.toml"
+    cli("init", "second", "--from", first, "--output", second)
+    assert load_spec(second).id == "second"
+    bad = cli("init", "third", "--from", "nosuch", "--output", tmp_path / "t.toml", ok=False)
+    assert bad.exit_code == 2 and "unknown persona" in bad.output

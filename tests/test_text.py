@@ -52,3 +52,12 @@ def test_offline_templates_are_deterministic_and_unique(babis):
     c = OfflineProvider().write_templates(babis, 400, seed=8)
     assert a == b and a != c
     assert len(set(a)) == 400
+
+
+def test_small_grammar_with_repeats_ends(babis):
+    """Fewer unique templates than asked: stage 1 returns what exists instead of looping."""
+    g = babis.grammar.model_copy(update={"openers": ["", "Hele.", "Hele."], "closers": [""],
+                                         "cores": babis.grammar.cores[:2]})
+    small = babis.model_copy(update={"grammar": g})
+    out = OfflineProvider().write_templates(small, 100, seed=1)
+    assert len(out) == len(set(out)) == 4

@@ -243,7 +243,7 @@ def personas(as_json):
 @click.command()
 @click.argument("name")
 @click.option("--from", "source", default="butler", show_default=True,
-              help="Built-in persona to start from.")
+              help="Built-in persona id or spec file to start from.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the spec (default: NAME.toml).")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
@@ -254,20 +254,21 @@ def init(name, source, output, force):
 
     from persona.errors import PersonaError
     from persona.io import write_text
-    from persona.spec import builtin_path, parse_spec, resolve
+    from persona.spec import parse_spec, resolve
 
     if not re.fullmatch(r"[a-z][a-z0-9_-]*", name):
         raise PersonaError(f"persona name {name!r}: use lower-case letters, digits, - and _")
     path = output or Path(f"{name}.toml")
     if path.exists() and not force:
         raise PersonaError("exists; pass --force to overwrite", file=str(path))
-    text = builtin_path(source).read_text(encoding="utf-8") if source != name else ""
-    if not text:
-        text = resolve(source).read_text(encoding="utf-8")
+    source_path = resolve(source)
+    if not source_path.is_file():
+        raise PersonaError("no such persona spec", file=str(source_path))
+    text = source_path.read_text(encoding="utf-8")
     text = re.sub(r'(?m)^id = ".*"$', f'id = "{name}"', text, count=1)
     parse_spec(tomllib.loads(text), source=str(path))  # what we write must load
     write_text(path, text)
-    out.print(f"Wrote [bold]{path}[/bold] (from the built-in '{source}'). Edit it, then:\n"
+    out.print(f"Wrote [bold]{path}[/bold] (from '{source}'). Edit it, then:\n"
               f"  persona run --persona {path}")
 
 

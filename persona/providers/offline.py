@@ -24,9 +24,11 @@ class OfflineProvider:
         rng = random.Random(f"{seed}:templates")
         seen: set[str] = set()
         out: list[str] = []
-        limit = len(g.openers) * len(g.cores) * len(g.closers)
-        # Rounds over the shuffled cores keep every core equally used.
-        while len(out) < min(count, limit):
+        stale_rounds = 0
+        # Rounds over the shuffled cores keep every core equally used; stop when rounds stop
+        # finding new texts (a small grammar may have fewer unique templates than asked).
+        while len(out) < count and stale_rounds < 50:
+            before = len(out)
             cores = list(g.cores)
             rng.shuffle(cores)
             for core in cores:
@@ -36,8 +38,7 @@ class OfflineProvider:
                     out.append(text)
                     if len(out) == count:
                         break
-            if len(seen) >= limit:
-                break
+            stale_rounds = stale_rounds + 1 if len(out) == before else 0
         return out
 
     def fill(self, spec: PersonaSpec, requests: list[FillRequest], seed: int
