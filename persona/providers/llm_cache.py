@@ -1,0 +1,71 @@
+"""The request cache: every answered request, keyed by a hash of model, messages and params.
+
+One append-only JSONL file per workspace persona (`generated/<persona>/cache/requests.jsonl`);
+a line is written and fsynced as soon as its answer arrives, so a run killed at any moment
+re-sends only requests that had no answer. A half-written last line (killed mid-write) is
+skipped on load. Only the answer and its usage are stored: never headers, never the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+
+def request_key(model: str, messages: list[dict], params: dict) -> str:
+    blob = json.dumps({"model": model, "messages": messages, "params": params},
+                      ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class RequestCache:
+    def __init__(self, folder: Path | None):
+        self.path = Path(folder) / "requests.jsonl" if folder else None
+        self.entries: dict[str, dict] = {}
+        self._fh = None
+        if self.path and self.path.exists():
+            with open(self.path, encoding="utf-8") as fh:
+                for line in fh:
+                    try:
+                        entry = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue  # the line a kill cut short; its request is sent again
+                    self.entries[entry["key"]] = entry
+
+    def get(self, key: str) -> dict | None:
+        return self.entries.get(key)
+
+    def put(self, key: str, kind: str, content: str, usage: dict) -> None:
+        entry = {"key": key, "kind": kind, "content": content, "usage": usage}
+        self.entries[key] = entry
+        if self.path is None:
+            return
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
+            # A cut-short last line would glue onto ours: start on a fresh line.
+            if self._fh.tell() and not self.path.read_bytes().endswith(b"\n"):
+                self._fh.write("\n")
+        self._fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def usage_by_kind(folder: Path) -> dict[str, dict]:
+    """Requests answered and tokens used per stage kind, from a cache folder (for the report)."""
+    out: dict[str, dict] = {}
+    cache = RequestCache(folder)
+    for entry in cache.entries.values():
+        u = out.setdefault(entry["kind"], {"requests": 0, "prompt_tokens": 0,
+                                           "completion_tokens": 0})
+        u["requests"] += 1
+        u["prompt_tokens"] += entry["usage"].get("prompt_tokens", 0)
+        u["completion_tokens"] += entry["usage"].get("completion_tokens", 0)
+    return out

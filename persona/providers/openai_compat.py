@@ -1,0 +1,229 @@
+"""The OpenAI-compatible provider: any chat-completions server through the official SDK.
+
+One request per item, sent concurrently with `AsyncOpenAI` (a semaphore caps requests in
+flight, a limiter paces them under --rpm/--tpm). The SDK retries 429/5xx/timeouts with backoff
+and honours Retry-After; what still fails comes back as a Failure and the stage retries the
+item with its next attempt. Every answer is written to the request cache the moment it
+arrives, so a rerun sends only what had no answer. The API key lives in the client only: it
+is never logged, cached or put in an error message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+
+from persona.errors import BudgetExceeded, ProviderError
+from persona.providers import llm_tasks as tasks
+from persona.providers.base import Failure, FillRequest, FillResult, QuestionRequest
+from persona.providers.llm_cache import RequestCache, request_key
+from persona.providers.rate_limit import RateLimiter
+from persona.spec import PersonaSpec
+
+log = logging.getLogger(__name__)
+
+TEMPLATE_ATTEMPTS = 4
+
+
+class OpenAICompatProvider:
+    name = "openai"
+
+    def __init__(self, *, base_url: str | None = None, model: str = "gpt-4o-mini",
+                 api_key_env: str = "OPENAI_API_KEY", concurrency: int = 16,
+                 rpm: float | None = None, tpm: float | None = None,
+                 max_cost: float | None = None, cache_dir=None, timeout: float = 60.0,
+                 max_retries: int = 5, monitor: Callable[[dict], None] | None = None):
+        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        self._api_key = os.environ.get(api_key_env)
+        if not self._api_key:
+            if not self.base_url:
+                raise ProviderError(f"no API key: set {api_key_env}, or pass --base-url for a "
+                                    "local server that needs none")
+            self._api_key = "not-needed"  # local servers ignore it; the SDK wants one
+        self.model = model
+        self.concurrency = concurrency
+        self.timeout, self.max_retries = timeout, max_retries
+        self.limiter = RateLimiter(rpm, tpm)
+        self.max_cost = max_cost
+        self.cache = RequestCache(cache_dir)
+        self.monitor = monitor
+        self.structured = True  # json_schema response_format until the server refuses it
+        self._price = _price_of(model)
+        if max_cost is not None and self._price is None:
+            raise ProviderError(f"--max-cost needs the price of model {model!r}, which the "
+                                "price table lacks")
+        self.in_flight = 0
+        self.stats = {"requests": 0, "cached": 0, "failed": 0, "prompt_tokens": 0,
+                      "completion_tokens": 0}
+        self.spent = sum(self.cost(e["usage"]) for e in self.cache.entries.values())
+        self._reserved = 0.0
+        self._stopped = False
+
+    def __repr__(self) -> str:  # no key in reprs, tracebacks or logs
+        return f"OpenAICompatProvider(model={self.model!r}, base_url={self.base_url!r})"
+
+    # -- the Provider protocol ---------------------------------------------------------------
+    def write_templates(self, spec: PersonaSpec, count: int, seed: int) -> list[str]:
+        out: list[str] = []
+        pending = list(range(-(-count // tasks.TEMPLATES_PER_REQUEST)))
+        for attempt in range(TEMPLATE_ATTEMPTS):
+            requests = tasks.templates_requests(spec, count, seed, attempt)
+            msgs = [requests[i] for i in pending]
+            retry = []
+            for i, content in zip(pending, self._run("templates", msgs), strict=True):
+                got = content if isinstance(content, Failure) else tasks.parse_templates(content)
+                if isinstance(got, Failure):
+                    log.info("templates request %d: %s", i, got.reason)
+                    retry.append(i)
+                else:
+                    out.extend(got)
+            pending = retry
+            if not pending:
+                break
+        return out
+
+    def fill(self, spec: PersonaSpec, requests: list[FillRequest], seed: int
+             ) -> list[FillResult | Failure]:
+        built = [tasks.fill_request(spec, r, seed) for r in requests]
+        contents = self._run("fill", [m for m, _ in built])
+        return [c if isinstance(c, Failure) else tasks.parse_fill(c, r, values)
+                for r, (_, values), c in zip(requests, built, contents, strict=True)]
+
+    def ask(self, spec: PersonaSpec, requests: list[QuestionRequest], seed: int
+            ) -> list[str | Failure]:
+        built = [tasks.question_request(spec, r, seed) for r in requests]
+        sendable = [m for m in built if not isinstance(m, Failure)]
+        answers = iter(self._run("questions", sendable))
+        return [m if isinstance(m, Failure) else _parse_or_fail(next(answers)) for m in built]
+
+    # -- money -------------------------------------------------------------------------------
+    def cost(self, usage: dict) -> float:
+        if self._price is None:
+            return 0.0
+        return (usage.get("prompt_tokens", 0) * self._price[0]
+                + usage.get("completion_tokens", 0) * self._price[1]) / 1e6
+
+    def _reserve(self, kind: str, messages: list[dict]) -> float:
+        """Book the most this request can cost (prompt + max_tokens); refuse past --max-cost."""
+        if self.max_cost is None:
+            return 0.0
+        worst = self.cost({"prompt_tokens": _prompt_tokens(messages, self.model),
+                           "completion_tokens": tasks.MAX_TOKENS[kind]})
+        if self.spent + self._reserved + worst > self.max_cost:
+            self._stopped = True
+            raise BudgetExceeded(
+                f"stopped before --max-cost {self.max_cost:g} USD would be exceeded "
+                f"(spent {self.spent:.4f} USD); finished batches are kept, rerun with a "
+                "higher --max-cost to go on")
+        self._reserved += worst
+        return worst
+
+    # -- sending -----------------------------------------------------------------------------
+    def _run(self, kind: str, messages: list[list[dict]]) -> list[str | Failure]:
+        if not messages:
+            return []
+        return asyncio.run(self._gather(kind, messages))
+
+    async def _gather(self, kind: str, messages: list[list[dict]]) -> list[str | Failure]:
+        from openai import AsyncOpenAI  # heavy: imported only when a request is sent
+
+        client = AsyncOpenAI(base_url=self.base_url, api_key=self._api_key,
+                             max_retries=self.max_retries, timeout=self.timeout)
+        sem = asyncio.Semaphore(self.concurrency)
+        try:
+            return await asyncio.gather(*(self._one(client, sem, kind, m) for m in messages))
+        finally:  # on BudgetExceeded, asyncio.run cancels the tasks still running
+            await client.close()
+
+    def _params(self, kind: str) -> dict:
+        params = {"temperature": 0.9, "max_tokens": tasks.MAX_TOKENS[kind]}
+        if self.structured:
+            params["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": kind, "strict": True, "schema": tasks.SCHEMAS[kind]}}
+        return params
+
+    async def _one(self, client, sem: asyncio.Semaphore, kind: str, messages: list[dict]
+                   ) -> str | Failure:
+        import openai
+
+        async with sem:
+            while True:
+                params = self._params(kind)
+                key = request_key(self.model, messages, params)
+                hit = self.cache.get(key)
+                if hit is not None:
+                    self.stats["cached"] += 1
+                    self._notify(kind)
+                    return hit["content"]
+                if self._stopped:
+                    raise BudgetExceeded("stopped: --max-cost reached")
+                booked = self._reserve(kind, messages)
+                tokens = (_prompt_tokens(messages, self.model) + tasks.MAX_TOKENS[kind]
+                          if self.limiter.tpm else 0)
+                await self.limiter.wait(tokens)
+                self.in_flight += 1
+                self._notify(kind)
+                try:
+                    resp = await client.chat.completions.create(
+                        model=self.model, messages=messages, **params)
+                except openai.BadRequestError as e:
+                    if self.structured and "response_format" in str(e):
+                        log.info("server refuses json_schema output; parsing plain JSON")
+                        self.structured = False
+                        continue
+                    raise ProviderError(f"the server refused a request: {_short(e)}") from None
+                except (openai.AuthenticationError, openai.PermissionDeniedError,
+                        openai.NotFoundError) as e:
+                    raise ProviderError(f"{type(e).__name__}: {_short(e)}") from None
+                except (openai.APIStatusError, openai.APITimeoutError,
+                        openai.APIConnectionError) as e:
+                    self.stats["failed"] += 1
+                    return Failure(f"server error after retries: {type(e).__name__}")
+                finally:
+                    self.in_flight -= 1
+                    self._reserved -= booked
+                return self._answered(kind, key, resp)
+
+    def _answered(self, kind: str, key: str, resp) -> str:
+        content = (resp.choices[0].message.content or "") if resp.choices else ""
+        u = resp.usage
+        usage = {"prompt_tokens": getattr(u, "prompt_tokens", 0) or 0,
+                 "completion_tokens": getattr(u, "completion_tokens", 0) or 0}
+        self.cache.put(key, kind, content, usage)
+        self.spent += self.cost(usage)
+        self.stats["requests"] += 1
+        self.stats["prompt_tokens"] += usage["prompt_tokens"]
+        self.stats["completion_tokens"] += usage["completion_tokens"]
+        self._notify(kind)
+        return content
+
+    def _notify(self, kind: str) -> None:
+        if self.monitor is not None:
+            self.monitor({"kind": kind, "in_flight": self.in_flight, "spent": self.spent,
+                          **self.stats})
+
+
+def _parse_or_fail(content: str | Failure) -> str | Failure:
+    return content if isinstance(content, Failure) else tasks.parse_question(content)
+
+
+def _short(e: Exception) -> str:
+    """An SDK error as one line; the SDK puts no credentials in its messages."""
+    return str(getattr(e, "message", e)).splitlines()[0][:300]
+
+
+def _prompt_tokens(messages: list[dict], model: str) -> int:
+    from persona.checks.tokens import estimate_request_tokens
+
+    return estimate_request_tokens(messages, model)[0]
+
+
+def _price_of(model: str) -> tuple[float, float] | None:
+    from persona.checks.cost import load_prices
+
+    found = load_prices().lookup(model)
+    if found is None or found[1].input is None or found[1].output is None:
+        return None
+    return found[1].input, found[1].output

@@ -1,0 +1,43 @@
+"""Requests-per-minute and tokens-per-minute pacing for an asyncio client.
+
+A GCRA-style limiter (a token bucket of depth one): each request books the earliest start at
+which both budgets allow it, and the next booking starts where this one ends. Requests are
+spaced evenly, so any window of the run sees at most `rpm` per minute, and a steady run sits
+just under the limit instead of bursting into 429s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+
+class RateLimiter:
+    def __init__(self, rpm: float | None = None, tpm: float | None = None,
+                 clock=time.monotonic):
+        self.rpm, self.tpm, self.clock = rpm, tpm, clock
+        self._next_request = 0.0
+        self._next_tokens = 0.0
+
+    @property
+    def active(self) -> bool:
+        return bool(self.rpm or self.tpm)
+
+    def book(self, tokens: int = 0) -> float:
+        """Book a slot for a request of `tokens`; return how long to wait for it."""
+        now = self.clock()
+        start = now
+        if self.rpm:
+            start = max(start, self._next_request)
+        if self.tpm:
+            start = max(start, self._next_tokens)
+        if self.rpm:
+            self._next_request = start + 60.0 / self.rpm
+        if self.tpm:
+            self._next_tokens = start + 60.0 * tokens / self.tpm
+        return start - now
+
+    async def wait(self, tokens: int = 0) -> None:
+        delay = self.book(tokens)
+        if delay > 0:
+            await asyncio.sleep(delay)

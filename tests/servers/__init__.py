@@ -1,0 +1,1 @@
+"""Loopback servers that stand in for remote services in tests and benchmarks."""
