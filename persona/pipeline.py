@@ -52,6 +52,11 @@ def finish(spec: PersonaSpec, ws: Workspace, merge_report: StageReport) -> dict:
         "merge": {"removed": merge_report.rejected, "reasons": merge_report.reasons,
                   "notes": merge_report.notes},
     }
+    cache = ws.generated / "cache"
+    if (cache / "requests.jsonl").exists():  # an LLM wrote (part of) this dataset
+        from persona.providers.llm_cache import usage_by_kind
+
+        stages["llm_usage"] = usage_by_kind(cache)
     return report_mod.write(spec, ws, stages)
 
 

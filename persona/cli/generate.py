@@ -45,7 +45,38 @@ def provider_options(func):
     return wrapper
 
 
-def _setup(persona: str, workspace: Path, provider: str | None = None):
+def llm_options(func):
+    """Options of the OpenAI-compatible provider (ignored by the offline one)."""
+
+    @click.option("--base-url", default=None, help="OpenAI-compatible server, e.g. "
+                  "http://localhost:8000/v1 (default: OPENAI_BASE_URL or api.openai.com).")
+    @click.option("--model", default="gpt-4o-mini", show_default=True, help="Model to ask.")
+    @click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True,
+                  help="Environment variable that holds the API key (never a flag: keys in "
+                  "command lines end up in shell history).")
+    @click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True,
+                  help="Requests in flight at once.")
+    @click.option("--rpm", type=click.FloatRange(min=0, min_open=True), default=None,
+                  help="Stay under this many requests per minute.")
+    @click.option("--tpm", type=click.FloatRange(min=0, min_open=True), default=None,
+                  help="Stay under this many tokens per minute (prompt + max output).")
+    @click.option("--max-cost", type=click.FloatRange(min=0), default=None,
+                  help="Stop before spending more than this many USD in this workspace "
+                  "(finished batches are kept; exit code 3).")
+    @click.option("--dry-run", is_flag=True,
+                  help="Print requests, tokens and expected cost per stage; send nothing.")
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+LLM_KEYS = ("base_url", "model", "api_key_env", "concurrency", "rpm", "tpm", "max_cost")
+
+
+def _setup(persona: str, workspace: Path, provider: str | None = None,
+           llm: dict | None = None):
     from persona.providers import make_provider, resolve_name
     from persona.spec import load_spec
     from persona.workspace import Workspace
@@ -54,10 +85,53 @@ def _setup(persona: str, workspace: Path, provider: str | None = None):
     ws = Workspace(workspace, spec.id)
     if provider is None:
         return spec, ws, None
-    name, why = resolve_name(provider)
+    llm = {k: v for k, v in (llm or {}).items() if k in LLM_KEYS}
+    name, why = resolve_name(provider, llm.get("base_url"))
+    options = {}
+    if name == "openai":
+        options = {**llm, "cache_dir": ws.generated / "cache"}
+        why += f" · model {llm.get('model')}"
     err.print(f"[dim]persona [bold]{spec.id}[/bold] · provider [bold]{name}[/bold] ({why}) · "
               f"workspace {workspace.resolve()}[/dim]")
-    return spec, ws, make_provider(name)
+    return spec, ws, make_provider(name, **options)
+
+
+def _dry_run(spec, ws, stages: tuple[str, ...], *, count: int, seed: int, model: str,
+             templates: int | None, as_json: bool) -> None:
+    """Print what the LLM stages would cost; send nothing."""
+    from persona.providers.llm_estimate import estimate
+    from persona.stages import templates as templates_stage
+
+    bank = None  # an existing bank is kept by stage 1, so it costs nothing
+    if ws.templates_file.exists() and stages != ("templates",):
+        bank = templates_stage.load(ws.templates_file, spec)
+    rows = [r for r in estimate(spec, count=count, seed=seed, model=model,
+                                templates=templates, bank=bank) if r["stage"] in stages]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title=f"dry run · {model} · nothing sent")
+    for col in ("stage", "requests", "input tokens", "output tokens", "expected USD"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    for r in rows:
+        cost = "not priced" if r["cost_usd"] is None else f"{r['cost_usd']:.4f}"
+        table.add_row(r["stage"], str(r["requests"]), f"{r['input_tokens']:,}",
+                      f"{r['output_tokens']:,}", cost)
+    costs = [r["cost_usd"] for r in rows]
+    if rows and None not in costs:
+        table.add_row("total", str(sum(r["requests"] for r in rows)), "", "",
+                      f"{sum(costs):.4f}")
+    out.print(table)
+    out.print("[dim]Without retries; a stage retries only the items it rejects.[/dim]")
+
+
+def _stage_usage_line(prov) -> None:
+    stats = getattr(prov, "stats", None)
+    if stats is None:
+        return
+    err.print(f"  [dim]{stats['requests']} requests sent, {stats['cached']} answered from the "
+              f"cache, {stats['prompt_tokens']:,} + {stats['completion_tokens']:,} tokens, "
+              f"${prov.spent:.4f} spent in this workspace[/dim]")
 
 
 def _stage_line(report) -> None:
@@ -72,13 +146,19 @@ def _stage_line(report) -> None:
 @click.command()
 @common
 @provider_options
+@llm_options
 @click.option("--count", "-n", type=click.IntRange(min=1), default=None,
               help="How many templates to write (default: the spec's grammar.count).")
-def templates(persona, workspace, seed, as_json, provider, force, count):
+def templates(persona, workspace, seed, as_json, provider, force, count, dry_run, **llm):
     """Stage 1: write the template bank templates/<persona>.jsonl (kept if it exists)."""
     from persona.stages import templates as stage
 
-    spec, ws, prov = _setup(persona, workspace, provider)
+    if dry_run:
+        spec, ws, _ = _setup(persona, workspace)
+        _dry_run(spec, ws, ("templates",), count=1, seed=seed, model=llm["model"],
+                 templates=count or spec.grammar.count, as_json=as_json)
+        return
+    spec, ws, prov = _setup(persona, workspace, provider, llm)
     report = stage.run(spec, ws, prov, seed=seed, count=count, force=force)
     print_json(report.to_dict()) if as_json else _stage_line(report)
 
@@ -90,12 +170,20 @@ def templates(persona, workspace, seed, as_json, provider, force, count):
               show_default=True, help="Answers to write.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=BATCH_SIZE, show_default=True,
               help="Answers per batch file (the unit of resume).")
-def fill(persona, workspace, seed, as_json, provider, force, count, batch_size):
+@llm_options
+def fill(persona, workspace, seed, as_json, provider, force, count, batch_size, dry_run, **llm):
     """Stage 2: fill templates into answers, in batches, with the style mix and slips."""
+    from persona.cli.live import llm_bars
     from persona.stages import fill as stage
 
-    spec, ws, prov = _setup(persona, workspace, provider)
-    with stage_bars(not as_json) as bar:
+    if dry_run:
+        spec, ws, _ = _setup(persona, workspace)
+        _dry_run(spec, ws, ("fill",), count=count, seed=seed, model=llm["model"],
+                 templates=None, as_json=as_json)
+        return
+    spec, ws, prov = _setup(persona, workspace, provider, llm)
+    with llm_bars(not as_json) as (bar, monitor):
+        _watch(prov, monitor)
         report = stage.run(spec, ws, prov, count=count, seed=seed, batch_size=batch_size,
                            force=force, on_progress=bar("fill", count))
     print_json(report.to_dict()) if as_json else _stage_line(report)
@@ -104,17 +192,31 @@ def fill(persona, workspace, seed, as_json, provider, force, count, batch_size):
 @click.command()
 @common
 @provider_options
-def questions(persona, workspace, seed, as_json, provider, force):
+@llm_options
+def questions(persona, workspace, seed, as_json, provider, force, dry_run, **llm):
     """Stage 3: write a journalist's question for every answer."""
+    from persona.cli.live import llm_bars
     from persona.stages import questions as stage
     from persona.workspace import Workspace
 
-    spec, ws, prov = _setup(persona, workspace, provider)
+    if dry_run:
+        spec, ws, _ = _setup(persona, workspace)
+        total = Workspace.fingerprint(ws.answers).get("count", 0) or DEFAULT_COUNT
+        _dry_run(spec, ws, ("questions",), count=total, seed=seed, model=llm["model"],
+                 templates=None, as_json=as_json)
+        return
+    spec, ws, prov = _setup(persona, workspace, provider, llm)
     total = Workspace.fingerprint(ws.answers).get("count", 0)
-    with stage_bars(not as_json) as bar:
+    with llm_bars(not as_json) as (bar, monitor):
+        _watch(prov, monitor)
         report = stage.run(spec, ws, prov, seed=seed, force=force,
                            on_progress=bar("questions", total))
     print_json(report.to_dict()) if as_json else _stage_line(report)
+
+
+def _watch(prov, monitor) -> None:
+    if monitor is not None and hasattr(prov, "monitor"):
+        prov.monitor = monitor
 
 
 def split_option(func):
@@ -162,28 +264,40 @@ def merge(persona, workspace, seed, as_json, ratios, count):
               help="Templates to write in stage 1 (default: the spec's grammar.count).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=BATCH_SIZE, show_default=True,
               help="Answers per batch file (the unit of resume).")
+@llm_options
 def run(persona, workspace, seed, as_json, provider, force, ratios, count, n_templates,
-        batch_size):
+        batch_size, dry_run, **llm):
     """Run every generation stage in order and write final/<persona>/ with its report.
 
     \b
     persona run --persona babis --count 3000        # offline, a few seconds
     persona run -p my_persona.toml -w runs/mine     # your own persona, elsewhere
+    persona run --provider openai --model gpt-4o-mini --count 3000 --dry-run
+    persona run --provider openai --base-url http://localhost:8000/v1 --max-cost 5
 
-    A rerun resumes: finished batches are kept; --force redoes every stage.
+    A rerun resumes: finished batches are kept, answered LLM requests are not sent again;
+    --force redoes every stage.
     """
     from persona import pipeline
+    from persona.cli.live import llm_bars
 
-    spec, ws, prov = _setup(persona, workspace, provider)
+    if dry_run:
+        spec, ws, _ = _setup(persona, workspace)
+        _dry_run(spec, ws, ("templates", "fill", "questions"), count=count, seed=seed,
+                 model=llm["model"], templates=n_templates, as_json=as_json)
+        return
+    spec, ws, prov = _setup(persona, workspace, provider, llm)
     opts = pipeline.RunOptions(count=count, seed=seed, batch_size=batch_size,
                                templates=n_templates, ratios=ratios, force=force)
-    with stage_bars(not as_json) as bar:
+    with llm_bars(not as_json) as (bar, monitor):
+        _watch(prov, monitor)
         result, reports = pipeline.run(spec, ws, prov, opts, progress=bar)
     if as_json:
         print_json(result)
         return
     for report in reports:
         _stage_line(report)
+    _stage_usage_line(prov)
     print_report(result, spec, ws)
 
 
@@ -210,6 +324,11 @@ def print_report(r: dict, spec, ws) -> None:
     for stage in ("fill", "questions"):
         s = r["stages"][stage]
         table.add_row(f"{stage}: retried / rejected", f"{s['retried']} / {s['rejected']}", "")
+    for stage, u in r["stages"].get("llm_usage", {}).items():
+        cost = "" if u["cost_usd"] is None else f", ${u['cost_usd']:.4f}"
+        table.add_row(f"{stage}: LLM requests, tokens in / out",
+                      f"{u['requests']}, {u['prompt_tokens']:,} / {u['completion_tokens']:,}"
+                      f"{cost}", "")
     out.print(table)
     out.print(f"Dataset in [bold]{ws.final}[/bold]: all/train/val/test.jsonl, meta.jsonl, "
               "report.json, DATASET_CARD.md")

@@ -37,8 +37,8 @@ class RequestCache:
     def get(self, key: str) -> dict | None:
         return self.entries.get(key)
 
-    def put(self, key: str, kind: str, content: str, usage: dict) -> None:
-        entry = {"key": key, "kind": kind, "content": content, "usage": usage}
+    def put(self, key: str, kind: str, model: str, content: str, usage: dict) -> None:
+        entry = {"key": key, "kind": kind, "model": model, "content": content, "usage": usage}
         self.entries[key] = entry
         if self.path is None:
             return
@@ -59,13 +59,22 @@ class RequestCache:
 
 
 def usage_by_kind(folder: Path) -> dict[str, dict]:
-    """Requests answered and tokens used per stage kind, from a cache folder (for the report)."""
+    """Requests answered, tokens used and their cost (USD, None when the model is not
+    priced) per stage kind, over every run of this workspace (for the report)."""
+    from persona.checks.cost import generation_cost, load_prices
+
+    prices = load_prices()
     out: dict[str, dict] = {}
-    cache = RequestCache(folder)
-    for entry in cache.entries.values():
+    for entry in RequestCache(folder).entries.values():
         u = out.setdefault(entry["kind"], {"requests": 0, "prompt_tokens": 0,
-                                           "completion_tokens": 0})
+                                           "completion_tokens": 0, "cost_usd": 0.0})
+        pt, ct = entry["usage"].get("prompt_tokens", 0), entry["usage"].get("completion_tokens", 0)
         u["requests"] += 1
-        u["prompt_tokens"] += entry["usage"].get("prompt_tokens", 0)
-        u["completion_tokens"] += entry["usage"].get("completion_tokens", 0)
+        u["prompt_tokens"] += pt
+        u["completion_tokens"] += ct
+        cost = generation_cost(entry.get("model", ""), pt, ct, prices=prices)
+        u["cost_usd"] = None if cost is None or u["cost_usd"] is None else u["cost_usd"] + cost
+    for u in out.values():
+        if u["cost_usd"] is not None:
+            u["cost_usd"] = round(u["cost_usd"], 6)
     return out

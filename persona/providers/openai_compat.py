@@ -191,7 +191,7 @@ class OpenAICompatProvider:
         u = resp.usage
         usage = {"prompt_tokens": getattr(u, "prompt_tokens", 0) or 0,
                  "completion_tokens": getattr(u, "completion_tokens", 0) or 0}
-        self.cache.put(key, kind, content, usage)
+        self.cache.put(key, kind, self.model, content, usage)
         self.spent += self.cost(usage)
         self.stats["requests"] += 1
         self.stats["prompt_tokens"] += usage["prompt_tokens"]

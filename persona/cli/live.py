@@ -1,0 +1,48 @@
+"""Progress bars for LLM runs: items per stage, plus requests in flight and money spent."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from persona.cli.ui import err
+
+
+@contextmanager
+def llm_bars(enabled: bool = True) -> Iterator[tuple]:
+    """Yields (bar, monitor): `bar(stage, total)` as stage_bars gives it; `monitor(info)`,
+    the provider's per-request callback, shows requests in flight and USD spent."""
+    if not enabled:
+        yield (lambda stage, total: (lambda done, total: None)), None
+        return
+    progress = Progress(TextColumn("[bold]{task.description:<10}"), BarColumn(),
+                        MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+                        TimeRemainingColumn(), TextColumn("{task.fields[live]}"),
+                        console=err, transient=False)
+    state = {"task": None, "last": 0.0}
+
+    def bar(stage: str, total: int):
+        task = progress.add_task(stage, total=total, live="")
+        state["task"] = task
+        return lambda done, total: progress.update(task, completed=done, total=total)
+
+    def monitor(info: dict) -> None:
+        now = time.monotonic()
+        if state["task"] is None or now - state["last"] < 0.1:  # redraws cost CPU
+            return
+        state["last"] = now
+        progress.update(state["task"], live=f"{info['in_flight']:>3} in flight · "
+                        f"{info['requests']} sent · ${info['spent']:.4f}")
+
+    with progress:
+        yield bar, monitor
