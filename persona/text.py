@@ -74,11 +74,15 @@ def applicable_slips(text: str, rules: list[SlipRule]) -> list[SlipRule]:
 
 
 def apply_slip(text: str, rules: list[SlipRule], rng: random.Random) -> tuple[str, Slip] | None:
-    """Make one slip: a random applicable rule at a random one of its matches; None if none fits."""
+    """Make one slip: a random applicable kind, a rule of it, one of its matches; None if none
+    fits. Choosing the kind first keeps a spec with many rules of one kind from drowning the
+    others."""
     candidates = applicable_slips(text, rules)
     if not candidates:
         return None
-    rule = rng.choice(candidates)
+    kinds = sorted({r.kind for r in candidates})
+    kind = rng.choice(kinds)
+    rule = rng.choice([r for r in candidates if r.kind == kind])
     matches = list(re.finditer(rule.pattern, text))
     m = rng.choice(matches)
     after = m.expand(rule.replacement)
