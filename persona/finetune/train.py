@@ -146,7 +146,10 @@ def make_plan(cfg: FinetuneConfig, data: ChatData, out: Path) -> Plan:
 def run_preflight(model: str, out: Path, quant: str, cfg: FinetuneConfig) -> str:
     """Refuse (PreflightError, exit 2) when model, checkpoints and outputs won't fit on disk."""
     try:
-        from disk_manager import preflight
+        # The submodule path, not `from disk_manager import preflight`: run as `python -m` from
+        # the repository root, ./disk_manager/ shadows the package as a namespace package whose
+        # `preflight` attribute is the submodule.
+        from disk_manager.preflight import preflight
     except ImportError:
         raise PreflightError("disk_manager is missing: install with pip install -e .") from None
     pf = preflight(model, out_dir=out, quant=quant, checkpoints=cfg.save_total_limit,

@@ -54,54 +54,30 @@ def write_fixture_dataset(folder: Path, n_train: int = 200, n_val: int = 20) -> 
     return folder
 
 
-STUB = '''
-class _Fits:
-    fits, reasons = True, []
-    def summary(self): return "stub preflight (disk_manager not installed yet)"
-    def to_dict(self): return {"fits": True, "reasons": []}
-def preflight(model, **kw): return _Fits()
-'''
-
-
 def _preflight_importable() -> bool:
     for name in [m for m in sys.modules if m.split(".")[0] == "disk_manager"]:
         del sys.modules[name]
     try:
-        from disk_manager import preflight
+        from disk_manager.preflight import preflight
     except ImportError:
         return False
     return callable(preflight)
 
 
 @pytest.fixture(scope="session")
-def preflight_kind(tmp_path_factory) -> tuple[str, dict]:
-    """("real" | "stub", env for `python -m persona` subprocesses).
+def subprocess_env() -> dict:
+    """Environment for `python -m persona` subprocesses, with disk_manager importable.
 
-    The disk_manager package may not be installed into the venv yet (it lives in
-    disk_manager/src); then its source folder goes on the path, and while it does not exist a
-    stub that always fits stands in, so the training tests still run.
+    An install of persona made before disk_manager joined it lacks the package: then its
+    source folder goes on the path.
     """
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    if _preflight_importable():
-        return "real", env
-    src = ROOT / "disk_manager" / "src"
-    sys.path.insert(0, str(src))
-    if _preflight_importable():
+    if not _preflight_importable():
+        src = ROOT / "disk_manager" / "src"
+        sys.path.insert(0, str(src))
+        assert _preflight_importable(), "disk_manager is missing: pip install -e ."
         env["PYTHONPATH"] = f"{src}{os.pathsep}{ROOT}"
-        return "real", env
-    sys.path.remove(str(src))
-    stub = tmp_path_factory.mktemp("stub")
-    (stub / "disk_manager").mkdir()
-    (stub / "disk_manager" / "__init__.py").write_text(STUB)
-    sys.path.insert(0, str(stub))
-    assert _preflight_importable()
-    env["PYTHONPATH"] = f"{stub}{os.pathsep}{ROOT}"
-    return "stub", env
-
-
-@pytest.fixture(scope="session")
-def subprocess_env(preflight_kind) -> dict:
-    return preflight_kind[1]
+    return env
 
 
 def tiny_config(data: Path, out: Path, **overrides):
@@ -112,6 +88,12 @@ def tiny_config(data: Path, out: Path, **overrides):
                     max_length=256, warmup_ratio=0.0)
     settings.update(overrides)
     return load_config(None, settings)
+
+
+@pytest.fixture(scope="session")
+def make_config():
+    """tiny_config(data, out, **overrides): quick settings for the tiny model."""
+    return tiny_config
 
 
 @pytest.fixture(scope="session")
