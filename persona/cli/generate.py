@@ -63,6 +63,8 @@ def llm_options(func):
     @click.option("--max-cost", type=click.FloatRange(min=0), default=None,
                   help="Stop before spending more than this many USD in this workspace "
                   "(finished batches are kept; exit code 3).")
+    @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0,
+                  show_default=True, help="Seconds to wait for one answer before retrying.")
     @click.option("--dry-run", is_flag=True,
                   help="Print requests, tokens and expected cost per stage; send nothing.")
     @functools.wraps(func)
@@ -72,7 +74,8 @@ def llm_options(func):
     return wrapper
 
 
-LLM_KEYS = ("base_url", "model", "api_key_env", "concurrency", "rpm", "tpm", "max_cost")
+LLM_KEYS = ("base_url", "model", "api_key_env", "concurrency", "rpm", "tpm", "max_cost",
+            "timeout")
 
 
 def _setup(persona: str, workspace: Path, provider: str | None = None,

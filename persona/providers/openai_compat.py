@@ -169,7 +169,7 @@ class OpenAICompatProvider:
                     resp = await client.chat.completions.create(
                         model=self.model, messages=messages, **params)
                 except openai.BadRequestError as e:
-                    if self.structured and "response_format" in str(e):
+                    if "response_format" in params and "response_format" in str(e):
                         log.info("server refuses json_schema output; parsing plain JSON")
                         self.structured = False
                         continue

@@ -53,22 +53,26 @@ class State:
         self.answered: Counter = Counter()  # 200 answers by kind
         self.total = 0
         self.times: list[float] = []  # arrival time of every chat request
+        self.bodies: Counter = Counter()  # sha256 of each request body -> times received
+        self.answered_bodies: set[str] = set()  # bodies that got a 200
 
     def draw(self) -> float:
         with self.lock:
             return self.rng.random()
 
-    def count(self, status: int, kind: str) -> None:
+    def count(self, status: int, kind: str, digest: str) -> None:
         with self.lock:
             self.status[str(status)] += 1
             if status == 200:
                 self.answered[kind] += 1
+                self.answered_bodies.add(digest)
 
     def snapshot(self) -> dict:
         with self.lock:
             return {"total": self.total, "by_status": dict(self.status),
                     "by_kind": dict(self.kinds), "answered_by_kind": dict(self.answered),
-                    "times": list(self.times)}
+                    "times": list(self.times), "bodies": dict(self.bodies),
+                    "answered_bodies": sorted(self.answered_bodies)}
 
 
 # -- answers -------------------------------------------------------------------------------
@@ -171,8 +175,9 @@ class Handler(BaseHTTPRequestHandler):
             self._send(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
             return
         snap = self.server.state.snapshot()
-        if "times=1" not in query:  # arrival times only on request: they grow with the run
-            snap.pop("times")
+        if "full=1" not in query:  # per-request detail only on request: it grows with the run
+            for key in ("times", "bodies", "answered_bodies"):
+                snap.pop(key)
         self._send(200, snap)
 
     def do_POST(self):  # noqa: N802 - stdlib name
@@ -190,7 +195,9 @@ class Handler(BaseHTTPRequestHandler):
             return
         task = task_of(body)
         kind = task.get("task", "unknown")
+        digest = hashlib.sha256(raw).hexdigest()
         with state.lock:
+            state.bodies[digest] += 1
             state.total += 1
             state.kinds[kind] += 1
             state.times.append(time.time())
@@ -198,7 +205,7 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(cfg.latency)
         status = self._fault(cfg, state, body)
         if status:
-            state.count(status, kind)
+            state.count(status, kind, digest)
             return
         rng = _rng_for(body, cfg.seed)
         content = json.dumps(answer(task, rng), ensure_ascii=False)
@@ -213,7 +220,7 @@ class Handler(BaseHTTPRequestHandler):
             "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
                          "message": {"role": "assistant", "content": content}}],
             "usage": usage})
-        state.count(200, kind)
+        state.count(200, kind, digest)
 
     def _fault(self, cfg: Config, state: State, body: dict) -> int | None:
         """Answer with an injected fault and return its status, or None to answer normally."""

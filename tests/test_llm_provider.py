@@ -1,0 +1,180 @@
+"""The OpenAI-compatible provider: the real CLI and the real SDK against the loopback server."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from persona import prompts
+from persona.checks.validate import validate_file
+from persona.providers.rate_limit import RateLimiter
+from tests.conftest import ROOT
+from tests.servers.openai_compat import serve
+
+KEY = "sk-test-DO-NOT-LEAK-4f1c9a"
+FINAL = ("all.jsonl", "train.jsonl", "val.jsonl", "test.jsonl", "meta.jsonl")
+
+
+def persona_cmd(*args) -> list[str]:
+    return [sys.executable, "-m", "persona", *map(str, args)]
+
+
+def llm_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    env["OPENAI_API_KEY"] = KEY
+    return env
+
+
+def run_llm(srv, ws: Path, *args, check=True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(persona_cmd(*args, "--provider", "openai", "--base-url", srv.url,
+                                      "--workspace", ws),
+                          capture_output=True, text=True, env=llm_env(), timeout=120)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def with_bank(ws: Path) -> Path:
+    """A workspace holding the committed template bank, so stage 1 sends nothing."""
+    (ws / "templates").mkdir(parents=True)
+    shutil.copy(ROOT / "templates" / "babis.jsonl", ws / "templates" / "babis.jsonl")
+    return ws
+
+
+def assert_no_key(ws: Path, *texts: str) -> None:
+    for text in texts:
+        assert KEY not in text
+    for path in ws.rglob("*"):
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes(), path
+
+
+# -- prompts -------------------------------------------------------------------------------
+
+def test_question_prompt_renders_exactly(babis):
+    task = {"task": "questions", "id": "babis-a000001", "attempt": 0,
+            "answer": "Dálnice? To je tragédie!\n\nAndrej Babiš", "topics": {"tema": "dálnice"},
+            "examples": ["Pane Babiši, co dálnice?"]}
+    system, user = prompts.messages("questions", babis, task)
+    assert system == {"role": "system", "content": (
+        "You write a journalist's questions for a persona style-transfer dataset. The "
+        f"journalist: {babis.journalist.description}\n\n"
+        "Questions are in cs, one or two sentences, end with a question mark, and are addressed "
+        "to Andrej Babiš. Reply with one JSON object and nothing else.")}
+    assert user["content"] == (
+        "Write the question the journalist asked that Andrej Babiš answered like this. The "
+        "question must be about the same topics as the answer (`topics`, by category) and must "
+        "not quote the answer. `examples` shows questions of the right kind.\n\n"
+        "```json\n{\n \"task\": \"questions\",\n \"id\": \"babis-a000001\",\n \"attempt\": 0,\n"
+        " \"answer\": \"Dálnice? To je tragédie!\\n\\nAndrej Babiš\",\n"
+        " \"topics\": {\n  \"tema\": \"dálnice\"\n },\n"
+        " \"examples\": [\n  \"Pane Babiši, co dálnice?\"\n ]\n}\n```\n\n"
+        "Reply with JSON: {\"question\": \"<the question>\"}")
+
+
+def test_rate_limiter_spaces_requests_evenly():
+    now = [0.0]
+    lim = RateLimiter(rpm=600, tpm=60_000, clock=lambda: now[0])
+    waits = [lim.book(tokens=100) for _ in range(5)]
+    # 600/min = one per 0.1 s; 100 tokens at 60,000/min = 0.1 s too; paced at 97 %
+    assert waits == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4], rel=0.04)
+    assert waits[1] > 0.1
+
+
+# -- end to end ----------------------------------------------------------------------------
+
+def test_run_with_faults_completes_validates_and_never_leaks_the_key(tmp_path):
+    ws = tmp_path / "ws"
+    with serve(error_rate=0.1, malformed_rate=0.2, hang=2.0, seed=7) as srv:
+        proc = run_llm(srv, ws, "run", "--persona", "babis", "--count", 300,
+                       "--concurrency", 32, "--timeout", 1, "--model", "gpt-4o-mini")
+        stats = srv.stats()
+    assert stats["by_status"].get("429") and stats["by_status"].get("500")
+    assert validate_file(ws / "final" / "babis" / "train.jsonl").ok
+    report = json.loads((ws / "final" / "babis" / "report.json").read_text())
+    assert report["count"] >= 290  # what still fails after retries is counted, not kept
+    fill_stats = report["stages"]["fill"]
+    assert fill_stats["retried"] > 0 and "rejected" in fill_stats
+    assert any("JSON" in r or "lacks" in r for r in fill_stats["reasons"])
+    usage = report["stages"]["llm_usage"]
+    assert usage["fill"]["requests"] >= 300 and usage["fill"]["cost_usd"] > 0
+    assert "retried" in proc.stderr
+    assert_no_key(ws, proc.stdout, proc.stderr)
+
+
+def test_killed_run_resumes_without_resending_answered_requests(tmp_path):
+    clean, killed = with_bank(tmp_path / "clean"), with_bank(tmp_path / "killed")
+    with serve(seed=1) as srv:
+        run_llm(srv, clean, "run", "--count", 300, "--concurrency", 8)
+        clean_total = srv.stats()["total"]
+    with serve(latency=0.02, seed=1) as srv:
+        proc = subprocess.Popen(persona_cmd("run", "--count", 300, "--concurrency", 4,
+                                            "--provider", "openai", "--base-url", srv.url,
+                                            "--workspace", killed),
+                                env=llm_env(), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while srv.stats()["answered_by_kind"].get("fill", 0) < 150 and time.time() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        before = srv.state.snapshot()
+        cache = killed / "generated" / "babis" / "cache" / "requests.jsonl"
+        cached = sum(1 for _ in cache.open(encoding="utf-8"))
+        assert 100 <= cached < 300  # killed mid-stage (a few answers were still on the wire)
+        run_llm(srv, killed, "run", "--count", 300, "--concurrency", 8)
+        after = srv.state.snapshot()
+    resent = [d for d in before["answered_bodies"] if after["bodies"][d] > before["bodies"][d]]
+    # Only answers still on the wire at the kill (at most --concurrency) may be asked again.
+    assert len(resent) <= 4
+    assert after["total"] - before["total"] <= clean_total - cached + 4
+    for name in FINAL:
+        assert (killed / "final" / "babis" / name).read_bytes() == \
+            (clean / "final" / "babis" / name).read_bytes(), name
+
+
+def test_rpm_keeps_the_observed_rate_under_the_limit(tmp_path):
+    ws = with_bank(tmp_path / "ws")
+    with serve() as srv:
+        run_llm(srv, ws, "fill", "--count", 40, "--batch-size", 40, "--rpm", 600,
+                "--concurrency", 16)
+        times = sorted(srv.stats()["times"])
+    rate = (len(times) - 1) / (times[-1] - times[0]) * 60
+    assert len(times) >= 40
+    assert 540 <= rate <= 600
+
+
+def test_max_cost_stops_cleanly_and_keeps_finished_batches(tmp_path):
+    ws = with_bank(tmp_path / "ws")
+    with serve() as srv:
+        proc = run_llm(srv, ws, "fill", "--count", 300, "--batch-size", 100,
+                       "--max-cost", 0.025, "--model", "gpt-4o-mini", check=False)
+        assert proc.returncode == 3, proc.stderr
+        assert "max-cost" in proc.stderr
+        answers = ws / "generated" / "babis" / "answers"
+        assert (answers / "batch_0001.jsonl").exists()
+        assert not (answers / "batch_0003.jsonl").exists()
+        sent = srv.stats()["total"]
+        run_llm(srv, ws, "fill", "--count", 300, "--batch-size", 100, "--max-cost", 1)
+        assert (answers / "batch_0003.jsonl").exists()
+        assert srv.stats()["total"] - sent < 300  # the first run's answers came from the cache
+
+
+def test_dry_run_sends_nothing_and_plain_json_fallback(tmp_path):
+    ws = with_bank(tmp_path / "ws")
+    with serve(json_schema=False) as srv:
+        proc = run_llm(srv, ws, "run", "--count", 3000, "--dry-run", "--json")
+        assert srv.stats()["total"] == 0
+        rows = json.loads(proc.stdout)
+        assert [r["stage"] for r in rows] == ["fill", "questions"]
+        assert rows[0]["requests"] == 3000 and rows[0]["cost_usd"] > 0
+        run_llm(srv, ws, "fill", "--count", 20, "--batch-size", 20)
+        stats = srv.stats()
+    assert stats["by_status"]["400"] >= 1  # json_schema refused once, then plain JSON
+    assert stats["answered_by_kind"]["fill"] >= 20
