@@ -52,6 +52,7 @@ def run_variant(variant: str, data: Path, steps: int, batch_size: int, work: Pat
     counted = _count_real_tokens(trainer, tok.pad_token_id)
     metrics = trainer.train().metrics
     return {"variant": variant, "steps": steps, "batch_size": batch_size,
+            "examples": len(chats.train),
             "real_tokens": counted["real"], "padded_tokens": counted["all"],
             "train_s": round(metrics["train_runtime"], 2),
             "real_tokens_per_s": round(counted["real"] / metrics["train_runtime"], 1),
@@ -92,9 +93,10 @@ def markdown(results: dict[str, dict], data: Path) -> str:
         f"{r['real_tokens_per_s']:,.0f} | {r['peak_rss_mb']} |" for r in (p, c))
     return f"""## Training
 
-`python scripts/bench_train.py --data {data} --write-docs` — CPU (2 cores), tiny Llama
+`python scripts/bench_train.py --data {data} --write-docs` — CPU (2 shared cores), tiny Llama
 (hidden 128, 2 layers, byte-level BPE trained on the data), LoRA r 16 on all linear layers,
-{p['steps']} steps × batch {p['batch_size']}, the same seed and data for both.
+{p['examples']} training conversations of the built-in persona (`persona run --persona babis
+--count 300`), {p['steps']} steps × batch {p['batch_size']}, the same seed and data for both.
 
 | variant | non-padding tokens | tokens computed | train s | non-padding tokens/s | peak RSS MiB |
 |---|---|---|---|---|---|
