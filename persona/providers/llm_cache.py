@@ -1,8 +1,10 @@
 """The request cache: every answered request, keyed by a hash of model, messages and params.
 
 One append-only JSONL file per workspace persona (`generated/<persona>/cache/requests.jsonl`);
-a line is written and fsynced as soon as its answer arrives, so a run killed at any moment
-re-sends only requests that had no answer. A half-written last line (killed mid-write) is
+a line is written (flushed to the OS) as soon as its answer arrives, so a run killed at any
+moment re-sends only requests that had no answer. fsync runs at most once a second and at
+close: an fsync per answer cost ~30 % of the throughput at concurrency 64, and only a power
+loss, not a killed process, can lose flushed lines. A half-written last line (killed mid-write) is
 skipped on load. Only the answer and its usage are stored: never headers, never the key.
 """
 
@@ -11,7 +13,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
+
+FSYNC_EVERY_S = 1.0
 
 
 def request_key(model: str, messages: list[dict], params: dict) -> str:
@@ -25,6 +30,7 @@ class RequestCache:
         self.path = Path(folder) / "requests.jsonl" if folder else None
         self.entries: dict[str, dict] = {}
         self._fh = None
+        self._synced = 0.0
         if self.path and self.path.exists():
             with open(self.path, encoding="utf-8") as fh:
                 for line in fh:
@@ -50,10 +56,14 @@ class RequestCache:
                 self._fh.write("\n")
         self._fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
         self._fh.flush()
-        os.fsync(self._fh.fileno())
+        if time.monotonic() - self._synced >= FSYNC_EVERY_S:
+            os.fsync(self._fh.fileno())
+            self._synced = time.monotonic()
 
     def close(self) -> None:
         if self._fh is not None:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
             self._fh.close()
             self._fh = None
 

@@ -124,7 +124,10 @@ class OpenAICompatProvider:
     def _run(self, kind: str, messages: list[list[dict]]) -> list[str | Failure]:
         if not messages:
             return []
-        return asyncio.run(self._gather(kind, messages))
+        try:
+            return asyncio.run(self._gather(kind, messages))
+        finally:
+            self.cache.close()  # fsync what this round answered
 
     async def _gather(self, kind: str, messages: list[list[dict]]) -> list[str | Failure]:
         from openai import AsyncOpenAI  # heavy: imported only when a request is sent
