@@ -12,16 +12,10 @@ import hashlib
 import json
 import os
 import struct
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
-# pytest's `pythonpath = ["."]` puts the repo root first on sys.path, where the folder
-# disk_manager/ (the project, no __init__.py) would import as an empty namespace package and
-# shadow the real one; put the real package's src/ in front. Goes when pythonpath lists it.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "disk_manager" / "src"))
 
 ENV_VARS = ("HF_HOME", "HF_HUB_CACHE", "PIP_CACHE_DIR", "TORCH_HOME", "XDG_CACHE_HOME",
             "CONDA_PKGS_DIRS")
