@@ -13,7 +13,7 @@ _LANG_WORDS = {
            "jak", "co", "pane", "vás", "vám", "vy", "proč", "by", "podle", "pro", "i", "z",
            "do", "ale", "když", "mi", "mě", "mně", "my", "oni", "ten", "ta", "tady", "už",
            "jsou", "není", "jste", "byl", "kdo", "jen", "jenom", "taky", "nebo", "za", "byste",
-           "po", "při", "od", "k", "u", "ve", "se", "si"},
+           "po", "při", "od", "k", "u", "ve", "si"},
     "en": {"the", "a", "to", "and", "of", "is", "i", "it", "that", "we", "you", "in", "not"},
 }
 _CS_LETTERS = set("áčďéěíňóřšťúůýž")

@@ -4,6 +4,7 @@ import subprocess
 import time
 
 from click.testing import CliRunner
+
 from disk_manager.caches import locate_caches
 from disk_manager.clean import Selector, execute, plan, safe_target
 from disk_manager.cli import cli

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+
+from disk_manager import DiskManagerError, Preflight, preflight, volumes
 from disk_manager.cli import cli
 from disk_manager.estimate import estimate
 from disk_manager.weights import (
@@ -14,8 +16,6 @@ from disk_manager.weights import (
     params_from_config,
     params_from_shapes,
 )
-
-from disk_manager import DiskManagerError, Preflight, preflight, volumes
 
 GB = 10**9
 

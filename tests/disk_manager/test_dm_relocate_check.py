@@ -2,10 +2,10 @@ import json
 import os
 
 from click.testing import CliRunner
-from disk_manager.cli import cli
-from disk_manager.relocate import BEGIN, END
 
 from disk_manager import DiskManager, volumes
+from disk_manager.cli import cli
+from disk_manager.relocate import BEGIN, END
 
 
 def snapshot(paths, helpers):

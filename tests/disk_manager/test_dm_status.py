@@ -2,6 +2,7 @@ import json
 import subprocess
 
 from click.testing import CliRunner
+
 from disk_manager.cli import cli
 from disk_manager.sizes import dir_size
 

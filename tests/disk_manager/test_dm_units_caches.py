@@ -1,10 +1,10 @@
 from pathlib import Path
 
 import pytest
-from disk_manager.errors import DiskManagerError
-from disk_manager.units import format_size, parse_duration, parse_margin, parse_size
 
 from disk_manager import caches
+from disk_manager.errors import DiskManagerError
+from disk_manager.units import format_size, parse_duration, parse_margin, parse_size
 
 
 @pytest.mark.parametrize("text,expected", [
