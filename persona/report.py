@@ -109,11 +109,21 @@ def write(spec: PersonaSpec, ws: Workspace, stages: dict[str, dict]) -> dict:
     report = measure(spec, ws)
     report["stages"] = stages
     write_json(ws.final / "report.json", report)
-    write_text(ws.final / "DATASET_CARD.md", card(spec, report))
+    write_text(ws.final / "DATASET_CARD.md", card(spec, report, _examples(ws, 3)))
     return report
 
 
-def card(spec: PersonaSpec, r: dict) -> str:
+def _examples(ws: Workspace, n: int) -> list[tuple[str, str]]:
+    out = []
+    for _, ex in iter_jsonl(ws.final / "train.jsonl"):
+        msgs = {m["role"]: m["content"] for m in ex["messages"]}
+        out.append((msgs["user"], msgs["assistant"]))
+        if len(out) == n:
+            break
+    return out
+
+
+def card(spec: PersonaSpec, r: dict, examples: list[tuple[str, str]] = ()) -> str:
     p = spec.persona
     lines = [
         f"# {p.name} — persona style-transfer dataset",
@@ -163,6 +173,10 @@ def card(spec: PersonaSpec, r: dict) -> str:
     ]
     for name, v in r["values"].items():
         lines.append(f"| values of `{{{name}}}` used | {v['used']} of {v['available']} |")
+    if examples:
+        lines += ["", "## Examples (first of train.jsonl)", ""]
+        for q, a in examples:
+            lines += [f"> **Q:** {q}", ">", "> **A:** " + a.replace("\n\n", "\n>\n> "), ""]
     lines += ["", "## Intended use", "",
               "Satire and style-transfer research: fine-tuning a model to imitate a speaking "
               "style. The answers are invented; they are not quotes.", ""]

@@ -56,6 +56,9 @@ def test_main_job_meets_the_done_criteria(run3000):
     assert r["signature"]["percent"] == 100.0
     assert r["exact_duplicates"] == 0
     assert "measured" in proc.stdout and "slips" in proc.stdout
+    card = (ws / "final/babis/DATASET_CARD.md").read_text(encoding="utf-8")
+    first = lines(ws / "final/babis/train.jsonl")[0]["messages"][1]["content"]
+    assert "| slips | 450 (15.00 %" in card and f"> **Q:** {first}" in card
     assert validate_file(ws / "final/babis/train.jsonl").ok
     v = run_persona("validate", ws / "final/babis/train.jsonl", check=False)
     assert v.returncode == 0, v.stdout + v.stderr
