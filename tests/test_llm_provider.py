@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from persona import prompts
+from persona.checks.cost import generation_cost
 from persona.checks.validate import validate_file
 from persona.providers.rate_limit import RateLimiter
 from tests.conftest import ROOT
@@ -178,3 +179,57 @@ def test_dry_run_sends_nothing_and_plain_json_fallback(tmp_path):
         stats = srv.stats()
     assert stats["by_status"]["400"] >= 1  # json_schema refused once, then plain JSON
     assert stats["answered_by_kind"]["fill"] >= 20
+
+
+# -- Batch API -----------------------------------------------------------------------------
+
+def test_batch_api_run_completes_validates_and_is_priced_at_the_discount(tmp_path):
+    ws = with_bank(tmp_path / "ws")
+    with serve(error_rate=0.1, malformed_rate=0.2, batch_time=0.3, seed=3) as srv:
+        proc = run_llm(srv, ws, "run", "--count", 300, "--batch-api", "--model", "gpt-4o-mini")
+        stats = srv.stats()
+        dry = {flag: json.loads(run_llm(srv, ws, "run", "--count", 3000, "--dry-run", "--json",
+                                        *flag).stdout) for flag in ((), ("--batch-api",))}
+    assert stats["total"] == 0  # nothing went through the online endpoint
+    assert stats["batches"] >= 4  # fill and questions, each with retry rounds
+    assert stats["batch_lines"]["fill"] > 300  # malformed answers were asked again
+    assert validate_file(ws / "final" / "babis" / "train.jsonl").ok
+    report = json.loads((ws / "final" / "babis" / "report.json").read_text())
+    assert report["count"] >= 290 and report["stages"]["fill"]["retried"] > 0
+    records = sorted((ws / "generated" / "babis" / "batches").glob("*.json"))
+    assert len(records) == stats["batches"]
+    assert {json.loads(p.read_text())["status"] for p in records} == {"completed"}
+    usage = report["stages"]["llm_usage"]["fill"]
+    full = generation_cost("gpt-4o-mini", usage["prompt_tokens"], usage["completion_tokens"])
+    assert usage["cost_usd"] == pytest.approx(full / 2, rel=1e-3)
+    assert dry[("--batch-api",)][0]["cost_usd"] == pytest.approx(dry[()][0]["cost_usd"] / 2,
+                                                                  rel=1e-3)
+    assert_no_key(ws, proc.stdout, proc.stderr)
+
+
+def test_batch_api_killed_while_polling_resumes_the_recorded_batch(tmp_path):
+    ws = with_bank(tmp_path / "ws")
+    records = ws / "generated" / "babis" / "batches"
+    with serve(batch_time=3.0, seed=1) as srv:
+        proc = subprocess.Popen(persona_cmd("run", "--count", 300, "--batch-api",
+                                            "--provider", "openai", "--base-url", srv.url,
+                                            "--workspace", ws),
+                                env=llm_env(), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while not list(records.glob("fill-*.json")) and time.time() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)  # polling now
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert srv.stats()["batches"] == 1
+        first = json.loads(next(records.glob("fill-*.json")).read_text())["batch_id"]
+        srv.state.config.batch_time = 0.2  # later batches finish sooner
+        run_llm(srv, ws, "run", "--count", 300, "--batch-api")
+        stats = srv.state.snapshot()
+    assert len(stats["batch_inputs"]) == len(set(stats["batch_inputs"]))  # no round twice
+    assert stats["batch_lines"]["fill"] < 400  # the killed round's 300 were not sent again
+    assert json.loads(next(records.glob("fill-*.json")).read_text()) == {
+        "batch_id": first, "input_file_id": "file-000001", "kind": "fill",
+        "model": "gpt-4o-mini", "requests": 300, "status": "completed"}
+    assert validate_file(ws / "final" / "babis" / "train.jsonl").ok

@@ -65,6 +65,10 @@ def llm_options(func):
                   "(finished batches are kept; exit code 3).")
     @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0,
                   show_default=True, help="Seconds to wait for one answer before retrying.")
+    @click.option("--batch-api", is_flag=True,
+                  help="Send each round through OpenAI's Batch API: half the price, answers "
+                  "within 24 h; resumable (the batch id is kept under generated/<persona>/"
+                  "batches/).")
     @click.option("--dry-run", is_flag=True,
                   help="Print requests, tokens and expected cost per stage; send nothing.")
     @functools.wraps(func)
@@ -75,7 +79,7 @@ def llm_options(func):
 
 
 LLM_KEYS = ("base_url", "model", "api_key_env", "concurrency", "rpm", "tpm", "max_cost",
-            "timeout")
+            "timeout", "batch_api")
 
 
 def _setup(persona: str, workspace: Path, provider: str | None = None,
@@ -92,15 +96,16 @@ def _setup(persona: str, workspace: Path, provider: str | None = None,
     name, why = resolve_name(provider, llm.get("base_url"))
     options = {}
     if name == "openai":
-        options = {**llm, "cache_dir": ws.generated / "cache"}
-        why += f" · model {llm.get('model')}"
+        options = {**llm, "cache_dir": ws.generated / "cache",
+                   "batch_dir": ws.generated / "batches"}
+        why += f" · model {llm.get('model')}" + (" · Batch API" if llm.get("batch_api") else "")
     err.print(f"[dim]persona [bold]{spec.id}[/bold] · provider [bold]{name}[/bold] ({why}) · "
               f"workspace {workspace.resolve()}[/dim]")
     return spec, ws, make_provider(name, **options)
 
 
 def _dry_run(spec, ws, stages: tuple[str, ...], *, count: int, seed: int, model: str,
-             templates: int | None, as_json: bool) -> None:
+             templates: int | None, as_json: bool, batch_api: bool = False) -> None:
     """Print what the LLM stages would cost; send nothing."""
     from persona.providers.llm_estimate import estimate
     from persona.stages import templates as templates_stage
@@ -109,11 +114,13 @@ def _dry_run(spec, ws, stages: tuple[str, ...], *, count: int, seed: int, model:
     if ws.templates_file.exists() and stages != ("templates",):
         bank = templates_stage.load(ws.templates_file, spec)
     rows = [r for r in estimate(spec, count=count, seed=seed, model=model,
-                                templates=templates, bank=bank) if r["stage"] in stages]
+                                templates=templates, bank=bank, batch_api=batch_api)
+            if r["stage"] in stages]
     if as_json:
         print_json(rows)
         return
-    table = Table(title=f"dry run · {model} · nothing sent")
+    discount = " · Batch API discount applied" if batch_api else ""
+    table = Table(title=f"dry run · {model}{discount} · nothing sent")
     for col in ("stage", "requests", "input tokens", "output tokens", "expected USD"):
         table.add_column(col, justify="left" if col == "stage" else "right")
     for r in rows:
@@ -159,7 +166,8 @@ def templates(persona, workspace, seed, as_json, provider, force, count, dry_run
     if dry_run:
         spec, ws, _ = _setup(persona, workspace)
         _dry_run(spec, ws, ("templates",), count=1, seed=seed, model=llm["model"],
-                 templates=count or spec.grammar.count, as_json=as_json)
+                 templates=count or spec.grammar.count, as_json=as_json,
+                 batch_api=llm["batch_api"])
         return
     spec, ws, prov = _setup(persona, workspace, provider, llm)
     report = stage.run(spec, ws, prov, seed=seed, count=count, force=force)
@@ -182,7 +190,7 @@ def fill(persona, workspace, seed, as_json, provider, force, count, batch_size, 
     if dry_run:
         spec, ws, _ = _setup(persona, workspace)
         _dry_run(spec, ws, ("fill",), count=count, seed=seed, model=llm["model"],
-                 templates=None, as_json=as_json)
+                 templates=None, as_json=as_json, batch_api=llm["batch_api"])
         return
     spec, ws, prov = _setup(persona, workspace, provider, llm)
     with llm_bars(not as_json) as (bar, monitor):
@@ -206,7 +214,7 @@ def questions(persona, workspace, seed, as_json, provider, force, dry_run, **llm
         spec, ws, _ = _setup(persona, workspace)
         total = Workspace.fingerprint(ws.answers).get("count", 0) or DEFAULT_COUNT
         _dry_run(spec, ws, ("questions",), count=total, seed=seed, model=llm["model"],
-                 templates=None, as_json=as_json)
+                 templates=None, as_json=as_json, batch_api=llm["batch_api"])
         return
     spec, ws, prov = _setup(persona, workspace, provider, llm)
     total = Workspace.fingerprint(ws.answers).get("count", 0)
@@ -277,6 +285,7 @@ def run(persona, workspace, seed, as_json, provider, force, ratios, count, n_tem
     persona run -p my_persona.toml -w runs/mine     # your own persona, elsewhere
     persona run --provider openai --model gpt-4o-mini --count 3000 --dry-run
     persona run --provider openai --base-url http://localhost:8000/v1 --max-cost 5
+    persona run --provider openai --model gpt-4o-mini --batch-api   # half price, slower
 
     A rerun resumes: finished batches are kept, answered LLM requests are not sent again;
     --force redoes every stage.
@@ -287,7 +296,8 @@ def run(persona, workspace, seed, as_json, provider, force, ratios, count, n_tem
     if dry_run:
         spec, ws, _ = _setup(persona, workspace)
         _dry_run(spec, ws, ("templates", "fill", "questions"), count=count, seed=seed,
-                 model=llm["model"], templates=n_templates, as_json=as_json)
+                 model=llm["model"], templates=n_templates, as_json=as_json,
+                 batch_api=llm["batch_api"])
         return
     spec, ws, prov = _setup(persona, workspace, provider, llm)
     opts = pipeline.RunOptions(count=count, seed=seed, batch_size=batch_size,

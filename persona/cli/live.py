@@ -1,4 +1,5 @@
-"""Progress bars for LLM runs: items per stage, plus requests in flight and money spent."""
+"""Progress bars for LLM runs: items per stage, plus requests in flight (or the Batch API
+batch's status and counts) and money spent."""
 
 from __future__ import annotations
 
@@ -41,8 +42,14 @@ def llm_bars(enabled: bool = True) -> Iterator[tuple]:
         if state["task"] is None or now - state["last"] < 0.1:  # redraws cost CPU
             return
         state["last"] = now
-        progress.update(state["task"], live=f"{info['in_flight']:>3} in flight · "
-                        f"{info['requests']} sent · ${info['spent']:.4f}")
+        batch = info.get("batch")
+        if batch:  # Batch API mode: the batch's own progress, as the server reports it
+            live = (f"batch {batch['status']} {batch['completed']}/{batch['total']} · "
+                    f"${info['spent']:.4f}")
+        else:
+            live = (f"{info['in_flight']:>3} in flight · {info['requests']} sent · "
+                    f"${info['spent']:.4f}")
+        progress.update(state["task"], live=live)
 
     with progress:
         yield bar, monitor

@@ -43,8 +43,11 @@ class RequestCache:
     def get(self, key: str) -> dict | None:
         return self.entries.get(key)
 
-    def put(self, key: str, kind: str, model: str, content: str, usage: dict) -> None:
+    def put(self, key: str, kind: str, model: str, content: str, usage: dict,
+            batch: bool = False) -> None:
         entry = {"key": key, "kind": kind, "model": model, "content": content, "usage": usage}
+        if batch:  # answered through the Batch API: priced at its discount
+            entry["batch"] = True
         self.entries[key] = entry
         if self.path is None:
             return
@@ -82,7 +85,8 @@ def usage_by_kind(folder: Path) -> dict[str, dict]:
         u["requests"] += 1
         u["prompt_tokens"] += pt
         u["completion_tokens"] += ct
-        cost = generation_cost(entry.get("model", ""), pt, ct, prices=prices)
+        cost = generation_cost(entry.get("model", ""), pt, ct, prices=prices,
+                               batch_api=entry.get("batch", False))
         u["cost_usd"] = None if cost is None or u["cost_usd"] is None else u["cost_usd"] + cost
     for u in out.values():
         if u["cost_usd"] is not None:

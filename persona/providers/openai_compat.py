@@ -5,7 +5,8 @@ flight, a limiter paces them under --rpm/--tpm). The SDK retries 429/5xx/timeout
 and honours Retry-After; what still fails comes back as a Failure and the stage retries the
 item with its next attempt. Every answer is written to the request cache the moment it
 arrives, so a rerun sends only what had no answer. The API key lives in the client only: it
-is never logged, cached or put in an error message.
+is never logged, cached or put in an error message. With `batch_api`, each round goes through
+the Batch API instead (openai_batch.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 from persona.errors import BudgetExceeded, ProviderError
 from persona.providers import llm_tasks as tasks
@@ -34,7 +36,8 @@ class OpenAICompatProvider:
                  api_key_env: str = "OPENAI_API_KEY", concurrency: int = 16,
                  rpm: float | None = None, tpm: float | None = None,
                  max_cost: float | None = None, cache_dir=None, timeout: float = 60.0,
-                 max_retries: int = 5, monitor: Callable[[dict], None] | None = None):
+                 max_retries: int = 5, monitor: Callable[[dict], None] | None = None,
+                 batch_api: bool = False, batch_dir=None):
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         self._api_key = os.environ.get(api_key_env)
         if not self._api_key:
@@ -48,16 +51,20 @@ class OpenAICompatProvider:
         self.limiter = RateLimiter(rpm, tpm)
         self.max_cost = max_cost
         self.cache = RequestCache(cache_dir)
+        self.batch_api = batch_api
+        self.batch_dir = Path(batch_dir) if batch_dir else Path(cache_dir or ".") / "batches"
         self.monitor = monitor
         self.structured = True  # json_schema response_format until the server refuses it
         self._price = _price_of(model)
+        self._batch_discount = _batch_discount()
         if max_cost is not None and self._price is None:
             raise ProviderError(f"--max-cost needs the price of model {model!r}, which the "
                                 "price table lacks")
         self.in_flight = 0
         self.stats = {"requests": 0, "cached": 0, "failed": 0, "prompt_tokens": 0,
                       "completion_tokens": 0}
-        self.spent = sum(self.cost(e["usage"]) for e in self.cache.entries.values())
+        self.spent = sum(self.cost(e["usage"], e.get("batch", False))
+                         for e in self.cache.entries.values())
         self._reserved = 0.0
         self._stopped = False
 
@@ -99,11 +106,25 @@ class OpenAICompatProvider:
         return [m if isinstance(m, Failure) else _parse_or_fail(next(answers)) for m in built]
 
     # -- money -------------------------------------------------------------------------------
-    def cost(self, usage: dict) -> float:
+    def cost(self, usage: dict, batch: bool = False) -> float:
         if self._price is None:
             return 0.0
-        return (usage.get("prompt_tokens", 0) * self._price[0]
-                + usage.get("completion_tokens", 0) * self._price[1]) / 1e6
+        usd = (usage.get("prompt_tokens", 0) * self._price[0]
+               + usage.get("completion_tokens", 0) * self._price[1]) / 1e6
+        return usd * (1 - self._batch_discount) if batch else usd
+
+    def reserve_batch(self, kind: str, messages: list[list[dict]]) -> None:
+        """Refuse a batch whose worst case (prompts + max_tokens each) passes --max-cost."""
+        if self.max_cost is None:
+            return
+        worst = self.cost({"prompt_tokens": sum(_prompt_tokens(m, self.model) for m in messages),
+                           "completion_tokens": tasks.MAX_TOKENS[kind] * len(messages)},
+                          batch=True)
+        if self.spent + worst > self.max_cost:
+            raise BudgetExceeded(
+                f"stopped before --max-cost {self.max_cost:g} USD would be exceeded: the next "
+                f"batch may cost up to {worst:.4f} USD (spent {self.spent:.4f} USD); finished "
+                "batches are kept, rerun with a higher --max-cost to go on")
 
     def _reserve(self, kind: str, messages: list[dict]) -> float:
         """Book the most this request can cost (prompt + max_tokens); refuse past --max-cost."""
@@ -125,6 +146,10 @@ class OpenAICompatProvider:
         if not messages:
             return []
         try:
+            if self.batch_api:
+                from persona.providers import openai_batch
+
+                return openai_batch.run_round(self, kind, messages)
             return asyncio.run(self._gather(kind, messages))
         finally:
             self.cache.close()  # fsync what this round answered
@@ -158,7 +183,7 @@ class OpenAICompatProvider:
                 hit = self.cache.get(key)
                 if hit is not None:
                     self.stats["cached"] += 1
-                    self._notify(kind)
+                    self.notify(kind)
                     return hit["content"]
                 if self._stopped:
                     raise BudgetExceeded("stopped: --max-cost reached")
@@ -167,7 +192,7 @@ class OpenAICompatProvider:
                           if self.limiter.tpm else 0)
                 await self.limiter.wait(tokens)
                 self.in_flight += 1
-                self._notify(kind)
+                self.notify(kind)
                 try:
                     resp = await client.chat.completions.create(
                         model=self.model, messages=messages, **params)
@@ -199,13 +224,25 @@ class OpenAICompatProvider:
         self.stats["requests"] += 1
         self.stats["prompt_tokens"] += usage["prompt_tokens"]
         self.stats["completion_tokens"] += usage["completion_tokens"]
-        self._notify(kind)
+        self.notify(kind)
         return content
 
-    def _notify(self, kind: str) -> None:
+    def answered_batch(self, kind: str, key: str, body: dict) -> None:
+        """Cache one answer of a Batch API output file (a chat-completion body)."""
+        content = body["choices"][0].get("message", {}).get("content") or ""
+        u = body.get("usage") or {}
+        usage = {"prompt_tokens": u.get("prompt_tokens", 0) or 0,
+                 "completion_tokens": u.get("completion_tokens", 0) or 0}
+        self.cache.put(key, kind, self.model, content, usage, batch=True)
+        self.spent += self.cost(usage, batch=True)
+        self.stats["requests"] += 1
+        self.stats["prompt_tokens"] += usage["prompt_tokens"]
+        self.stats["completion_tokens"] += usage["completion_tokens"]
+
+    def notify(self, kind: str, **extra) -> None:
         if self.monitor is not None:
             self.monitor({"kind": kind, "in_flight": self.in_flight, "spent": self.spent,
-                          **self.stats})
+                          **self.stats, **extra})
 
 
 def _parse_or_fail(content: str | Failure) -> str | Failure:
@@ -230,3 +267,9 @@ def _price_of(model: str) -> tuple[float, float] | None:
     if found is None or found[1].input is None or found[1].output is None:
         return None
     return found[1].input, found[1].output
+
+
+def _batch_discount() -> float:
+    from persona.checks.cost import load_prices
+
+    return load_prices().batch_discount

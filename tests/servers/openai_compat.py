@@ -1,22 +1,30 @@
 """A loopback OpenAI-compatible chat server that answers our prompts like a model would.
 
-It speaks POST /v1/chat/completions well enough for the real `openai` SDK (strict response
-fields, `usage`, `response_format`), reads the machine-readable task block our prompts carry
-(a ```json fenced block in the last user message) and builds a plausible JSON answer from it:
-the template filled with the listed values, framed with the style phrases, a slip made when
-asked, the signature appended. Faults are injected on demand: latency, HTTP errors (429 with
-Retry-After, 500, or a hang past the client's timeout) and malformed answers.
+It speaks POST /v1/chat/completions, and the files and batches protocol of the Batch API
+(POST /v1/files, GET /v1/files/{id}[/content], POST /v1/batches, GET /v1/batches/{id}), well
+enough for the real `openai` SDK (strict response fields, `usage`, `response_format`). It reads
+the machine-readable task block our prompts carry (a ```json fenced block in the last user
+message) and builds a plausible JSON answer from it: the template filled with the listed
+values, framed with the style phrases, a slip made when asked, the signature appended.
+Faults are injected on demand: latency, HTTP errors (429 with Retry-After, 500, or a hang past
+the client's timeout) and malformed answers.
 
     python -m tests.servers.openai_compat --port 8089 --latency 0.25 --error-rate 0.1 \
         --malformed-rate 0.2
 
-GET /stats gives request counts: total, by status, by kind (templates / fill / questions).
+A batch goes validating -> in_progress -> finalizing -> completed over `batch_time` seconds;
+its output lines are the chat-completion bodies the online endpoint gives (malformed share
+included), its error lines the injected faults (error rate).
+
+GET /stats gives request counts: total, by status, by kind (templates / fill / questions),
+batches created and the lines they held.
 In tests: `with serve(error_rate=0.1) as srv: ... srv.url ... srv.stats()`.
 """
 
 from __future__ import annotations
 
 import argparse
+import email.policy
 import hashlib
 import json
 import random
@@ -27,6 +35,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 _TASK_RE = re.compile(r"```json\s*\n(.*?)\n```", re.S)
@@ -40,6 +49,7 @@ class Config:
     malformed_rate: float = 0.0  # share of 200 answers whose content is broken
     hang: float = 5.0  # how long a "timeout" error sleeps (set it above the client timeout)
     json_schema: bool = True  # False: reject response_format json_schema with a 400
+    batch_time: float = 1.0  # seconds a batch takes from creation to completed
     seed: int = 0
 
 
@@ -55,6 +65,15 @@ class State:
         self.times: list[float] = []  # arrival time of every chat request
         self.bodies: Counter = Counter()  # sha256 of each request body -> times received
         self.answered_bodies: set[str] = set()  # bodies that got a 200
+        self.files: dict[str, dict] = {}  # file id -> {"data": bytes, "filename", "purpose"}
+        self.batches: dict[str, dict] = {}  # batch id -> the batch object and its outputs
+        self.batch_lines: Counter = Counter()  # requests received through batches, by kind
+        self.next_id = 0
+
+    def new_id(self, prefix: str) -> str:
+        with self.lock:
+            self.next_id += 1
+            return f"{prefix}-{self.next_id:06d}"
 
     def draw(self) -> float:
         with self.lock:
@@ -71,6 +90,8 @@ class State:
         with self.lock:
             return {"total": self.total, "by_status": dict(self.status),
                     "by_kind": dict(self.kinds), "answered_by_kind": dict(self.answered),
+                    "batches": len(self.batches), "batch_lines": dict(self.batch_lines),
+                    "batch_inputs": [b["input_digest"] for b in self.batches.values()],
                     "times": list(self.times), "bodies": dict(self.bodies),
                     "answered_bodies": sorted(self.answered_bodies)}
 
@@ -147,6 +168,122 @@ def malformed(content: str, rng: random.Random) -> str:
     return json.dumps({"answer_text": "??"})  # valid JSON, wrong fields
 
 
+def completion(body: dict, cfg: Config) -> dict:
+    """The chat-completion body answering `body` (a malformed share included)."""
+    rng = _rng_for(body, cfg.seed)
+    content = json.dumps(answer(task_of(body), rng), ensure_ascii=False)
+    if cfg.malformed_rate and rng.random() < cfg.malformed_rate:
+        content = malformed(content, rng)
+    prompt_chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", []))
+    usage = {"prompt_tokens": prompt_chars // 4 + 1, "completion_tokens": len(content) // 4 + 1}
+    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    return {"id": f"chatcmpl-{rng.getrandbits(64):016x}", "object": "chat.completion",
+            "created": int(time.time()), "model": body.get("model", "test-model"),
+            "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+                         "message": {"role": "assistant", "content": content}}],
+            "usage": usage}
+
+
+def parse_multipart(content_type: str, raw: bytes) -> dict[str, tuple[bytes, str | None]]:
+    """{field name: (bytes, filename)} of a multipart/form-data body."""
+    msg = BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw)
+    out = {}
+    for part in msg.iter_parts() if msg.is_multipart() else []:
+        name = part.get_param("name", header="content-disposition")
+        if name:
+            out[name] = (part.get_payload(decode=True) or b"", part.get_filename())
+    return out
+
+
+def file_view(fid: str, f: dict) -> dict:
+    return {"id": fid, "object": "file", "bytes": len(f["data"]), "created_at": f["created_at"],
+            "filename": f["filename"], "purpose": f["purpose"], "status": "processed"}
+
+
+def make_batch(state: State, body: dict, data: bytes) -> dict:
+    """Answer every line now; `batch_view` reveals the answers as the batch's time passes."""
+    cfg = state.config
+    out, errors, ids = [], [], []
+    for line in data.decode().splitlines():
+        if not line.strip():
+            continue
+        req = json.loads(line)
+        ids.append(req["custom_id"])
+        state.batch_lines[task_of(req["body"]).get("task", "unknown")] += 1
+        rid = f"batch_req_{len(ids):06d}"
+        fmt = (req["body"].get("response_format") or {}).get("type")
+        if fmt == "json_schema" and not cfg.json_schema:
+            errors.append({"id": rid, "custom_id": req["custom_id"], "response": {
+                "status_code": 400, "request_id": rid, "body": {"error": {
+                    "message": "response_format json_schema is not supported by this server",
+                    "type": "invalid_request_error", "param": "response_format"}}},
+                "error": None})
+        elif cfg.error_rate and state.draw() < cfg.error_rate:
+            errors.append({"id": rid, "custom_id": req["custom_id"], "response": None,
+                           "error": {"code": "server_error", "message": "internal error"}})
+        else:
+            out.append({"id": rid, "custom_id": req["custom_id"], "response": {
+                "status_code": 200, "request_id": rid, "body": completion(req["body"], cfg)},
+                "error": None})
+    bid = state.new_id("batch")
+    batch = {"id": bid, "object": "batch", "endpoint": body.get("endpoint"),
+             "input_file_id": body.get("input_file_id"),
+             "completion_window": body.get("completion_window", "24h"),
+             "created_at": int(time.time()), "metadata": body.get("metadata"),
+             "_t0": time.monotonic(), "_duration": cfg.batch_time, "_out": out,
+             "_errors": errors, "_files": None,
+             "input_digest": hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()}
+    with state.lock:
+        state.batches[bid] = batch
+    return batch
+
+
+def batch_view(batch: dict, state: State) -> dict:
+    """The batch object as of now: 10 % validating, in_progress to 80 %, then finalizing."""
+    frac = (time.monotonic() - batch["_t0"]) / batch["_duration"] if batch["_duration"] else 1
+    total = len(batch["_out"]) + len(batch["_errors"])
+    view = {k: v for k, v in batch.items() if not k.startswith("_") and k != "input_digest"}
+    counts = {"total": total, "completed": 0, "failed": 0}
+    if frac < 0.1:
+        status = "validating"
+        counts["total"] = 0
+    elif frac < 0.8:
+        status = "in_progress"
+        done = int(total * (frac - 0.1) / 0.7)
+        counts["failed"] = min(len(batch["_errors"]), done * len(batch["_errors"]) // total)
+        counts["completed"] = done - counts["failed"]
+    else:
+        status = "finalizing" if frac < 1 else "completed"
+        counts["completed"], counts["failed"] = len(batch["_out"]), len(batch["_errors"])
+    if status == "completed":
+        with state.lock:
+            if batch["_files"] is None:  # written once, on first sight of completion
+                batch["_files"] = [_store(state, batch["_out"]), _store(state, batch["_errors"])]
+        out_id, err_id = batch["_files"]
+        view.update(output_file_id=out_id, error_file_id=err_id,
+                    completed_at=int(time.time()))
+    view.update(status=status, request_counts=counts)
+    return view
+
+
+def _store(state: State, lines: list[dict]) -> str | None:
+    if not lines:
+        return None
+    fid = f"file-{len(state.files) + 1:06d}-out"
+    state.files[fid] = {"data": "".join(json.dumps(x, ensure_ascii=False) + "\n"
+                                        for x in lines).encode(),
+                        "filename": "batch_output.jsonl", "purpose": "batch_output",
+                        "created_at": int(time.time())}
+    return fid
+
+
+def _route(path: str) -> list[str]:
+    """URL path -> its parts after an optional /v1: '/v1/files/x/content' -> [files, x, content]."""
+    parts = [p for p in path.split("?")[0].split("/") if p]
+    return parts[1:] if parts[:1] == ["v1"] else parts
+
+
 # -- HTTP ----------------------------------------------------------------------------------
 
 class Handler(BaseHTTPRequestHandler):
@@ -172,32 +309,53 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a hang past its timeout): that was the point
 
+    def _not_found(self) -> None:
+        self._send(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
+
     def do_GET(self):  # noqa: N802 - stdlib name
         path, _, query = self.path.partition("?")
-        if path.rstrip("/") != "/stats":
-            self._send(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
-            return
-        snap = self.server.state.snapshot()
-        if "full=1" not in query:  # per-request detail only on request: it grows with the run
-            for key in ("times", "bodies", "answered_bodies"):
-                snap.pop(key)
-        self._send(200, snap)
+        parts = _route(path)
+        if parts == ["stats"]:
+            snap = self.server.state.snapshot()
+            if "full=1" not in query:  # per-request detail only on request: grows with the run
+                for key in ("times", "bodies", "answered_bodies", "batch_inputs"):
+                    snap.pop(key)
+            self._send(200, snap)
+        elif len(parts) in (2, 3) and parts[0] == "files":
+            self._get_file(parts[1], content=parts[2:] == ["content"])
+        elif len(parts) == 2 and parts[0] == "batches":
+            batch = self.server.state.batches.get(parts[1])
+            if batch is None:
+                self._not_found()
+            else:
+                self._send(200, batch_view(batch, self.server.state))
+        else:
+            self._not_found()
 
     def do_POST(self):  # noqa: N802 - stdlib name
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
-        if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
-            self._send(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
+        parts = _route(self.path)
+        if parts == ["files"]:
+            self._post_file(raw)
             return
-        state, cfg = self.server.state, self.server.state.config
+        if parts not in (["chat", "completions"], ["batches"]):
+            self._not_found()
+            return
         try:
             body = json.loads(raw)
         except json.JSONDecodeError:
             self._send(400, {"error": {"message": "invalid JSON body",
                                        "type": "invalid_request_error"}})
             return
-        task = task_of(body)
-        kind = task.get("task", "unknown")
+        if parts == ["batches"]:
+            self._post_batch(body)
+        else:
+            self._chat(body, raw)
+
+    def _chat(self, body: dict, raw: bytes) -> None:
+        state, cfg = self.server.state, self.server.state.config
+        kind = task_of(body).get("task", "unknown")
         digest = hashlib.sha256(raw).hexdigest()
         with state.lock:
             state.bodies[digest] += 1
@@ -210,20 +368,47 @@ class Handler(BaseHTTPRequestHandler):
         if status:
             state.count(status, kind, digest)
             return
-        rng = _rng_for(body, cfg.seed)
-        content = json.dumps(answer(task, rng), ensure_ascii=False)
-        if cfg.malformed_rate and rng.random() < cfg.malformed_rate:
-            content = malformed(content, rng)
-        prompt_chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", []))
-        usage = {"prompt_tokens": prompt_chars // 4 + 1, "completion_tokens": len(content) // 4 + 1}
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        self._send(200, {
-            "id": f"chatcmpl-{rng.getrandbits(64):016x}", "object": "chat.completion",
-            "created": int(time.time()), "model": body.get("model", "test-model"),
-            "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
-                         "message": {"role": "assistant", "content": content}}],
-            "usage": usage})
+        self._send(200, completion(body, cfg))
         state.count(200, kind, digest)
+
+    # -- files and batches (the Batch API) ---------------------------------------------------
+    def _post_file(self, raw: bytes) -> None:
+        fields = parse_multipart(self.headers.get("Content-Type", ""), raw)
+        if "file" not in fields:
+            self._send(400, {"error": {"message": "no 'file' part", "param": "file",
+                                       "type": "invalid_request_error"}})
+            return
+        state = self.server.state
+        fid = state.new_id("file")
+        data, filename = fields["file"]
+        state.files[fid] = {"data": data, "filename": filename or "upload.jsonl",
+                            "purpose": fields.get("purpose", (b"", None))[0].decode(),
+                            "created_at": int(time.time())}
+        self._send(200, file_view(fid, state.files[fid]))
+
+    def _get_file(self, fid: str, content: bool) -> None:
+        f = self.server.state.files.get(fid)
+        if f is None:
+            self._not_found()
+        elif not content:
+            self._send(200, file_view(fid, f))
+        else:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(f["data"])))
+            self.end_headers()
+            self.wfile.write(f["data"])
+
+    def _post_batch(self, body: dict) -> None:
+        state = self.server.state
+        f = state.files.get(body.get("input_file_id", ""))
+        if f is None or f["purpose"] != "batch":
+            self._send(400, {"error": {"message": "input_file_id: no such file with purpose "
+                                       "'batch'", "param": "input_file_id",
+                                       "type": "invalid_request_error"}})
+            return
+        batch = make_batch(state, body, f["data"])
+        self._send(200, batch_view(batch, state))
 
     def _fault(self, cfg: Config, state: State, body: dict) -> int | None:
         """Answer with an injected fault and return its status, or None to answer normally."""
@@ -297,11 +482,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--hang", type=float, default=5.0, help="seconds a hang lasts")
     ap.add_argument("--no-json-schema", action="store_true",
                     help="reject response_format json_schema (tests the fallback)")
+    ap.add_argument("--batch-time", type=float, default=1.0,
+                    help="seconds a Batch API batch takes to complete")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     srv = make_server(a.port, latency=a.latency, error_rate=a.error_rate,
                       malformed_rate=a.malformed_rate, hang=a.hang,
-                      json_schema=not a.no_json_schema, seed=a.seed)
+                      json_schema=not a.no_json_schema, batch_time=a.batch_time,
+                      seed=a.seed)
     print(f"listening on http://127.0.0.1:{srv.server_address[1]}/v1", flush=True)  # noqa: T201
     try:
         srv.serve_forever()
