@@ -101,7 +101,10 @@ def _setup(persona: str, workspace: Path, provider: str | None = None,
         why += f" · model {llm.get('model')}" + (" · Batch API" if llm.get("batch_api") else "")
     err.print(f"[dim]persona [bold]{spec.id}[/bold] · provider [bold]{name}[/bold] ({why}) · "
               f"workspace {workspace.resolve()}[/dim]")
-    return spec, ws, make_provider(name, **options)
+    prov = make_provider(name, **options)
+    if hasattr(prov, "close"):
+        click.get_current_context().call_on_close(prov.close)
+    return spec, ws, prov
 
 
 def _dry_run(spec, ws, stages: tuple[str, ...], *, count: int, seed: int, model: str,
