@@ -14,6 +14,7 @@ padding and examples never attend to each other. Nothing is packed into shared a
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from persona.finetune import (
     require_train_deps,
 )
 from persona.finetune.callbacks import Reporter, StopOnInterrupt, TrainingLog, sigint_to
-from persona.finetune.config import FinetuneConfig
+from persona.finetune.config import FinetuneConfig, apply_presets, resume_conflicts
 from persona.finetune.data import ChatData, load_chat_data, tokenize_all
 from persona.finetune.outputs import (
     library_versions,
@@ -84,11 +85,14 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, reporter: Reporter | 
              on_plan=None) -> FinetuneResult:
     """Train a LoRA adapter as `cfg` says; write adapter, logs, plots and summary into cfg.out."""
     require_train_deps()
+    cfg = cfg.model_copy()  # presets fill in unset fields; the caller's object stays as given
+    notes = apply_presets(cfg, is_tiny(cfg.base_model))
     out = _check_out(cfg, resume)
     quiet_libraries()
     t0 = time.time()
     data = load_chat_data(Path(cfg.data), val_fraction=cfg.val_fraction, seed=cfg.seed)
     plan = make_plan(cfg, data, out)
+    plan.notes[:0] = notes
     if on_plan:
         on_plan(plan)
     out.mkdir(parents=True, exist_ok=True)
@@ -121,7 +125,24 @@ def _check_out(cfg: FinetuneConfig, resume: bool) -> Path:
     if not resume and last is not None:
         raise WorkspaceError(f"{out} already holds checkpoints: pass --resume to continue, "
                              "or choose another --out")
+    if resume:
+        _check_same_settings(cfg, out)
     return out
+
+
+def _check_same_settings(cfg: FinetuneConfig, out: Path) -> None:
+    """A resumed run must learn what the saved one would have: refuse other settings, naming
+    them, unless they only change cadence or bookkeeping (config.RESUME_SAFE)."""
+    saved_file = out / "config.json"
+    if not saved_file.exists():
+        return  # a run from before config.json was written: nothing to compare with
+    saved = json.loads(saved_file.read_text(encoding="utf-8"))
+    differ = resume_conflicts(saved, cfg)
+    if differ:
+        now = cfg.hyperparameters()
+        what = ", ".join(f"{k} (saved {saved.get(k)!r}, now {now.get(k)!r})" for k in differ)
+        raise WorkspaceError(f"--resume with other settings than the run in {out}: {what}; "
+                             "pass the saved ones (OUT/config.json) or choose another --out")
 
 
 def make_plan(cfg: FinetuneConfig, data: ChatData, out: Path) -> Plan:
@@ -222,20 +243,29 @@ def build_trainer(cfg, plan: Plan, data: ChatData, tok, model, out: Path,
     val = Dataset.from_list(tokenize_all(tok, data.val, cfg.max_length))
     tlog, stopper = TrainingLog(out / "training_log.jsonl", reporter), StopOnInterrupt()
     trainer = SFTTrainer(model=model, args=sft_config(cfg, plan, out), train_dataset=train,
-                         eval_dataset=val, processing_class=tok, peft_config=lora_config(cfg),
+                         eval_dataset=val, processing_class=tok,
+                         peft_config=lora_config(cfg, _tied(model)),
                          callbacks=[tlog, stopper])
     # disable_tqdm swaps the bar for a callback that prints raw log dicts; we report ourselves.
     trainer.remove_callback(PrinterCallback)
     return trainer, stopper, tlog
 
 
-def lora_config(cfg: FinetuneConfig):
+def _tied(model) -> bool:
+    return bool(getattr(model.config, "tie_word_embeddings", False))
+
+
+def lora_config(cfg: FinetuneConfig, tied: bool = False):
     from peft import LoraConfig
 
     targets = cfg.target_modules
     return LoraConfig(
         r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, bias="none",
         task_type="CAUSAL_LM",
+        # Full trainable copies of these; the base model's own weights stay frozen and unchanged,
+        # and the copies are saved in the adapter (vocab x hidden x 2 more values).
+        modules_to_save=["embed_tokens", "lm_head"] if cfg.train_embeddings else None,
+        ensure_weight_tying=bool(cfg.train_embeddings and tied),
         target_modules=targets if targets == "all-linear" else
         [t.strip() for t in targets.split(",") if t.strip()],
     )
@@ -305,6 +335,7 @@ def build_summary(cfg, plan: Plan, data: ChatData, trainer, rows: list[dict], ou
         "peak_gpu_bytes": torch.cuda.max_memory_allocated() if plan.device == "cuda" else None,
         "versions": library_versions(),
         "preflight": plan.preflight,
+        "notes": plan.notes,
     }
 
 

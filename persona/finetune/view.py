@@ -25,6 +25,8 @@ def print_plan(plan) -> None:
     console.print(f"[bold]base[/] {plan.base}  [bold]batching[/] {batching}")
     if plan.preflight:
         console.print(f"[bold]preflight[/] {plan.preflight}")
+    for note in plan.notes:
+        console.print(f"[bold]note[/] {note}")
 
 
 class RichReporter:

@@ -36,19 +36,37 @@ def test_outputs_are_written(trained):
 
 
 def test_base_weights_unchanged_and_adapter_changed(trained):
+    """Training moves only the adapter. The tiny preset trains embeddings and head as full
+    copies (modules_to_save): the originals behind them stay frozen and equal to the base
+    files, like every other base weight; the copies and LoRA B move and go into the adapter."""
     import torch
     from safetensors.torch import load_file
 
     base = load_file(str(trained.out / "base-tiny" / "model.safetensors"))
-    params = dict(trained.model.named_parameters())
-    q = "base_model.model.model.layers.0.self_attn.q_proj"
-    assert torch.equal(params[f"{q}.base_layer.weight"],
-                       base["model.layers.0.self_attn.q_proj.weight"])
-    assert torch.equal(params["base_model.model.model.embed_tokens.weight"],
-                       base["model.embed_tokens.weight"])
-    lora_b = [p for n, p in params.items() if "lora_B" in n]
+    assert "lm_head.weight" in base  # untied: two separate matrices
+    frozen, trainable = {}, {}
+    for name, p in trained.model.named_parameters():
+        (trainable if p.requires_grad else frozen)[name] = p
+    assert all("lora_" in n or ".modules_to_save." in n for n in trainable), list(trainable)
+    assert not any("lora_" in n or ".modules_to_save." in n for n in frozen)
+    names = {n.removeprefix("base_model.model.").replace(".base_layer", "")
+             .replace(".original_module", ""): p for n, p in frozen.items()}
+    assert names.keys() == base.keys()
+    for name, weight in base.items():
+        assert torch.equal(names[name], weight), name
+    for module in ("model.embed_tokens", "lm_head"):
+        copy = trainable[f"base_model.model.{module}.modules_to_save.default.weight"]
+        assert not torch.equal(copy, base[f"{module}.weight"]), module
+    lora_b = [p for n, p in trainable.items() if "lora_B" in n]
     assert lora_b and all(p.abs().sum() > 0 for p in lora_b)  # LoRA B starts at zero
-    assert all(p.requires_grad == ("lora_" in n) for n, p in params.items())
+    saved = load_file(str(trained.out / "adapter_model.safetensors"))
+    assert any("embed_tokens" in k for k in saved) and any("lm_head" in k for k in saved)
+
+
+def test_tiny_preset_is_applied_and_reported(trained):
+    hp, notes = trained.summary["hyperparameters"], trained.summary["notes"]
+    assert hp["train_embeddings"] is True and hp["lr"] == 1e-2  # lr given: kept
+    assert notes == ["tiny preset: train_embeddings = True (default None)"]
 
 
 def test_reloaded_adapter_answers_like_the_trained_model(trained):
