@@ -105,6 +105,10 @@ def test_run_with_faults_completes_validates_and_never_leaks_the_key(tmp_path):
     assert any("JSON" in r or "lacks" in r for r in fill_stats["reasons"])
     usage = report["stages"]["llm_usage"]
     assert usage["fill"]["requests"] >= 300 and usage["fill"]["cost_usd"] > 0
+    batch = json.loads((ws / "generated" / "babis" / "answers" / "batch_0001.stats.json")
+                       .read_text())["usage"]  # the one batch's own usage
+    assert batch["requests"] == usage["fill"]["requests"] and batch["cost_usd"] > 0
+    assert batch["prompt_tokens"] == usage["fill"]["prompt_tokens"]
     assert "retried" in proc.stderr
     assert_no_key(ws, proc.stdout, proc.stderr)
 

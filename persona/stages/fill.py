@@ -109,6 +109,7 @@ def fill_batch(spec: PersonaSpec, provider: Provider, slots: list[FillRequest],
     accepted: dict[int, dict] = {}
     last_reason: dict[int, tuple[str, str]] = {}
     stats = {"retried": 0, "rejected": 0, "reasons": {}, "usage": {}}
+    mark = usage_mark(provider)
     pending, failed = slots, []
     for attempt in range(MAX_ATTEMPTS):
         if not pending:
@@ -139,7 +140,28 @@ def fill_batch(spec: PersonaSpec, provider: Provider, slots: list[FillRequest],
         invalid.append({"id": req.id, "template_id": req.template.id, "style": req.style,
                         "slip": req.slip, "reason": reason, "output": raw})
     stats["rejected"] = len(invalid)
+    stats["usage"] = usage_since(provider, mark)
     return [accepted[i] for i in sorted(accepted)], invalid, stats
+
+
+def usage_mark(provider: Provider) -> dict | None:
+    """The LLM provider's running totals (None for a provider without usage, e.g. offline)."""
+    stats = getattr(provider, "stats", None)
+    if stats is None:
+        return None
+    return {"requests": stats["requests"], "cached": stats["cached"],
+            "prompt_tokens": stats["prompt_tokens"],
+            "completion_tokens": stats["completion_tokens"], "cost_usd": provider.spent}
+
+
+def usage_since(provider: Provider, mark: dict | None) -> dict:
+    """What one batch used: requests answered by the server and from the cache, tokens, USD."""
+    if mark is None:
+        return {}
+    now = usage_mark(provider)
+    out = {k: now[k] - mark[k] for k in mark}
+    out["cost_usd"] = round(out["cost_usd"], 6)
+    return out
 
 
 def _judge(spec: PersonaSpec, req: FillRequest, res, index: DedupIndex):

@@ -11,7 +11,7 @@ from persona.io import iter_jsonl, write_json, write_jsonl
 from persona.providers.base import Failure, Provider, QuestionRequest
 from persona.spec import PersonaSpec
 from persona.stages import Progress, StageReport, no_progress
-from persona.stages.fill import MAX_ATTEMPTS, _merge_stats
+from persona.stages.fill import MAX_ATTEMPTS, _merge_stats, usage_mark, usage_since
 from persona.workspace import Workspace
 
 
@@ -53,6 +53,7 @@ def ask_batch(spec: PersonaSpec, provider: Provider, answers: list[dict], offset
     done: dict[int, str] = {}
     last: dict[int, tuple[str, str]] = {}
     stats = {"retried": 0, "rejected": 0, "reasons": {}, "usage": {}}
+    mark = usage_mark(provider)
     pending = [QuestionRequest(offset + i, a) for i, a in enumerate(answers)]
     failed: list[QuestionRequest] = []
     for attempt in range(MAX_ATTEMPTS):
@@ -80,6 +81,7 @@ def ask_batch(spec: PersonaSpec, provider: Provider, answers: list[dict], offset
                 "output": last[r.index][1]}
                for r in sorted(failed, key=lambda r: r.index)]
     stats["rejected"] = len(invalid)
+    stats["usage"] = usage_since(provider, mark)
     dialogues = [{"id": "-d".join(a["id"].rsplit("-a", 1)), "answer_id": a["id"],
                   "question": done[offset + i], "answer": a["text"]}
                  for i, a in enumerate(answers) if offset + i in done]
