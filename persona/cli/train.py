@@ -37,6 +37,8 @@ def _opt(name: str, type_=None, **kw):
 @_opt("--eval-steps", int)
 @_opt("--logging-steps", int)
 @_opt("--seed", int)
+@click.option("--train-embeddings/--no-train-embeddings", "train_embeddings", default=None,
+              help=field_help("train_embeddings"))
 @click.option("--merge", is_flag=True, default=None, help=field_help("merge"))
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --out "
               "(step, optimizer, scheduler, RNG).")
@@ -97,7 +99,8 @@ def chat_cmd(model_dir: Path, questions: tuple[str, ...], file: Path | None,
     while True:
         try:
             q = input("> ").strip()
-        except EOFError:
+        except (EOFError, KeyboardInterrupt):  # Ctrl-D / Ctrl-C end the session quietly
+            click.echo("", err=True)
             break
         if not q:
             break

@@ -111,3 +111,48 @@ def test_chat_command_answers_questions(trained, subprocess_env):
                                       "--max-new-tokens", "8"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith(f"> {QUESTION}\n")
+
+
+def _expected(trained, questions, max_new_tokens=8):
+    from persona.finetune import chat
+
+    model, tok, system = chat.load(trained.out)
+    return [chat.answer(model, tok, q, system=system, max_new_tokens=max_new_tokens)
+            for q in questions]
+
+
+def test_chat_answers_questions_from_a_file(trained, tmp_path):
+    from click.testing import CliRunner
+
+    from persona.cli import cli
+
+    questions = [QUESTION, "Proč jste nepřišel do sněmovny?"]
+    plain = tmp_path / "questions.txt"
+    plain.write_text(f"{questions[0]}\n\n  {questions[1]}  \n", encoding="utf-8")
+    jsonl = tmp_path / "questions.jsonl"
+    jsonl.write_text(json.dumps({"question": questions[0]}, ensure_ascii=False) + "\n" +
+                     json.dumps({"messages": [{"role": "user", "content": questions[1]}]},
+                                ensure_ascii=False) + "\n", encoding="utf-8")
+    want = "".join(f"> {q}\n{a}\n\n" for q, a in zip(questions, _expected(trained, questions),
+                                                     strict=True))
+    for path in (plain, jsonl):
+        result = CliRunner().invoke(cli, ["chat", "--model", str(trained.out), "--file",
+                                          str(path), "--max-new-tokens", "8"])
+        assert result.exit_code == 0, result.output
+        assert result.output == want
+
+
+def test_chat_is_interactive_on_stdin(trained, subprocess_env):
+    import subprocess
+    import sys
+
+    questions = [QUESTION, "Jak se máte?"]
+    proc = subprocess.run([sys.executable, "-m", "persona", "chat", "--model", str(trained.out),
+                           "--max-new-tokens", "8"], input="\n".join(questions) + "\n",
+                          capture_output=True, text=True, env=subprocess_env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    answers = _expected(trained, questions)
+    assert any(answers)  # a non-trivial comparison
+    # A prompt per question, each reply after it, and one more prompt before stdin ends.
+    assert proc.stdout == "".join(f"> {a}\n\n" for a in answers) + "> "
+    assert "Ctrl-D" in proc.stderr

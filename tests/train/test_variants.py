@@ -40,3 +40,20 @@ def test_mistral_shaped_model_without_system_role_trains(chat_data, subprocess_e
     system = res.summary["data"]["system_prompt"]
     assert system and chat.answer(res.model.eval(), res.tokenizer, "Jak se máte?",
                                   system=system, max_new_tokens=4) is not None
+
+
+def test_8bit_trains_on_cpu(chat_data, subprocess_env, make_config, tmp_path):
+    """bitsandbytes 0.50 runs LLM.int8 layers on the CPU, so --quant 8bit is allowed there."""
+    import torch
+
+    from persona.finetune.train import finetune
+
+    torch.manual_seed(0)
+    res = finetune(make_config(chat_data, tmp_path / "q8", quant="8bit", max_steps=4,
+                               logging_steps=2, eval_steps=4, save_steps=4))
+    assert res.summary["quant"] == "8bit" and res.summary["steps"] == 4
+    kinds = {type(m).__name__ for m in res.model.modules()}
+    assert "Linear8bitLt" in kinds, kinds
+    losses = [r["loss"] for r in res.log if "loss" in r]
+    assert len(losses) == 2 and all(loss == loss for loss in losses)  # no NaN
+    assert res.summary["final"]["eval_loss"] is not None
