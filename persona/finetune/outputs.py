@@ -81,6 +81,7 @@ def model_card(summary: dict[str, Any]) -> str:
         f"| LoRA r / alpha / dropout | {hp['lora_r']} / {hp['lora_alpha']} / "
         f"{hp['lora_dropout']} |",
         f"| target modules | {hp['target_modules']} |",
+        f"| embeddings and head trained in full | {bool(hp.get('train_embeddings'))} |",
         f"| learning rate | {hp['lr']} ({hp['lr_scheduler']}) |",
         f"| batch x accumulation | {hp['batch_size']} x {hp['grad_accum']} |",
         f"| steps | {summary['steps']} |",
@@ -91,6 +92,8 @@ def model_card(summary: dict[str, Any]) -> str:
         "Loss on assistant tokens only; see `training_log.jsonl` and `loss.png`.",
         "",
     ]
+    if summary.get("notes"):
+        lines += ["## Notes", "", *[f"- {n}" for n in summary["notes"]], ""]
     return "\n".join(lines)
 
 
