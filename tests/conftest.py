@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import tiktoken.load
 from click.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -16,6 +17,23 @@ def _isolated_env(monkeypatch):
     """No test may reach a real LLM or pick the openai provider from the developer's shell."""
     for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
         monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture(scope="session")
+def tiktoken_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("tiktoken-cache")
+
+
+@pytest.fixture(autouse=True)
+def offline_tiktoken(tiktoken_cache, monkeypatch):
+    """Every test counts tokens offline: encodings come from an initially empty cache dir
+    (provisioned from the bpe-openai package); a download attempt fails the test."""
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tiktoken_cache))
+
+    def no_network(blobpath: str) -> bytes:
+        raise AssertionError(f"tiktoken tried to read {blobpath}")
+
+    monkeypatch.setattr(tiktoken.load, "read_file", no_network)
 
 
 @pytest.fixture

@@ -8,29 +8,12 @@ import subprocess
 import sys
 
 import pytest
-import tiktoken.load
 from click.testing import CliRunner
 
 from persona.checks import tokens
 from persona.checks.validate import validate_example, validate_file
 from persona.cli import cli
 from persona.errors import InputError
-
-
-@pytest.fixture(scope="session")
-def tiktoken_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("tiktoken-cache")
-
-
-@pytest.fixture(autouse=True)
-def offline_tiktoken(tiktoken_cache, monkeypatch):
-    """Encodings come from an initially empty cache dir; a download attempt fails the test."""
-    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tiktoken_cache))
-
-    def no_network(blobpath: str) -> bytes:
-        raise AssertionError(f"tiktoken tried to read {blobpath}")
-
-    monkeypatch.setattr(tiktoken.load, "read_file", no_network)
 
 
 @pytest.fixture(scope="module")
