@@ -47,3 +47,14 @@ class BudgetExceeded(PersonaError):
     """Continuing would exceed --max-cost."""
 
     exit_code = 3
+
+
+def from_validation(e, *, file: str | None = None,
+                    cls: type[PersonaError] = PersonaError) -> PersonaError:
+    """A pydantic ValidationError as one of our one-line errors: the first problem, its field
+    path (`style.slip_rate`), and how many more there are."""
+    first = e.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or None
+    msg = first["msg"].removeprefix("Value error, ")
+    more = f" (+{e.error_count() - 1} more)" if e.error_count() > 1 else ""
+    return cls(msg + more, file=file, field=field)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import tomllib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from persona.errors import InputError
+from persona.errors import InputError, PersonaError
 
 
 @contextmanager
@@ -105,3 +106,16 @@ def _decoded_lines(fh: IO[str], path: Path) -> Iterator[str]:
             return
         lineno += 1
         yield line
+
+
+def read_toml(path: Path, error: type[PersonaError] = InputError) -> dict:
+    """Parse a TOML file; a missing, unreadable or malformed one raises `error` (one line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise error("no such file" if not path.exists() else "not a file", file=str(path))
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise error("not UTF-8 text", file=str(path)) from None
+    except tomllib.TOMLDecodeError as e:
+        raise error(f"invalid TOML: {e}", file=str(path)) from None

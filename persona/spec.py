@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from persona.errors import SpecError
+from persona.errors import SpecError, from_validation
+from persona.io import read_toml
 
 # `{tema}` or `{tema.gen}`; anything else in braces is not a placeholder and is rejected.
 PLACEHOLDER_RE = re.compile(r"\{([a-z][a-z0-9_]*)(?:\.([a-z][a-z0-9_]*))?\}")
@@ -223,23 +223,11 @@ def resolve(name_or_path: str) -> Path:
 
 def load_spec(name_or_path: str | Path) -> PersonaSpec:
     path = resolve(str(name_or_path))
-    if not path.is_file():
-        raise SpecError("no such file" if not path.exists() else "not a file", file=str(path))
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise SpecError("not UTF-8 text", file=str(path)) from None
-    except tomllib.TOMLDecodeError as e:
-        raise SpecError(f"invalid TOML: {e}", file=str(path)) from None
-    return parse_spec(data, source=str(path))
+    return parse_spec(read_toml(path, SpecError), source=str(path))
 
 
 def parse_spec(data: dict, source: str = "<spec>") -> PersonaSpec:
     try:
         return PersonaSpec.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or None
-        msg = err["msg"].removeprefix("Value error, ")
-        more = f" (+{len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
-        raise SpecError(msg + more, file=source, field=field) from None
+        raise from_validation(e, file=source, cls=SpecError) from None

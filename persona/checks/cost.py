@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from persona.checks import tokens
 from persona.checks.validate import example_tokens, iter_lines, parse_line
-from persona.errors import InputError
+from persona.errors import InputError, from_validation
 from persona.io import check_readable
 
 # OpenAI's default-epochs rule for fine-tuning (openai-cookbook, "Chat finetuning data prep").
@@ -78,10 +78,7 @@ def load_prices(path: Path | None = None) -> PriceTable:
     except tomllib.TOMLDecodeError as e:
         raise InputError(f"invalid TOML: {e}", file=where) from None
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or None
-        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
-        raise InputError(f"{err['msg']}{more}", file=where, field=loc) from None
+        raise from_validation(e, file=where, cls=InputError) from None
 
 
 def default_epochs(n_examples: int) -> int:

@@ -5,13 +5,13 @@ The defaults suit a few thousand short chat examples (see docs/finetune.md for w
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from persona.errors import InputError
+from persona.errors import InputError, from_validation
+from persona.io import read_toml
 
 
 class FinetuneConfig(BaseModel):
@@ -117,18 +117,11 @@ def load_config(path: Path | None = None,
     try:
         return FinetuneConfig(**values)
     except ValidationError as e:
-        err = e.errors()[0]
-        field = ".".join(str(p) for p in err["loc"])
-        raise InputError(err["msg"], file=str(path) if path else None, field=field) from None
+        raise from_validation(e, file=str(path) if path else None, cls=InputError) from None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("no such file", file=str(path)) from None
-    except tomllib.TOMLDecodeError as e:
-        raise InputError(f"invalid TOML: {e}", file=str(path)) from None
+    data = read_toml(path)
     # Accept the keys at the top level or under a [finetune] table; dashes as in the flags.
     data = data.get("finetune", data)
     values = {k.replace("-", "_"): v for k, v in data.items()}
