@@ -78,20 +78,24 @@ class Estimate:
 
 def estimate(model: str, *, quant: str = "4bit", checkpoints: int = 2, merge: bool = False,
              lora_rank: int = 16, cache_dir: str | os.PathLike | None = None,
-             online: bool | None = None, hub_timeout: float = 5.0) -> Estimate:
+             online: bool | None = None, hub_timeout: float = 5.0,
+             full_params: int = 0) -> Estimate:
+    """`full_params`: parameters trained in full next to LoRA (e.g. copies of the embeddings
+    and the output head); they are saved with the adapter and carry optimizer state."""
     if quant not in QUANT_BYTES:
         raise DiskManagerError(f"quant: must be one of {', '.join(QUANT_BYTES)}, got {quant!r}")
-    if checkpoints < 0 or lora_rank < 1:
-        raise DiskManagerError("checkpoints must be >= 0 and lora_rank >= 1")
+    if checkpoints < 0 or lora_rank < 1 or full_params < 0:
+        raise DiskManagerError("checkpoints and full_params must be >= 0 and lora_rank >= 1")
     facts = describe_model(model, cache_dir=cache_dir, online=online, hub_timeout=hub_timeout)
     return Estimate(facts, quant, checkpoints, merge, lora_rank,
                     figures(facts, quant=quant, checkpoints=checkpoints, merge=merge,
-                            lora_rank=lora_rank))
+                            lora_rank=lora_rank, full_params=full_params))
 
 
 def figures(facts: ModelFacts, *, quant: str, checkpoints: int, merge: bool,
-            lora_rank: int) -> list[Figure]:
-    p, lora = facts.params, facts.lora_per_rank * lora_rank
+            lora_rank: int, full_params: int = 0) -> list[Figure]:
+    p, lora = facts.params, facts.lora_per_rank * lora_rank + full_params
+    full = f" + {full_params / 1e6:.1f} M trained in full" if full_params else ""
     billions = f"{p / 1e9:.2f} B params ({facts.params_basis})"
     out = [
         Figure("download", facts.download, facts.download_basis, "cache"),
@@ -100,7 +104,7 @@ def figures(facts: ModelFacts, *, quant: str, checkpoints: int, merge: bool,
                "unquantized layers; quantized at load time, the download stays full precision",
                "memory"),
         Figure("LoRA adapter", lora * ADAPTER_BYTES + SIDE_FILES,
-               f"rank {lora_rank}: {lora / 1e6:.1f} M params ({facts.lora_basis}) × 4 bytes "
+               f"rank {lora_rank}: {lora / 1e6:.1f} M params ({facts.lora_basis}{full}) × 4 bytes "
                f"(fp32) + {format_size(SIDE_FILES)} tokenizer/config files", "out"),
     ]
     if checkpoints:

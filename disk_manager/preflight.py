@@ -65,11 +65,12 @@ class Preflight:
 def preflight(model: str, *, out_dir: str | os.PathLike, quant: str = "4bit",
               checkpoints: int = 2, merge: bool = False, lora_rank: int = 16,
               cache_dir: str | os.PathLike | None = None, margin: float = 0.10,
-              online: bool | None = None) -> Preflight:
+              online: bool | None = None, full_params: int = 0) -> Preflight:
     """Say whether a run fits on disk, and if not, why and what to do about it."""
     cache = os.fspath(cache_dir) if cache_dir is not None else os.fspath(hf_hub_cache().path)
     est = estimate(model, quant=quant, checkpoints=checkpoints, merge=merge,
-                   lora_rank=lora_rank, cache_dir=cache, online=online)
+                   lora_rank=lora_rank, cache_dir=cache, online=online,
+                   full_params=full_params)
     where = {"cache": volumes.mount_point(cache), "out": volumes.mount_point(out_dir)}
     items = [Item(f.name, f.bytes, where[f.lands], f.basis)
              for f in est.figures if f.lands != "memory"]

@@ -167,17 +167,29 @@ def make_plan(cfg: FinetuneConfig, data: ChatData, out: Path) -> Plan:
 def run_preflight(model: str, out: Path, quant: str, cfg: FinetuneConfig) -> str:
     """Refuse (PreflightError, exit 2) when model, checkpoints and outputs won't fit on disk."""
     try:
-        # The submodule path, not `from disk_manager import preflight`: run as `python -m` from
-        # the repository root, ./disk_manager/ shadows the package as a namespace package whose
-        # `preflight` attribute is the submodule.
         from disk_manager.preflight import preflight
     except ImportError:
         raise PreflightError("disk_manager is missing: install with pip install -e .") from None
     pf = preflight(model, out_dir=out, quant=quant, checkpoints=cfg.save_total_limit,
-                   merge=cfg.merge, lora_rank=cfg.lora_r, cache_dir=None, margin=0.10)
+                   merge=cfg.merge, lora_rank=cfg.lora_r, cache_dir=None, margin=0.10,
+                   full_params=embedding_params(model) if cfg.train_embeddings else 0)
     if not pf.fits:
         raise PreflightError("will not fit on disk: " + "; ".join(pf.reasons))
     return pf.summary()
+
+
+def embedding_params(model: str) -> int:
+    """Parameters of the embedding and output-head copies that --train-embeddings saves with
+    the adapter (one matrix when they are tied)."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(model)
+    except (OSError, ValueError) as e:
+        raise PreflightError(f"cannot read the config of {model} to size the trained "
+                             f"embeddings: {e}") from None
+    size = config.vocab_size * config.hidden_size
+    return size if getattr(config, "tie_word_embeddings", False) else 2 * size
 
 
 def load_base(base: str, quant: str, device: str, attention: str = "sdpa"):

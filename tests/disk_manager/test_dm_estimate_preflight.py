@@ -160,3 +160,17 @@ def test_help_does_not_import_heavy_libraries(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=tmp_path, env=env, timeout=60)
     assert out.stdout.strip() == "False"
+
+
+def test_full_params_are_counted_in_adapter_and_checkpoints(tmp_path):
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({
+        "architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 128,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4,
+        "vocab_size": 1000, "torch_dtype": "float32"}), encoding="utf-8")
+    base = {f.name: f.bytes for f in estimate(str(model), quant="none", checkpoints=2).figures}
+    more = {f.name: f.bytes for f in estimate(str(model), quant="none", checkpoints=2,
+                                              full_params=128_000).figures}
+    assert more["LoRA adapter"] - base["LoRA adapter"] == 128_000 * 4
+    assert more["checkpoints"] - base["checkpoints"] == 3 * 128_000 * 12
