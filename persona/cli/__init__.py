@@ -16,7 +16,11 @@ from persona.errors import PersonaError
 
 
 class PersonaGroup(click.Group):
-    """A click group that turns our known errors into one line and an exit code."""
+    """A click group that turns our known errors into one line and an exit code, and lists
+    its commands in the order of the workflow (stages, checks, training), not alphabetically."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
 
     def invoke(self, ctx: click.Context):
         try:
