@@ -102,9 +102,10 @@ def test_run_with_faults_completes_validates_and_never_leaks_the_key(tmp_path):
     assert report["count"] >= 290  # what still fails after retries is counted, not kept
     fill_stats = report["stages"]["fill"]
     assert fill_stats["retried"] > 0 and "rejected" in fill_stats
-    assert any("JSON" in r or "lacks" in r for r in fill_stats["reasons"])
     usage = report["stages"]["llm_usage"]
     assert usage["fill"]["requests"] >= 300 and usage["fill"]["cost_usd"] > 0
+    # malformed answers were asked again within the provider call, and counted
+    assert usage["fill"]["malformed_reasked"] > 20 and usage["questions"]["malformed_reasked"]
     batch = json.loads((ws / "generated" / "babis" / "answers" / "batch_0001.stats.json")
                        .read_text())["usage"]  # the one batch's own usage
     assert batch["requests"] == usage["fill"]["requests"] and batch["cost_usd"] > 0
@@ -142,6 +143,70 @@ def test_killed_run_resumes_without_resending_answered_requests(tmp_path):
     for name in FINAL:
         assert (killed / "final" / "babis" / name).read_bytes() == \
             (clean / "final" / "babis" / name).read_bytes(), name
+
+
+def fill_rounds(srv, babis, cache: Path, count: int = 80, seed: int = 5):
+    """One fill batch through the stage's own loop, in process: (answers, stage stats,
+    [(items asked, requests the server saw) per provider.fill call], provider stats)."""
+    from persona.dedup import DedupIndex
+    from persona.providers.base import FillRequest
+    from persona.providers.openai_compat import OpenAICompatProvider
+    from persona.stages import fill as stage
+    from persona.stages import templates as templates_stage
+
+    bank = templates_stage.load(ROOT / "templates" / "babis.jsonl", babis)
+    styles = stage.style_schedule(babis.style.mix, count, seed)
+    slips = stage.slip_schedule(babis.style.slip_rate, count, seed)
+    slots = [FillRequest(i, f"babis-a{i + 1:06d}", bank[t], styles[i], i in slips)
+             for i, t in enumerate(stage.template_schedule(len(bank), 0, count, seed))]
+    prov = OpenAICompatProvider(base_url=srv.url, cache_dir=cache, concurrency=8)
+    rounds, fill = [], prov.fill
+
+    def counted(spec, requests, s):
+        before = srv.stats()["total"]
+        out = fill(spec, requests, s)
+        rounds.append((len(requests), srv.stats()["total"] - before))
+        return out
+
+    prov.fill = counted
+    try:
+        answers, _, stats = stage.fill_batch(babis, prov, slots, bank,
+                                             DedupIndex(babis.persona.signature), seed)
+    finally:
+        prov.close()
+    return answers, stats, rounds, prov.stats
+
+
+def test_malformed_answers_are_reasked_within_the_call_and_replayed_by_a_rerun(
+        tmp_path, babis, monkeypatch):
+    from persona.providers import openai_compat
+    from persona.providers.llm_cache import usage_by_kind
+
+    def malformed(reasons: dict) -> int:
+        return sum(n for r, n in reasons.items() if "JSON" in r or "lacks" in r)
+
+    with serve(malformed_rate=0.3, seed=2) as srv:
+        answers, stats, rounds, prov = fill_rounds(srv, babis, tmp_path / "cache")
+        sent = srv.stats()["total"]
+        # A rerun on the same cache replays every ask and re-ask and sends nothing.
+        again, stats2, rounds2, prov2 = fill_rounds(srv, babis, tmp_path / "cache")
+        assert srv.stats()["total"] == sent
+    with serve(malformed_rate=0.3, seed=2) as srv:  # the stage's rounds alone, for comparison
+        monkeypatch.setattr(openai_compat, "MAX_REASKS", 0)
+        _, stats0, rounds0, prov0 = fill_rounds(srv, babis, tmp_path / "cache0")
+    assert prov["malformed_reasked"] >= 10 and prov0["malformed_reasked"] == 0
+    # One stage round: the server saw one request per item plus one per re-ask, all within
+    # the first call (no server errors here); without re-asks the stage needed more rounds.
+    assert rounds == [(80, 80 + prov["malformed_reasked"])] and sent == rounds[0][1]
+    assert len(rounds0) >= 3 and stats["retried"] < stats0["retried"]
+    assert malformed(stats["reasons"]) < malformed(stats0["reasons"]) / 5
+    assert prov["requests"] == sent and prov2["requests"] == 0
+    assert prov2["malformed_reasked"] == prov["malformed_reasked"]
+    assert (again, stats2["retried"], rounds2) == (answers, stats["retried"],
+                                                   [(n, 0) for n, _ in rounds])
+    assert len(answers) == 80
+    assert usage_by_kind(tmp_path / "cache")["fill"]["malformed_reasked"] == \
+        prov["malformed_reasked"]
 
 
 def test_rpm_keeps_the_observed_rate_under_the_limit(tmp_path):

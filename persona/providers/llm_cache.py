@@ -44,10 +44,12 @@ class RequestCache:
         return self.entries.get(key)
 
     def put(self, key: str, kind: str, model: str, content: str, usage: dict,
-            batch: bool = False) -> None:
+            batch: bool = False, reask: int = 0) -> None:
         entry = {"key": key, "kind": kind, "model": model, "content": content, "usage": usage}
         if batch:  # answered through the Batch API: priced at its discount
             entry["batch"] = True
+        if reask:  # the n-th re-ask of a malformed answer, within one provider call
+            entry["reask"] = reask
         self.entries[key] = entry
         if self.path is None:
             return
@@ -73,16 +75,19 @@ class RequestCache:
 
 def usage_by_kind(folder: Path) -> dict[str, dict]:
     """Requests answered, tokens used and their cost (USD, None when the model is not
-    priced) per stage kind, over every run of this workspace (for the report)."""
+    priced) per stage kind, over every run of this workspace (for the report).
+    `malformed_reasked`: how many of those requests re-asked a malformed answer."""
     from persona.checks.cost import generation_cost, load_prices
 
     prices = load_prices()
     out: dict[str, dict] = {}
     for entry in RequestCache(folder).entries.values():
-        u = out.setdefault(entry["kind"], {"requests": 0, "prompt_tokens": 0,
-                                           "completion_tokens": 0, "cost_usd": 0.0})
+        u = out.setdefault(entry["kind"], {"requests": 0, "malformed_reasked": 0,
+                                           "prompt_tokens": 0, "completion_tokens": 0,
+                                           "cost_usd": 0.0})
         pt, ct = entry["usage"].get("prompt_tokens", 0), entry["usage"].get("completion_tokens", 0)
         u["requests"] += 1
+        u["malformed_reasked"] += 1 if entry.get("reask") else 0
         u["prompt_tokens"] += pt
         u["completion_tokens"] += ct
         cost = generation_cost(entry.get("model", ""), pt, ct, prices=prices,

@@ -65,9 +65,10 @@ def parse_templates(content: str) -> list[str] | Failure:
 
 # -- stage 2 -------------------------------------------------------------------------------
 
-def fill_request(spec: PersonaSpec, req: FillRequest, seed: int
+def fill_request(spec: PersonaSpec, req: FillRequest, seed: int, reask: int = 0
                  ) -> tuple[list[dict], dict[str, str]]:
-    """(messages, values chosen: category -> value key)."""
+    """(messages, values chosen: category -> value key). `reask` > 0: the same task asked
+    again after a malformed answer (same values; the number makes it a new request)."""
     rng = random.Random(f"{seed}:fill:{req.index}:{req.attempt}")
     style = spec.styles[req.style]
     phrases = [rng.choice(style.prefixes), rng.choice(style.suffixes)]
@@ -78,7 +79,7 @@ def fill_request(spec: PersonaSpec, req: FillRequest, seed: int
             "slip": req.slip,
             "slip_rules": [r.model_dump(include={"kind", "pattern", "replacement"})
                            for r in spec.slips] if req.slip else [],
-            "signature": spec.persona.signature}
+            "signature": spec.persona.signature, **_reask(reask)}
     msgs = prompts.messages("fill", spec, task, style_label=style.label,
                             style_description=style.description)
     return msgs, {k: T.value_key(v) for k, v in values.items()}
@@ -104,7 +105,7 @@ def parse_fill(content: str, req: FillRequest, values: dict[str, str]) -> FillRe
 
 # -- stage 3 -------------------------------------------------------------------------------
 
-def question_request(spec: PersonaSpec, req: QuestionRequest, seed: int
+def question_request(spec: PersonaSpec, req: QuestionRequest, seed: int, reask: int = 0
                      ) -> list[dict] | Failure:
     rng = random.Random(f"{seed}:ask:{req.index}:{req.attempt}")
     keys = req.answer["values"]
@@ -118,7 +119,8 @@ def question_request(spec: PersonaSpec, req: QuestionRequest, seed: int
         if q not in examples:
             examples.append(q)
     task = {"task": "questions", "id": req.answer["id"], "attempt": req.attempt,
-            "answer": req.answer["text"], "topics": keys, "examples": examples}
+            "answer": req.answer["text"], "topics": keys, "examples": examples,
+            **_reask(reask)}
     return prompts.messages("questions", spec, task)
 
 
@@ -130,6 +132,12 @@ def parse_question(content: str) -> str | Failure:
     if not isinstance(q, str) or not q.strip():
         return Failure("answer lacks a 'question' string", content)
     return q.strip()
+
+
+def _reask(n: int) -> dict:
+    """The task field of a re-ask: absent on the first ask, so its request (and cache key)
+    is the one it always was."""
+    return {"reask": n} if n else {}
 
 
 def _json_object(content: str) -> dict | Failure:

@@ -3,10 +3,15 @@
 One request per item, sent concurrently with `AsyncOpenAI` (a semaphore caps requests in
 flight, a limiter paces them under --rpm/--tpm). The SDK retries 429/5xx/timeouts with backoff
 and honours Retry-After; what still fails comes back as a Failure and the stage retries the
-item with its next attempt. Every answer is written to the request cache the moment it
-arrives, so a rerun sends only what had no answer. The API key lives in the client only: it
-is never logged, cached or put in an error message. With `batch_api`, each round goes through
-the Batch API instead (openai_batch.py).
+item with its next attempt. A malformed answer (one its parse turns into a Failure) is asked
+again at once, within the same call, up to MAX_REASKS times: each re-ask is its own request
+(the task carries `reask: n`, so its own cache key), and a rerun replays the same sequence
+from the cache. A stage round thus no longer waits a whole extra round (and its slowest
+request) for every malformed fifth; the re-asks are counted (`stats["malformed_reasked"]`).
+Every answer is written to the request cache the moment it arrives, so a rerun sends only
+what had no answer. The API key lives in the client only: it is never logged, cached or put
+in an error message. With `batch_api`, each round goes through the Batch API instead
+(openai_batch.py), and a malformed answer waits for the stage's next round (a new batch).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from persona.errors import BudgetExceeded, ProviderError
 from persona.providers import llm_tasks as tasks
@@ -27,10 +33,15 @@ from persona.spec import PersonaSpec
 
 log = logging.getLogger(__name__)
 
-# Makes one request's messages when a slot is free, or the Failure that keeps it unsent.
-Build = Callable[[], "list[dict] | Failure"]
+# Makes one request's messages (for re-ask n, 0 the first ask) when a slot is free, or the
+# Failure that keeps it unsent.
+Build = Callable[[int], "list[dict] | Failure"]
+# Reads an answer: the item, or the Failure that makes it malformed.
+Parse = Callable[[str], Any]
 
 TEMPLATE_ATTEMPTS = 4
+# Extra asks per item and call for a malformed answer, before its Failure goes to the stage.
+MAX_REASKS = 3
 # httpx's connection pool scans every pending request and connection on each state change
 # (cost grows with the square of requests in flight): at 64 in flight one pool cost ~20 % of
 # our CPU per request. Several clients of 16 keep each scan short.
@@ -69,8 +80,8 @@ class OpenAICompatProvider:
             raise ProviderError(f"--max-cost needs the price of model {model!r}, which the "
                                 "price table lacks")
         self.in_flight = 0
-        self.stats = {"requests": 0, "cached": 0, "failed": 0, "prompt_tokens": 0,
-                      "completion_tokens": 0}
+        self.stats = {"requests": 0, "cached": 0, "failed": 0, "malformed_reasked": 0,
+                      "prompt_tokens": 0, "completion_tokens": 0}
         self.spent = sum(self.cost(e["usage"], e.get("batch", False))
                          for e in self.cache.entries.values())
         self._reserved = 0.0
@@ -91,9 +102,11 @@ class OpenAICompatProvider:
             requests = tasks.templates_requests(spec, count, seed, attempt)
             msgs = [requests[i] for i in pending]
             retry = []
-            builds = [functools.partial(list, m) for m in msgs]
-            for i, content in zip(pending, self._run("templates", builds), strict=True):
-                got = content if isinstance(content, Failure) else tasks.parse_templates(content)
+            # No re-ask within the call: the next attempt is the re-ask (new examples).
+            builds = [functools.partial(_same, m) for m in msgs]
+            results = self._run("templates", builds, [tasks.parse_templates] * len(msgs),
+                                reask=False)
+            for i, got in zip(pending, results, strict=True):
                 if isinstance(got, Failure):
                     log.info("templates request %d: %s", i, got.reason)
                     retry.append(i)
@@ -108,18 +121,21 @@ class OpenAICompatProvider:
              ) -> list[FillResult | Failure]:
         values: list[dict] = [{} for _ in requests]
 
-        def build(i: int) -> list[dict]:
-            messages, values[i] = tasks.fill_request(spec, requests[i], seed)
+        def build(i: int, reask: int) -> list[dict]:
+            messages, values[i] = tasks.fill_request(spec, requests[i], seed, reask)
             return messages
 
-        contents = self._run("fill", [functools.partial(build, i) for i in range(len(requests))])
-        return [c if isinstance(c, Failure) else tasks.parse_fill(c, r, v)
-                for r, v, c in zip(requests, values, contents, strict=True)]
+        def parse(i: int, content: str) -> FillResult | Failure:
+            return tasks.parse_fill(content, requests[i], values[i])
+
+        n = range(len(requests))
+        return self._run("fill", [functools.partial(build, i) for i in n],
+                         [functools.partial(parse, i) for i in n])
 
     def ask(self, spec: PersonaSpec, requests: list[QuestionRequest], seed: int
             ) -> list[str | Failure]:
-        builds = [functools.partial(tasks.question_request, spec, r, seed) for r in requests]
-        return [_parse_or_fail(c) for c in self._run("questions", builds)]
+        builds = [functools.partial(_question, spec, r, seed) for r in requests]
+        return self._run("questions", builds, [tasks.parse_question] * len(requests))
 
     # -- money -------------------------------------------------------------------------------
     def cost(self, usage: dict, batch: bool = False) -> float:
@@ -158,25 +174,31 @@ class OpenAICompatProvider:
         return worst
 
     # -- sending -----------------------------------------------------------------------------
-    def _run(self, kind: str, builds: list[Build]) -> list[str | Failure]:
-        """Send the request each `build()` makes (or pass on the Failure it returns)."""
+    def _run(self, kind: str, builds: list[Build], parses: list[Parse], reask: bool = True
+             ) -> list:
+        """Send the request each `build(0)` makes (or pass on the Failure it returns) and
+        parse its answer; re-ask a malformed one (online mode, `reask`) at once."""
         if not builds:
             return []
         try:
-            if self.batch_api:
+            if self.batch_api:  # a round is a batch: malformed answers wait for the next one
                 from persona.providers import openai_batch
 
-                built = [b() for b in builds]
+                built = [b(0) for b in builds]
                 sendable = [m for m in built if not isinstance(m, Failure)]
                 answers = iter(openai_batch.run_round(self, kind, sendable))
-                return [m if isinstance(m, Failure) else next(answers) for m in built]
+                contents = [m if isinstance(m, Failure) else next(answers) for m in built]
+                return [c if isinstance(c, Failure) else p(c)
+                        for c, p in zip(contents, parses, strict=True)]
             if self._runner is None:
                 self._runner = asyncio.Runner()
-            return self._runner.run(self._gather(kind, builds))
+            return self._runner.run(self._gather(kind, builds, parses,
+                                                 MAX_REASKS if reask else 0))
         finally:
             self.cache.close()  # fsync what this round answered
 
-    async def _gather(self, kind: str, builds: list[Build]) -> list[str | Failure]:
+    async def _gather(self, kind: str, builds: list[Build], parses: list[Parse],
+                      reasks: int) -> list:
         if not self._clients:
             from openai import AsyncOpenAI  # heavy: imported only when a request is sent
 
@@ -185,8 +207,8 @@ class OpenAICompatProvider:
                              for _ in range(-(-self.concurrency // CONNECTIONS_PER_CLIENT))]
         sem = asyncio.Semaphore(self.concurrency)
         n = len(self._clients)
-        jobs = [asyncio.ensure_future(self._one(self._clients[i % n], sem, kind, b))
-                for i, b in enumerate(builds)]
+        jobs = [asyncio.ensure_future(self._one(self._clients[i % n], sem, kind, b, p, reasks))
+                for i, (b, p) in enumerate(zip(builds, parses, strict=True))]
         try:
             return await asyncio.gather(*jobs)
         except BaseException:  # BudgetExceeded, a fatal error: stop the rest of the round
@@ -210,64 +232,78 @@ class OpenAICompatProvider:
                 "name": kind, "strict": True, "schema": tasks.SCHEMAS[kind]}}
         return params
 
-    async def _one(self, client, sem: asyncio.Semaphore, kind: str, build: Build
-                   ) -> str | Failure:
+    async def _one(self, client, sem: asyncio.Semaphore, kind: str, build: Build,
+                   parse: Parse, reasks: int):
+        """One item: its answer parsed, after up to `reasks` re-asks of malformed answers."""
+        async with sem:
+            for reask in range(reasks + 1):
+                # The prompt is built here, once a slot is free: the first requests leave at
+                # once instead of after the whole round's prompts are rendered.
+                messages = build(reask)
+                if isinstance(messages, Failure):
+                    return messages
+                content = await self._send(client, kind, messages, reask)
+                if isinstance(content, Failure):  # the server's, after the SDK's retries
+                    return content
+                got = parse(content)
+                if not (isinstance(got, Failure) and got.retry) or reask == reasks:
+                    return got
+                self.stats["malformed_reasked"] += 1
+                log.debug("%s: malformed answer (%s), asking again", kind, got.reason)
+
+    async def _send(self, client, kind: str, messages: list[dict], reask: int
+                    ) -> str | Failure:
+        """The answer's content, from the cache or the server, or the Failure of sending."""
         import openai
 
-        async with sem:
-            # The prompt is built here, once a slot is free: the first requests leave at once
-            # instead of after the whole round's prompts are rendered.
-            messages = build()
-            if isinstance(messages, Failure):
-                return messages
-            while True:
-                params = self._params(kind)
-                key = request_key(self.model, messages, params)
-                hit = self.cache.get(key)
-                if hit is not None:
-                    self.stats["cached"] += 1
-                    self.notify(kind)
-                    return hit["content"]
-                if self._stopped:
-                    raise BudgetExceeded("stopped: --max-cost reached")
-                booked = self._reserve(kind, messages)
-                tokens = (_prompt_tokens(messages, self.model) + tasks.MAX_TOKENS[kind]
-                          if self.limiter.tpm else 0)
-                await self.limiter.wait(tokens)
-                self.in_flight += 1
+        while True:
+            params = self._params(kind)
+            key = request_key(self.model, messages, params)
+            hit = self.cache.get(key)
+            if hit is not None:
+                self.stats["cached"] += 1
                 self.notify(kind)
-                try:
-                    # client.post, not chat.completions.create: the latter walks the whole
-                    # body through the SDK's TypedDict transform and builds a pydantic model
-                    # of the answer, ~40 % of our CPU per request. Our body is plain JSON and
-                    # we read one field; the SDK still retries, backs off and raises its errors.
-                    resp = await client.post("/chat/completions", cast_to=object, body={
-                        "model": self.model, "messages": messages, **params})
-                except openai.BadRequestError as e:
-                    if "response_format" in params and "response_format" in str(e):
-                        log.info("server refuses json_schema output; parsing plain JSON")
-                        self.structured = False
-                        continue
-                    raise ProviderError(f"the server refused a request: {_short(e)}") from None
-                except (openai.AuthenticationError, openai.PermissionDeniedError,
-                        openai.NotFoundError) as e:
-                    raise ProviderError(f"{type(e).__name__}: {_short(e)}") from None
-                except (openai.APIStatusError, openai.APITimeoutError,
-                        openai.APIConnectionError) as e:
-                    self.stats["failed"] += 1
-                    return Failure(f"server error after retries: {type(e).__name__}")
-                finally:
-                    self.in_flight -= 1
-                    self._reserved -= booked
-                return self._answered(kind, key, resp)
+                return hit["content"]
+            if self._stopped:
+                raise BudgetExceeded("stopped: --max-cost reached")
+            booked = self._reserve(kind, messages)
+            tokens = (_prompt_tokens(messages, self.model) + tasks.MAX_TOKENS[kind]
+                      if self.limiter.tpm else 0)
+            await self.limiter.wait(tokens)
+            self.in_flight += 1
+            self.notify(kind)
+            try:
+                # client.post, not chat.completions.create: the latter walks the whole
+                # body through the SDK's TypedDict transform and builds a pydantic model
+                # of the answer, ~40 % of our CPU per request. Our body is plain JSON and
+                # we read one field; the SDK still retries, backs off and raises its errors.
+                resp = await client.post("/chat/completions", cast_to=object, body={
+                    "model": self.model, "messages": messages, **params})
+            except openai.BadRequestError as e:
+                if "response_format" in params and "response_format" in str(e):
+                    log.info("server refuses json_schema output; parsing plain JSON")
+                    self.structured = False
+                    continue
+                raise ProviderError(f"the server refused a request: {_short(e)}") from None
+            except (openai.AuthenticationError, openai.PermissionDeniedError,
+                    openai.NotFoundError) as e:
+                raise ProviderError(f"{type(e).__name__}: {_short(e)}") from None
+            except (openai.APIStatusError, openai.APITimeoutError,
+                    openai.APIConnectionError) as e:
+                self.stats["failed"] += 1
+                return Failure(f"server error after retries: {type(e).__name__}")
+            finally:
+                self.in_flight -= 1
+                self._reserved -= booked
+            return self._answered(kind, key, resp, reask)
 
-    def _answered(self, kind: str, key: str, resp: dict) -> str:
+    def _answered(self, kind: str, key: str, resp: dict, reask: int = 0) -> str:
         choices = resp.get("choices") if isinstance(resp, dict) else None
         content = ((choices[0].get("message") or {}).get("content") or "") if choices else ""
         u = (resp.get("usage") if isinstance(resp, dict) else None) or {}
         usage = {"prompt_tokens": u.get("prompt_tokens", 0) or 0,
                  "completion_tokens": u.get("completion_tokens", 0) or 0}
-        self.cache.put(key, kind, self.model, content, usage)
+        self.cache.put(key, kind, self.model, content, usage, reask=reask)
         self.spent += self.cost(usage)
         self.stats["requests"] += 1
         self.stats["prompt_tokens"] += usage["prompt_tokens"]
@@ -293,8 +329,13 @@ class OpenAICompatProvider:
                           **self.stats, **extra})
 
 
-def _parse_or_fail(content: str | Failure) -> str | Failure:
-    return content if isinstance(content, Failure) else tasks.parse_question(content)
+def _same(messages: list[dict], reask: int) -> list[dict]:
+    return list(messages)
+
+
+def _question(spec: PersonaSpec, req: QuestionRequest, seed: int, reask: int
+              ) -> list[dict] | Failure:
+    return tasks.question_request(spec, req, seed, reask)
 
 
 def _short(e: Exception) -> str:
