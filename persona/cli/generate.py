@@ -345,6 +345,8 @@ def print_report(r: dict, spec, ws) -> None:
         table.add_row(f"{stage}: LLM requests, tokens in / out",
                       f"{u['requests']}, {u['prompt_tokens']:,} / {u['completion_tokens']:,}"
                       f"{cost}", "")
+        if u.get("malformed_reasked"):
+            table.add_row(f"{stage}: malformed answers re-asked", str(u["malformed_reasked"]), "")
     out.print(table)
     out.print(f"Dataset in [bold]{ws.final}[/bold]: all/train/val/test.jsonl, meta.jsonl, "
               "report.json, DATASET_CARD.md")

@@ -150,6 +150,7 @@ def usage_mark(provider: Provider) -> dict | None:
     if stats is None:
         return None
     return {"requests": stats["requests"], "cached": stats["cached"],
+            "malformed_reasked": stats.get("malformed_reasked", 0),
             "prompt_tokens": stats["prompt_tokens"],
             "completion_tokens": stats["completion_tokens"], "cost_usd": provider.spent}
 
