@@ -302,3 +302,14 @@ def test_batch_api_killed_while_polling_resumes_the_recorded_batch(tmp_path):
         "batch_id": first, "input_file_id": "file-000001", "kind": "fill",
         "model": "gpt-4o-mini", "requests": 300, "status": "completed"}
     assert validate_file(ws / "final" / "babis" / "train.jsonl").ok
+
+
+def test_templates_that_never_parse_go_to_invalid_and_stop_the_stage(tmp_path):
+    ws = tmp_path / "ws"
+    with serve(malformed_rate=1.0, seed=4) as srv:
+        proc = run_llm(srv, ws, "templates", "--count", 20, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "no valid template" in proc.stderr.strip().splitlines()[-1]
+    invalid = (ws / "generated/babis/invalid/templates/templates.jsonl").read_text().splitlines()
+    assert invalid and all(json.loads(line)["reason"] for line in invalid)
+    assert not (ws / "templates/babis.jsonl").exists()

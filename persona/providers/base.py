@@ -64,8 +64,10 @@ class Failure:
 class Provider(Protocol):
     name: str
 
-    def write_templates(self, spec: PersonaSpec, count: int, seed: int) -> list[str]:
-        """Template texts (with `{placeholders}`); the stage validates, dedups and numbers them."""
+    def write_templates(self, spec: PersonaSpec, count: int, seed: int
+                        ) -> list[str | Failure]:
+        """Template texts (with `{placeholders}`); the stage validates, dedups and numbers them.
+        A request that failed for good is returned as its Failure (filed under invalid/)."""
 
     def fill(self, spec: PersonaSpec, requests: list[FillRequest], seed: int
              ) -> list[FillResult | Failure]: ...

@@ -95,9 +95,12 @@ class OpenAICompatProvider:
         return f"OpenAICompatProvider(model={self.model!r}, base_url={self.base_url!r})"
 
     # -- the Provider protocol ---------------------------------------------------------------
-    def write_templates(self, spec: PersonaSpec, count: int, seed: int) -> list[str]:
-        out: list[str] = []
+    def write_templates(self, spec: PersonaSpec, count: int, seed: int) -> list[str | Failure]:
+        """Template texts; a request still failing after the last attempt comes back as its
+        Failure, so the stage files it under invalid/templates/ with its reason."""
+        out: list[str | Failure] = []
         pending = list(range(-(-count // tasks.TEMPLATES_PER_REQUEST)))
+        last: dict[int, Failure] = {}
         for attempt in range(TEMPLATE_ATTEMPTS):
             requests = tasks.templates_requests(spec, count, seed, attempt)
             msgs = [requests[i] for i in pending]
@@ -110,12 +113,13 @@ class OpenAICompatProvider:
                 if isinstance(got, Failure):
                     log.info("templates request %d: %s", i, got.reason)
                     retry.append(i)
+                    last[i] = got
                 else:
                     out.extend(got)
             pending = retry
             if not pending:
                 break
-        return out
+        return out + [last[i] for i in pending]
 
     def fill(self, spec: PersonaSpec, requests: list[FillRequest], seed: int
              ) -> list[FillResult | Failure]:

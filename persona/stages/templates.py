@@ -11,9 +11,9 @@ from pathlib import Path
 
 from persona import rules
 from persona import text as T
-from persona.errors import InputError
+from persona.errors import InputError, ProviderError
 from persona.io import iter_jsonl, write_jsonl
-from persona.providers.base import Provider, TemplateRecord
+from persona.providers.base import Failure, Provider, TemplateRecord
 from persona.spec import PersonaSpec
 from persona.stages import StageReport
 from persona.workspace import Workspace
@@ -31,6 +31,10 @@ def run(spec: PersonaSpec, ws: Workspace, provider: Provider, *, seed: int,
     records, rejected = [], []
     seen: set[str] = set()
     for text in provider.write_templates(spec, want, seed):
+        if isinstance(text, Failure):
+            rejected.append({"text": text.raw, "reason": text.reason})
+            report.count_reason(text.reason)
+            continue
         problems = rules.check_template(text, spec)
         if not problems and text in seen:
             problems = ["duplicate template"]
@@ -44,6 +48,9 @@ def run(spec: PersonaSpec, ws: Workspace, provider: Provider, *, seed: int,
     if rejected:
         write_jsonl(ws.invalid("templates") / "templates.jsonl", rejected)
     report.rejected = len(rejected)
+    if not records:
+        raise ProviderError(f"the provider gave no valid template ({len(rejected)} rejected, "
+                            f"reasons in {ws.invalid('templates')})", file=str(path))
     if len(records) < want:
         report.notes.append(f"the provider gave {len(records)} valid templates of {want} asked")
     write_jsonl(path, (r.to_dict() for r in records))
