@@ -1,0 +1,52 @@
+"""CLI helpers of the LLM provider: the dry-run table, usage lines, live monitoring."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from persona.cli.ui import err, out, print_json
+
+
+def _dry_run(spec, ws, stages: tuple[str, ...], *, count: int, seed: int, model: str,
+             templates: int | None, as_json: bool, batch_api: bool = False) -> None:
+    """Print what the LLM stages would cost; send nothing."""
+    from persona.providers.llm_estimate import estimate
+    from persona.stages import templates as templates_stage
+
+    bank = None  # an existing bank is kept by stage 1, so it costs nothing
+    if ws.templates_file.exists() and stages != ("templates",):
+        bank = templates_stage.load(ws.templates_file, spec)
+    rows = [r for r in estimate(spec, count=count, seed=seed, model=model,
+                                templates=templates, bank=bank, batch_api=batch_api)
+            if r["stage"] in stages]
+    if as_json:
+        print_json(rows)
+        return
+    discount = " · Batch API discount applied" if batch_api else ""
+    table = Table(title=f"dry run · {model}{discount} · nothing sent")
+    for col in ("stage", "requests", "input tokens", "output tokens", "expected USD"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    for r in rows:
+        cost = "not priced" if r["cost_usd"] is None else f"{r['cost_usd']:.4f}"
+        table.add_row(r["stage"], str(r["requests"]), f"{r['input_tokens']:,}",
+                      f"{r['output_tokens']:,}", cost)
+    costs = [r["cost_usd"] for r in rows]
+    if rows and None not in costs:
+        table.add_row("total", str(sum(r["requests"] for r in rows)), "", "",
+                      f"{sum(costs):.4f}")
+    out.print(table)
+    out.print("[dim]Without retries; a stage retries only the items it rejects.[/dim]")
+
+
+def _stage_usage_line(prov) -> None:
+    stats = getattr(prov, "stats", None)
+    if stats is None:
+        return
+    err.print(f"  [dim]{stats['requests']} requests sent, {stats['cached']} answered from the "
+              f"cache, {stats['prompt_tokens']:,} + {stats['completion_tokens']:,} tokens, "
+              f"${prov.spent:.4f} spent in this workspace[/dim]")
+
+
+def _watch(prov, monitor) -> None:
+    if monitor is not None and hasattr(prov, "monitor"):
+        prov.monitor = monitor

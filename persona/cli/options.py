@@ -1,0 +1,123 @@
+"""Options shared by the generation commands, and the spec/workspace/provider set-up."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import click
+
+from persona.cli.ui import err
+from persona.pipeline import DEFAULT_SEED
+
+PROVIDER_HELP = ("Who writes the text: 'offline' (deterministic grammar, no key), 'openai' "
+                 "(any OpenAI-compatible server), or 'auto' (offline unless an API key or base "
+                 "URL is set).")
+
+
+def common(func):
+    """Options every generation command takes."""
+
+    @click.option("--persona", "-p", "persona", default="babis", show_default=True,
+                  help="Built-in persona id (see `persona personas`) or a path to a spec TOML.")
+    @click.option("--workspace", "-w", type=click.Path(file_okay=False, path_type=Path),
+                  default=Path("."), show_default=True,
+                  help="Folder that holds templates/, generated/ and final/.")
+    @click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True,
+                  help="Seed of every random choice; the same seed gives the same bytes.")
+    @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def provider_options(func):
+    @click.option("--provider", type=click.Choice(["auto", "offline", "openai"]),
+                  default="auto", show_default=True, help=PROVIDER_HELP)
+    @click.option("--force", is_flag=True, help="Redo the stage(s) instead of resuming.")
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def llm_options(func):
+    """Options of the OpenAI-compatible provider (ignored by the offline one)."""
+
+    @click.option("--base-url", default=None, help="OpenAI-compatible server, e.g. "
+                  "http://localhost:8000/v1 (default: OPENAI_BASE_URL or api.openai.com).")
+    @click.option("--model", default="gpt-4o-mini", show_default=True, help="Model to ask.")
+    @click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True,
+                  help="Environment variable that holds the API key (never a flag: keys in "
+                  "command lines end up in shell history).")
+    @click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True,
+                  help="Requests in flight at once.")
+    @click.option("--rpm", type=click.FloatRange(min=0, min_open=True), default=None,
+                  help="Stay under this many requests per minute.")
+    @click.option("--tpm", type=click.FloatRange(min=0, min_open=True), default=None,
+                  help="Stay under this many tokens per minute (prompt + max output).")
+    @click.option("--max-cost", type=click.FloatRange(min=0), default=None,
+                  help="Stop before spending more than this many USD in this workspace "
+                  "(finished batches are kept; exit code 3).")
+    @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0,
+                  show_default=True, help="Seconds to wait for one answer before retrying.")
+    @click.option("--batch-api", is_flag=True,
+                  help="Send each round through OpenAI's Batch API: half the price, answers "
+                  "within 24 h; resumable (the batch id is kept under generated/<persona>/"
+                  "batches/).")
+    @click.option("--dry-run", is_flag=True,
+                  help="Print requests, tokens and expected cost per stage; send nothing.")
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+LLM_KEYS = ("base_url", "model", "api_key_env", "concurrency", "rpm", "tpm", "max_cost",
+            "timeout", "batch_api")
+
+
+def setup(persona: str, workspace: Path, provider: str | None = None,
+           llm: dict | None = None):
+    from persona.providers import make_provider, resolve_name
+    from persona.spec import load_spec
+    from persona.workspace import Workspace
+
+    spec = load_spec(persona)
+    ws = Workspace(workspace, spec.id)
+    if provider is None:
+        return spec, ws, None
+    llm = {k: v for k, v in (llm or {}).items() if k in LLM_KEYS}
+    name, why = resolve_name(provider, llm.get("base_url"))
+    options = {}
+    if name == "openai":
+        options = {**llm, "cache_dir": ws.generated / "cache",
+                   "batch_dir": ws.generated / "batches"}
+        why += f" · model {llm.get('model')}" + (" · Batch API" if llm.get("batch_api") else "")
+    err.print(f"[dim]persona [bold]{spec.id}[/bold] · provider [bold]{name}[/bold] ({why}) · "
+              f"workspace {workspace.resolve()}[/dim]")
+    prov = make_provider(name, **options)
+    if hasattr(prov, "close"):
+        click.get_current_context().call_on_close(prov.close)
+    return spec, ws, prov
+
+
+def split_option(func):
+    @click.option("--split", "ratios", type=(float, float, float), default=(0.8, 0.1, 0.1),
+                  show_default=True, metavar="TRAIN VAL TEST",
+                  callback=_check_split, help="Shares of the train/val/test splits.")
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def _check_split(ctx, param, value):
+    if any(v < 0 for v in value) or abs(sum(value) - 1) > 1e-6:
+        raise click.BadParameter("three non-negative shares that sum to 1, e.g. 0.8 0.1 0.1")
+    return value
