@@ -63,6 +63,6 @@ def finish(spec: PersonaSpec, ws: Workspace, merge_report: StageReport) -> dict:
 def stage_stats(stage: str, folder) -> dict:
     report = StageReport(stage)
     for path in sorted(folder.glob("batch_*.stats.json")):
-        fill._merge_stats(report, path)
+        report.add_stats(path)
     return {"retried": report.retried, "rejected": report.rejected,
             "reasons": dict(sorted(report.reasons.items()))}

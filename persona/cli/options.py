@@ -92,7 +92,8 @@ def setup(persona: str, workspace: Path, provider: str | None = None,
     if provider is None:
         return spec, ws, None
     llm = {k: v for k, v in (llm or {}).items() if k in LLM_KEYS}
-    name, why = resolve_name(provider, llm.get("base_url"))
+    name, why = resolve_name(provider, llm.get("base_url"),
+                             llm.get("api_key_env") or "OPENAI_API_KEY")
     options = {}
     if name == "openai":
         options = {**llm, "cache_dir": ws.generated / "cache",

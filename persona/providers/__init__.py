@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
 from persona.errors import PersonaError
@@ -10,13 +9,12 @@ from persona.errors import PersonaError
 NAMES = ("auto", "offline", "openai")
 
 
-def resolve_name(name: str, base_url: str | None = None) -> tuple[str, str]:
+def resolve_name(name: str, base_url: str | None = None,
+                 api_key_env: str = "OPENAI_API_KEY") -> tuple[str, str]:
     """The provider to use and why (auto: an LLM only when a key or base URL is given)."""
     if name != "auto":
         return name, "chosen with --provider"
-    has_llm = importlib.util.find_spec("persona.providers.openai_compat") is not None
-    if has_llm and (base_url or os.environ.get("OPENAI_BASE_URL")
-                    or os.environ.get("OPENAI_API_KEY")):
+    if base_url or os.environ.get("OPENAI_BASE_URL") or os.environ.get(api_key_env):
         return "openai", "an API key or base URL is set"
     return "offline", "no API key or base URL given"
 
@@ -27,10 +25,7 @@ def make_provider(name: str, **options):
 
         return OfflineProvider()
     if name == "openai":
-        try:
-            from persona.providers.openai_compat import OpenAICompatProvider
-        except ImportError:
-            raise PersonaError("the OpenAI-compatible provider is not available in this "
-                               "version; use --provider offline") from None
+        from persona.providers.openai_compat import OpenAICompatProvider
+
         return OpenAICompatProvider(**options)
     raise PersonaError(f"unknown provider {name!r}; choose one of {', '.join(NAMES)}")

@@ -25,10 +25,6 @@ class RateLimiter:
         self._next_request = 0.0
         self._next_tokens = 0.0
 
-    @property
-    def active(self) -> bool:
-        return bool(self.rpm or self.tpm)
-
     def book(self, tokens: int = 0) -> float:
         """Book a slot for a request of `tokens`; return how long to wait for it."""
         now = self.clock()

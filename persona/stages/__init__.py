@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -32,6 +33,16 @@ class StageReport:
 
     def count_reason(self, reason: str, n: int = 1) -> None:
         self.reasons[reason] = self.reasons.get(reason, 0) + n
+
+    def add_stats(self, path) -> None:
+        """Add a batch's `.stats.json` (retries, rejections, reasons), if it exists."""
+        if not path.exists():
+            return
+        stats = json.loads(path.read_text(encoding="utf-8"))
+        self.retried += stats.get("retried", 0)
+        self.rejected += stats.get("rejected", 0)
+        for reason, n in stats.get("reasons", {}).items():
+            self.count_reason(reason, n)
 
     def to_dict(self) -> dict:
         return {"stage": self.stage, "items": self.total, "made": self.made, "kept": self.kept,

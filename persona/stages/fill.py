@@ -9,7 +9,6 @@ what still fails goes to `invalid/fill/` with its reason.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterator
 
@@ -81,7 +80,7 @@ def run(spec: PersonaSpec, ws: Workspace, provider: Provider, *, count: int, see
             kept = [obj for _, obj in iter_jsonl(path)]
             for obj in kept:
                 index.offer(obj["text"])
-            _merge_stats(report, Workspace.stats(ws.answers, b))
+            report.add_stats(Workspace.stats(ws.answers, b))
             report.kept += len(kept)
             report.batches_skipped += 1
         else:
@@ -93,7 +92,7 @@ def run(spec: PersonaSpec, ws: Workspace, provider: Provider, *, count: int, see
                 write_jsonl(Workspace.batch(ws.invalid("fill"), b), invalid)
             write_json(Workspace.stats(ws.answers, b), stats)
             write_jsonl(path, answers)  # last: its existence marks the batch done
-            _merge_stats(report, Workspace.stats(ws.answers, b))
+            report.add_stats(Workspace.stats(ws.answers, b))
             report.made += len(answers)
             report.batches_written += 1
         done += stop - start
@@ -184,12 +183,3 @@ def _record(req: FillRequest, res) -> dict:
     return {"id": req.id, "template_id": req.template.id, "style": req.style,
             "values": res.values, "slip": res.slip, "text": res.text}
 
-
-def _merge_stats(report: StageReport, path) -> None:
-    if not path.exists():
-        return
-    stats = json.loads(path.read_text(encoding="utf-8"))
-    report.retried += stats.get("retried", 0)
-    report.rejected += stats.get("rejected", 0)
-    for reason, n in stats.get("reasons", {}).items():
-        report.count_reason(reason, n)

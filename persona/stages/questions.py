@@ -11,7 +11,7 @@ from persona.io import iter_jsonl, write_json, write_jsonl
 from persona.providers.base import Failure, Provider, QuestionRequest
 from persona.spec import PersonaSpec
 from persona.stages import Progress, StageReport, no_progress
-from persona.stages.fill import MAX_ATTEMPTS, _merge_stats, usage_mark, usage_since
+from persona.stages.fill import MAX_ATTEMPTS, usage_mark, usage_since
 from persona.workspace import Workspace
 
 
@@ -43,7 +43,7 @@ def run(spec: PersonaSpec, ws: Workspace, provider: Provider, *, seed: int,
             write_jsonl(path, dialogues)
             report.made += len(dialogues)
             report.batches_written += 1
-        _merge_stats(report, Workspace.stats(ws.dialogues, b))
+        report.add_stats(Workspace.stats(ws.dialogues, b))
         on_progress(min(count, (b + 1) * batch_size), count)
     return report
 
