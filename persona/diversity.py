@@ -63,7 +63,10 @@ def measure(questions: list[str], answers: list[str], signature: str | None = No
     label_list = [x.lower() for x in labels]
     with_labels = [q for q in questions if any(lab in q.lower() for lab in label_list)]
     q_counts = Counter(questions)
-    pct = (lambda k, d: round(100.0 * k / d, 2) if d else 0.0)
+
+    def pct(k: int, d: int) -> float:
+        return round(100.0 * k / d, 2) if d else 0.0
+
     top_len, top_len_n = counts.most_common(1)[0] if counts else (0, 0)
     return {
         "answers": n,

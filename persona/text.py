@@ -9,8 +9,15 @@ import random
 import re
 from dataclasses import dataclass
 
-from persona.spec import (AGREE_RE, ALT_RE, PLACEHOLDER_RE, PersonaSpec, Rewrite, SlipRule,
-                          agree_form)
+from persona.spec import (
+    AGREE_RE,
+    ALT_RE,
+    PLACEHOLDER_RE,
+    PersonaSpec,
+    Rewrite,
+    SlipRule,
+    agree_form,
+)
 
 _SENTENCE_START = re.compile(r"(^|[.!?]\s+)([a-zà-žěščřžýáíéúůďťň])")
 _SPACES = re.compile(r"[ \t]+")

@@ -62,12 +62,12 @@ class OfflineProvider:
             for _ in range(MAX_COMPOSE):
                 body = T.choose_alternatives(compose(spec, req.style, req.template.text, rng),
                                              rng)
-                if (any(n > spec.grammar.max_mentions for n in T.mentions(body).values())
-                        or len(T.split_sentences(body)) > spec.grammar.max_sentences):
+                if any(n > spec.grammar.max_mentions for n in T.mentions(body).values()):
                     continue
                 values, extra = draw_values(spec, body, rng)
                 text = finish(spec, req.style, body, values, extra)
-                if not clashes(spec, text):
+                if (len(T.split_sentences(text)) <= spec.grammar.max_sentences
+                        and not clashes(spec, text)):
                     break
             else:
                 return Failure("no clash-free composition of this template and style")
@@ -173,7 +173,10 @@ def compose(spec: PersonaSpec, style_name: str, template: str, rng: random.Rando
         pool.remove(b)
         bodies.append(b)
     for b in bodies:
-        middle.insert(rng.randint(0, len(middle)), ("b", b))
+        # between the template's units: its first one opens and its last one closes the
+        # content (a one-unit template may have bodies on either side)
+        lo, hi = (1, len(middle) - 1) if len(middle) >= 2 else (0, len(middle))
+        middle.insert(rng.randint(lo, max(lo, hi)), ("b", b))
     head = [("p", pick(prefixes))] if has_prefix else []
     tail = [("s", pick(suffixes))] if has_suffix else []
     parts = [p for p in head + middle + tail if p[1]]
