@@ -160,8 +160,8 @@ def test_unbalanced_alternatives_are_rejected():
 def test_old_format_specs_still_load(tmp_path):
     """Specs without the new optional sections (bodies, agreement, language...) still load
     and run: the old prefix + template + suffix shape."""
-    from persona.providers.offline import OfflineProvider
     from persona.providers.base import FillRequest, TemplateRecord
+    from persona.providers.offline import OfflineProvider
 
     data = _babis_data()
     for st in data["styles"].values():

@@ -87,8 +87,11 @@ def setup(persona: str, workspace: Path, provider: str | None = None,
     from persona.spec import load_spec
     from persona.workspace import Workspace
 
+    from persona import prompts
+
     spec = load_spec(persona)
     ws = Workspace(workspace, spec.id)
+    prompts.use_folder(ws.prompts)
     if provider is None:
         return spec, ws, None
     llm = {k: v for k, v in (llm or {}).items() if k in LLM_KEYS}
