@@ -199,6 +199,9 @@ class Journalist(Strict):
     # The persona's own labels (words a neutral journalist never uses); a question with one
     # is rejected, and no question frame may contain one.
     labels: list[NonEmpty] = []
+    # Context sentences put before a question (some first questions, every re-asked one), so
+    # questions stay distinct in large datasets; same placeholder rules as the frames.
+    leads: list[NonEmpty] = []
 
 
 class SlipRule(Rewrite):
@@ -250,8 +253,10 @@ class PersonaSpec(Strict):
         labels = [x.lower() for x in self.journalist.labels]
         if not labels:
             return
-        for i, q in enumerate(self.journalist.questions):
-            where = f"journalist.questions[{i}]"
+        frames = [(f"journalist.questions[{i}]", q)
+                  for i, q in enumerate(self.journalist.questions)]
+        frames += [(f"journalist.leads[{i}]", q) for i, q in enumerate(self.journalist.leads)]
+        for where, q in frames:
             bad = next((x for x in labels if x in PLACEHOLDER_RE.sub("", q).lower()), None)
             if bad:
                 raise ValueError(f"{where}: uses the persona's label {bad!r}")
@@ -285,6 +290,8 @@ class PersonaSpec(Strict):
                     yield f"styles.{sname}.{part}[{i}]", text
         for i, text in enumerate(self.journalist.questions):
             yield f"journalist.questions[{i}]", text
+        for i, text in enumerate(self.journalist.leads):
+            yield f"journalist.leads[{i}]", text
 
     def fingerprint(self) -> str:
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]

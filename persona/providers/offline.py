@@ -94,11 +94,17 @@ class OfflineProvider:
         neutral = {name: ph.question_forms for name, ph in spec.placeholders.items()
                    if ph.question_forms}
         frame = T.choose_alternatives(frame, rng)
+        leads = [x for x in spec.journalist.leads
+                 if set(T.categories(x)) <= set(values)
+                 and {m.group(1) for m in AGREE_RE.finditer(x)} <= set(values)]
+        if leads and (req.attempt > 0 or rng.random() < LEAD_SHARE):
+            frame = T.join(T.choose_alternatives(rng.choice(leads), rng), frame)
         question = T.rewrite(T.fill(frame, values, spec, neutral), spec.grammar.fixups)
         return T.capitalize_sentences(question)
 
 
 MAX_COMPOSE = 30
+LEAD_SHARE = 0.3  # first questions that get a context sentence before them
 
 
 def fits_mentions(spec: PersonaSpec, *parts: str) -> bool:
@@ -155,7 +161,7 @@ def compose(spec: PersonaSpec, style_name: str, template: str, rng: random.Rando
 
     def pick(pool: list[str]) -> str | None:
         fits = [p for p in pool if all(used.get(k, 0) + n <= g.max_mentions
-                                       for k, n in T.mentions(p).items())]
+                                       for k, n in T._mentions(p))]
         if not fits:
             return None
         choice = rng.choice(fits)
