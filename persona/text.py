@@ -103,11 +103,17 @@ def fill(text: str, values: dict[str, dict[str, str]], spec: PersonaSpec,
         neutral = form_map.get(name, {}).get(form)
         return (value.get(neutral) if neutral else None) or value[form]
 
+    return fill_agreement(PLACEHOLDER_RE.sub(sub, text), values, spec)
+
+
+def fill_agreement(text: str, values: dict[str, dict[str, str]], spec: PersonaSpec) -> str:
+    """Replace every `{cat@word}` with the word agreeing with the chosen value of `cat`."""
+
     def agree(m: re.Match) -> str:
         ph = spec.placeholders[m.group(1)]
         return agree_form(ph.agree[m.group(2)], ph.value_class(values[m.group(1)])) or ""
 
-    return AGREE_RE.sub(agree, PLACEHOLDER_RE.sub(sub, text))
+    return AGREE_RE.sub(agree, text)
 
 
 def rewrite(text: str, rules: list[Rewrite]) -> str:

@@ -181,6 +181,7 @@ def test_old_format_specs_still_load(tmp_path):
                       for k, v in data["styles"].items()}
     del data["language"]
     del data["journalist"]["labels"]
+    del data["journalist"]["leads"]
     spec = parse_spec(data)
     assert not spec.grammar.style_sentences
     t = TemplateRecord("t1", data["grammar"]["cores"][0], ["tema"], [])

@@ -91,16 +91,8 @@ class OfflineProvider:
         if frame is None:
             return Failure("no question frame fits the answer's placeholders", retry=False)
         values = lookup_values(spec, req.answer["values"])
-        neutral = {name: ph.question_forms for name, ph in spec.placeholders.items()
-                   if ph.question_forms}
-        frame = T.choose_alternatives(frame, rng)
-        leads = [x for x in spec.journalist.leads
-                 if set(T.categories(x)) <= set(values)
-                 and {m.group(1) for m in AGREE_RE.finditer(x)} <= set(values)]
-        if leads and (req.attempt > 0 or rng.random() < LEAD_SHARE):
-            frame = T.join(T.choose_alternatives(rng.choice(leads), rng), frame)
-        question = T.rewrite(T.fill(frame, values, spec, neutral), spec.grammar.fixups)
-        return T.capitalize_sentences(question)
+        lead = req.attempt > 0 or rng.random() < LEAD_SHARE
+        return render_question(spec, frame, values, rng, lead)
 
 
 MAX_COMPOSE = 30
@@ -191,6 +183,22 @@ def compose(spec: PersonaSpec, style_name: str, template: str, rng: random.Rando
         body = parts.pop(i)
         parts.insert(1 if i == 0 else len(parts) - 1, body)
     return T.join(*(text for _, text in parts))
+
+
+def render_question(spec: PersonaSpec, frame: str, values: dict[str, dict[str, str]],
+                    rng: random.Random, lead: bool = False) -> str:
+    """A question frame filled in the journalist's voice: alternatives drawn, neutral forms
+    of the values, with a context lead sentence before it when `lead` (and one fits)."""
+    neutral = {name: ph.question_forms for name, ph in spec.placeholders.items()
+               if ph.question_forms}
+    frame = T.choose_alternatives(frame, rng)
+    leads = [x for x in spec.journalist.leads
+             if set(T.categories(x)) <= set(values)
+             and {m.group(1) for m in AGREE_RE.finditer(x)} <= set(values)]
+    if leads and lead:
+        frame = T.join(T.choose_alternatives(rng.choice(leads), rng), frame)
+    question = T.rewrite(T.fill(frame, values, spec, neutral), spec.grammar.fixups)
+    return T.capitalize_sentences(question)
 
 
 def pick_question_frame(spec: PersonaSpec, have: set[str], rng: random.Random) -> str | None:
