@@ -102,7 +102,7 @@ def merge(persona, workspace, seed, as_json, ratios, count):
     from persona import pipeline
     from persona.stages import merge as stage
 
-    spec, ws, _ = setup(persona, workspace)
+    spec, ws, _ = setup(persona, workspace, lock=True)
     with stage_bars(not as_json) as bar:
         report = stage.run(spec, ws, count=count, seed=seed, ratios=ratios,
                            on_progress=bar("merge", count or 0))
