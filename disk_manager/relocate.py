@@ -96,6 +96,8 @@ def move_cache(name: str, src: Path, dst: Path, *, link: bool) -> Move:
 
 def write_env_file(path: Path, exports: list[str]) -> None:
     """Replace our block in `path` (or append it), atomically: temp file + rename."""
+    if path.exists() and not path.is_file():  # the rename would replace a device or folder
+        raise DiskManagerError(f"--write-env: not a regular file: {path}")
     old = path.read_text().splitlines() if path.exists() else []
     keep, inside = [], False
     for line in old:

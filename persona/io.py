@@ -18,6 +18,10 @@ from persona.errors import InputError, PersonaError
 def atomic_writer(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     """Write to a temp file beside `path`, fsync, then rename: readers never see half a file."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        # The rename would put a regular file in place of a folder, a device (/dev/null!)
+        # or a pipe: refuse instead.
+        raise InputError("not a regular file, will not write over it", file=str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
