@@ -21,6 +21,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,7 @@ class Outcome:
     proc: subprocess.CompletedProcess | None
     changed: list[str]
     error: BaseException | None = None
+    seconds: float = 0.0
 
 
 def snapshot(*folders: Path) -> dict[str, str]:
@@ -89,8 +91,9 @@ def run_case(case: Case, ws: Path, data: Path, env: dict[str, str]) -> Outcome:
             cleanup = case.setup(ws)
         before = snapshot(ws, data)
         args = [a.replace("{ws}", str(ws)).replace("{data}", str(data)) for a in case.args]
+        extra = {k: v.replace("{ws}", str(ws)) for k, v in case.env.items()}
+        start = time.monotonic()
         try:
-            extra = {k: v.replace("{ws}", str(ws)) for k, v in case.env.items()}
             proc = subprocess.run(argv(case) + args, cwd=ws, env={**env, **extra},
                                   capture_output=True, text=True, errors="replace",
                                   timeout=case.timeout, stdin=subprocess.DEVNULL)
@@ -98,7 +101,7 @@ def run_case(case: Case, ws: Path, data: Path, env: dict[str, str]) -> Outcome:
             raise AssertionError(f"{case.id}: still running after {case.timeout} s") from e
         after = snapshot(ws, data)
         changed = [p for p, digest in before.items() if after.get(p) != digest]
-        return Outcome(proc, changed)
+        return Outcome(proc, changed, seconds=time.monotonic() - start)
     except BaseException as e:  # reported by the case's own test, not by the fixture
         return Outcome(None, [], e)
     finally:

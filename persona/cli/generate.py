@@ -8,7 +8,7 @@ from rich.table import Table
 from persona.cli.llm import _dry_run, _stage_usage_line, _watch
 from persona.cli.options import common, llm_options, provider_options, setup, split_option
 from persona.cli.ui import err, out, print_json, stage_bars
-from persona.pipeline import BATCH_SIZE, DEFAULT_COUNT
+from persona.defaults import BATCH_SIZE, DEFAULT_COUNT
 
 
 def _stage_line(report) -> None:
@@ -108,6 +108,7 @@ def merge(persona, workspace, seed, as_json, ratios, count):
                            on_progress=bar("merge", count or 0))
     result = pipeline.finish(spec, ws, report)
     print_json(result) if as_json else print_report(result, spec, ws)
+    pipeline.check_targets(result, ws)
 
 
 @click.command()
@@ -152,11 +153,12 @@ def run(persona, workspace, seed, as_json, provider, force, ratios, count, n_tem
         result, reports = pipeline.run(spec, ws, prov, opts, progress=bar)
     if as_json:
         print_json(result)
-        return
-    for report in reports:
-        _stage_line(report)
-    _stage_usage_line(prov)
-    print_report(result, spec, ws)
+    else:
+        for report in reports:
+            _stage_line(report)
+        _stage_usage_line(prov)
+        print_report(result, spec, ws)
+    pipeline.check_targets(result, ws)  # the files are written; the exit code tells
 
 
 def print_report(r: dict, spec, ws) -> None:

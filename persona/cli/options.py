@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from persona.cli.ui import err
-from persona.pipeline import DEFAULT_SEED
+from persona.defaults import DEFAULT_SEED
 
 PROVIDER_HELP = ("Who writes the text: 'offline' (deterministic grammar, no key), 'openai' "
                  "(any OpenAI-compatible server), or 'auto' (offline unless an API key or base "

@@ -16,16 +16,16 @@ from persona.finetune.data import fold_system, supports_system_role
 
 def load(out: Path):
     """(model, tokenizer, system prompt) for the run in `out`."""
+    out = Path(out)
+    if not (out / "adapter_config.json").exists():  # before the heavy imports: at once
+        raise InputError("no adapter here (adapter_config.json); is this a finetune --out "
+                         "folder of a finished run?", file=str(out))
     require_train_deps()
     quiet_libraries()
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    out = Path(out)
-    if not (out / "adapter_config.json").exists():
-        raise InputError("no adapter here (adapter_config.json); is this a finetune --out "
-                         "folder of a finished run?", file=str(out))
     summary = _read_json(out / "summary.json")
     base = summary.get("base_path") or _read_json(out / "adapter_config.json")[
         "base_model_name_or_path"]
