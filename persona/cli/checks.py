@@ -53,11 +53,12 @@ def validate(file: Path, model: str, as_json: bool, max_findings: int) -> None:
 
 def _print_validation(report, console: Console) -> None:
     approx = "" if report.exact else " (≈ approximate: model's encoding unknown)"
-    limit = f"{report.max_tokens:,}" if report.max_tokens else "unknown, not checked"
+    limit = (f"limit {report.max_tokens:,} tokens per example" if report.max_tokens else
+             f"token limit unknown for {report.model}: per-example length not checked")
     console.print(
         f"[bold]{report.path}[/]: {report.examples:,} examples in {report.lines:,} "
-        f"lines · {report.model} · {report.encoding}{approx} · limit {limit} tokens "
-        f"per example · longest {report.max_example_tokens:,}",
+        f"lines · {report.model} · {report.encoding}{approx} · {limit} · longest "
+        f"{report.max_example_tokens:,} tokens",
         soft_wrap=True,
     )
     if report.ok:
