@@ -109,3 +109,15 @@ def mkfifo(name: str) -> Callable[[Path], None]:
         os.mkfifo(ws / name)
 
     return setup
+
+
+def read_only_dir(name: str) -> Callable[[Path], Callable[[], None]]:
+    """A folder nobody but root may write into (cases using it set root_ok=False)."""
+
+    def setup(ws: Path) -> Callable[[], None]:
+        folder = ws / name
+        folder.mkdir()
+        folder.chmod(0o555)
+        return lambda: folder.chmod(0o755)  # so the temporary folder can be removed
+
+    return setup

@@ -9,6 +9,7 @@ from tests.bad_inputs import (
     closed_port,
     hold_lock,
     mkdir,
+    read_only_dir,
     write,
 )
 
@@ -26,6 +27,8 @@ CASES: list[Case] = [
          stderr="cannot use as a workspace"),
     Case("run-workspace-is-a-file", ("run", "--count", "10", "--workspace", "afile"),
          setup=write("afile", "x"), stderr="is a file"),
+    Case("run-workspace-read-only", ("run", "--count", "10", "--workspace", "ro/ws"),
+         setup=read_only_dir("ro"), stderr="cannot use as a workspace", root_ok=False),
     Case("fill-workspace-proc", ("fill", "--workspace", "/proc/x"),
          stderr="cannot use as a workspace"),
     Case("merge-workspace-dev-null", ("merge", "--workspace", "/dev/null"),

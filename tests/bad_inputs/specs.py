@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from persona.spec import builtin_path
-from tests.bad_inputs import Case, mkdir, mkfifo, write
+from tests.bad_inputs import Case, mkdir, mkfifo, read_only_dir, write
 
 BABIS = builtin_path("babis").read_text(encoding="utf-8")
 
@@ -42,6 +42,8 @@ CASES: list[Case] = [
     # (a pipe in the workspace, not /dev/null, so a regression cannot break the machine).
     Case("init-output-is-a-pipe", ("init", "mine", "--output", "pipe", "--force"),
          setup=mkfifo("pipe"), stderr="not a regular file"),
+    Case("init-output-read-only-folder", ("init", "mine", "--output", "ro/mine.toml"),
+         setup=read_only_dir("ro"), stderr="permission denied", root_ok=False),
     Case("init-no-name", ("init",), stderr="missing argument"),
     # spec files that load but say something wrong: found at load time, the unknown key first
     run_spec("spec-unknown-key-typo", TYPO_KEY,
