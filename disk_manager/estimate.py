@@ -96,13 +96,10 @@ def figures(facts: ModelFacts, *, quant: str, checkpoints: int, merge: bool,
             lora_rank: int, full_params: int = 0) -> list[Figure]:
     p, lora = facts.params, facts.lora_per_rank * lora_rank + full_params
     full = f" + {full_params / 1e6:.1f} M trained in full" if full_params else ""
-    billions = f"{p / 1e9:.2f} B params ({facts.params_basis})"
+    billions = f"{format_params(p)} params ({facts.params_basis})"
     out = [
         Figure("download", facts.download, facts.download_basis, "cache"),
-        Figure(f"{quant} load (memory, not disk)", int(p * QUANT_BYTES[quant] * 1.1),
-               f"{billions} × {QUANT_BYTES[quant]} bytes + 10% for quantization constants and "
-               "unquantized layers; quantized at load time, the download stays full precision",
-               "memory"),
+        memory_figure(p, billions, quant),
         Figure("LoRA adapter", lora * ADAPTER_BYTES + SIDE_FILES,
                f"rank {lora_rank}: {lora / 1e6:.1f} M params ({facts.lora_basis}{full}) × 4 bytes "
                f"(fp32) + {format_size(SIDE_FILES)} tokenizer/config files", "out"),
@@ -118,6 +115,26 @@ def figures(facts: ModelFacts, *, quant: str, checkpoints: int, merge: bool,
         out.append(Figure("merged export", p * 2 + SIDE_FILES,
                           f"{billions} × 2 bytes (bf16 safetensors) + tokenizer/config", "out"))
     return out
+
+
+def memory_figure(params: int, described: str, quant: str) -> Figure:
+    """The loaded base model's weights: memory, never disk."""
+    if quant == "none":
+        return Figure("weights (memory, not disk)", int(params * QUANT_BYTES["none"]),
+                      f"{described} × 2 bytes (bf16; twice that in fp32, as on the CPU)",
+                      "memory")
+    return Figure(f"{quant} load (memory, not disk)", int(params * QUANT_BYTES[quant] * 1.1),
+                  f"{described} × {QUANT_BYTES[quant]} bytes + 10% for quantization constants "
+                  "and unquantized layers; quantized at load time, the download stays full "
+                  "precision", "memory")
+
+
+def format_params(n: int) -> str:
+    """7.25 B, 41.9 M, 1.2 M, 350 K: a count readable at any scale (a tiny test model too)."""
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}" if unit == "B" else f"{n / size:.1f} {unit}"
+    return str(n)
 
 
 def describe_model(model: str, *, cache_dir: str | os.PathLike | None = None,
@@ -151,8 +168,8 @@ def describe_model(model: str, *, cache_dir: str | os.PathLike | None = None,
                             present, notes)
     config = known_config(model)
     if config is not None:
-        return _from_config(model, config, f"built-in table ({', '.join(notes)})", present,
-                            notes)
+        # The notes (hub unavailable, offline) are said once by whoever prints the figures.
+        return _from_config(model, config, "built-in table", present, notes)
     raise DiskManagerError(
         f"cannot estimate {model}: not a local folder, not in the HF cache at {cache}, "
         f"{', '.join(notes)}, and not in the built-in table; pass a local folder instead")

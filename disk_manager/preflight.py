@@ -52,6 +52,8 @@ class Preflight:
                          f"free {format_size(self.free[mount])}")
         if self.memory:
             lines.append(f"  memory: {self.memory}")
+        if self.estimate is not None and self.estimate.facts.notes:
+            lines.append(f"  note: {'; '.join(self.estimate.facts.notes)}")
         lines += [f"  ✗ {r}" for r in self.reasons]
         return "\n".join(lines)
 

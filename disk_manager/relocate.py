@@ -96,6 +96,8 @@ def move_cache(name: str, src: Path, dst: Path, *, link: bool) -> Move:
 
 def write_env_file(path: Path, exports: list[str]) -> None:
     """Replace our block in `path` (or append it), atomically: temp file + rename."""
+    if path.exists() and not path.is_file():  # the rename would replace a device or folder
+        raise DiskManagerError(f"--write-env: not a regular file: {path}")
     old = path.read_text().splitlines() if path.exists() else []
     keep, inside = [], False
     for line in old:
@@ -111,9 +113,16 @@ def write_env_file(path: Path, exports: list[str]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w") as f:
         f.write(text)
-    if path.exists():
-        os.chmod(tmp, path.stat().st_mode & 0o777)
+    # mkstemp makes 0600: keep an existing file's mode, give a new one what open() would.
+    os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else new_file_mode())
     os.replace(tmp, path)
+
+
+def new_file_mode() -> int:
+    """0o666 minus the umask, the mode any tool's new file gets (0644 under umask 022)."""
+    mask = os.umask(0o022)  # the portable way to read it is to set it and put it back
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def relocate(dest: str | os.PathLike, *, link: bool = False,

@@ -51,6 +51,8 @@ def estimate_table(est: Estimate) -> Table:
     for f in est.figures:
         t.add_row(f.name, format_size(f.bytes), where[f.lands], f.basis)
     t.add_row("total on disk", format_size(est.disk_bytes()), "", "download + output dir")
+    if est.facts.notes:  # once for the table, not in every row's basis
+        t.caption = "note: " + "; ".join(est.facts.notes)
     return t
 
 

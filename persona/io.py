@@ -18,9 +18,16 @@ from persona.errors import InputError, PersonaError
 def atomic_writer(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
     """Write to a temp file beside `path`, fsync, then rename: readers never see half a file."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        # The rename would put a regular file in place of a folder, a device (/dev/null!)
+        # or a pipe: refuse instead.
+        raise InputError("not a regular file, will not write over it", file=str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes 0600 and the mode survives the rename: give the file the mode any
+        # other tool's new file gets (0644 under umask 022), so a dataset stays shareable.
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8",
                        newline=None if "b" in mode else "\n") as fh:
             yield fh
@@ -33,6 +40,25 @@ def atomic_writer(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
         except FileNotFoundError:
             pass
         raise
+
+
+def file_mode() -> int:
+    """The mode `open()` gives a new file: 0o666 minus the process umask."""
+    return 0o666 & ~current_umask()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (thread-safe there)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: the only portable way is to set it and put it back
+    os.umask(mask)
+    return mask
 
 
 def dumps(obj: Any) -> str:

@@ -6,14 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from persona import report as report_mod
+from persona.defaults import BATCH_SIZE, DEFAULT_COUNT, DEFAULT_SEED  # noqa: F401 (re-export)
+from persona.errors import TargetMissed
 from persona.providers.base import Provider
 from persona.spec import PersonaSpec
 from persona.stages import Progress, StageReport, fill, merge, questions, templates
 from persona.workspace import Workspace
-
-DEFAULT_SEED = 42
-DEFAULT_COUNT = 3000
-BATCH_SIZE = 300
 
 
 @dataclass
@@ -67,3 +65,38 @@ def stage_stats(stage: str, folder) -> dict:
         report.add_stats(path)
     return {"retried": report.retried, "rejected": report.rejected,
             "reasons": dict(sorted(report.reasons.items()))}
+
+
+def missed_targets(report: dict) -> list[str]:
+    """The spec's targets (slip rate, style shares) the finished dataset misses, worst first.
+
+    Rounding to whole items and the few items dedup or rejection remove are allowed: a
+    target is missed when the count is off by more than 1 item + 2 % of the dataset.
+    """
+    n = report["count"]
+    slack = 1 + 0.02 * n
+    measured = [("slips", report["slips"], "style.slip_rate")]
+    measured += [(f"style {name!r}", s, f"style.mix.{name}")
+                 for name, s in report["style_mix"].items()]
+    missed = []
+    for what, m, field in measured:
+        off = abs(m["count"] - m["target_percent"] / 100 * n)
+        if off > slack:
+            missed.append((off, f"{what} {m['percent']:.2f} % ({m['count']} of {n}), the spec "
+                                f"sets {m['target_percent']:.2f} % ({field})"))
+    return [text for _, text in sorted(missed, key=lambda t: -t[0])]
+
+
+def check_targets(report: dict, ws: Workspace) -> None:
+    """Raise TargetMissed (exit 1) naming the missed targets and the commonest rejection."""
+    missed = missed_targets(report)
+    if not missed:
+        return
+    reasons = report["stages"]["fill"]["reasons"]
+    why = ""
+    if reasons:
+        top = max(reasons, key=reasons.get)
+        why = (f"; most rejected answers: {top!r} ×{reasons[top]} (see "
+               f"{ws.invalid('fill')})")
+    more = f" (+{len(missed) - 1} more)" if len(missed) > 1 else ""
+    raise TargetMissed(f"missed {missed[0]}{more}{why}", file=str(ws.final))

@@ -189,11 +189,36 @@ class Language(Strict):
     # next to a subject is not taken for a missing agreement.
     ambiguous: list[str] = []
 
+    @model_validator(mode="after")
+    def _count_is_possible(self) -> Grammar:
+        most = len(self.openers) * len(self.cores) * len(self.closers)
+        if self.count > most:
+            raise ValueError(f"count: {self.count} templates asked, but {len(self.openers)} "
+                             f"openers × {len(self.cores)} cores × {len(self.closers)} closers "
+                             f"make at most {most}")
+        if most <= 200_000:  # exact: empty parts and repeats make fewer distinct texts
+            distinct = len({" ".join(f"{o} {c} {e}".split()) for o in self.openers
+                            for c in self.cores for e in self.closers})
+            if self.count > distinct:
+                raise ValueError(f"count: {self.count} templates asked, but the grammar makes "
+                                 f"only {distinct} distinct ones")
+        return self
+
 
 class Journalist(Strict):
     description: NonEmpty
     # Offline question frames; a frame is used only for answers that have all its placeholders.
     questions: list[NonEmpty] = Field(min_length=1)
+
+    @field_validator("questions")
+    @classmethod
+    def _are_questions(cls, questions: list[str]) -> list[str]:
+        # Found here, not after a run's worth of retries of every answer using the frame.
+        for i, q in enumerate(questions):
+            if "?" not in q:
+                raise ValueError(f"questions[{i}] has no '?', so every question made from it "
+                                 f"would be rejected: {q!r}")
+        return questions
     # Categories a question must share with its answer whenever the answer uses them.
     match: list[str] = []
     # The persona's own labels (words a neutral journalist never uses); a question with one
@@ -394,4 +419,4 @@ def parse_spec(data: dict, source: str = "<spec>") -> PersonaSpec:
     try:
         return PersonaSpec.model_validate(data)
     except ValidationError as e:
-        raise from_validation(e, file=source, cls=SpecError) from None
+        raise from_validation(e, file=source, cls=SpecError, model=PersonaSpec) from None

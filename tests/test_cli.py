@@ -81,3 +81,14 @@ def test_init_from_a_spec_file_and_unknown_source(tmp_path, cli):
     assert load_spec(second).id == "second"
     bad = cli("init", "third", "--from", "nosuch", "--output", tmp_path / "t.toml", ok=False)
     assert bad.exit_code == 2 and "unknown persona" in bad.output
+
+
+def test_chat_decoding_defaults_are_shown_and_checked(cli):
+    from persona.finetune import chat
+
+    text = " ".join(cli("chat", "--help").output.split())  # help wraps at any space
+    assert "--repetition-penalty FLOAT RANGE" in text and "[default: 1.15; x>=1.0]" in text
+    assert "--no-repeat-ngram INTEGER RANGE" in text and "[default: 4; x>=0]" in text
+    assert (chat.REPETITION_PENALTY, chat.NO_REPEAT_NGRAM) == (1.15, 4)
+    bad = cli("chat", "--model", "x", "--repetition-penalty", "0.5", ok=False)
+    assert bad.exit_code == 2 and "--repetition-penalty" in bad.output

@@ -77,7 +77,40 @@ def test_mix_must_sum_to_one_and_match_styles():
 def test_unknown_key_rejected():
     data = _babis_data()
     data["persona"]["nickname"] = "AB"
-    assert "persona.nickname" in _error(data)
+    assert "persona: unknown key `nickname`" in _error(data)
+
+
+def test_unknown_key_is_reported_first_with_a_close_match():
+    data = _babis_data()
+    data["style"]["slip-rate"] = data["style"].pop("slip_rate")  # also makes slip_rate missing
+    assert _error(data).endswith("style: unknown key `slip-rate` (did you mean `slip_rate`?) "
+                                 "(+1 more)")
+    data = _babis_data()
+    data["styles"]["irony"]["lable"] = data["styles"]["irony"].pop("label")  # inside a dict
+    assert "styles.irony: unknown key `lable` (did you mean `label`?)" in _error(data)
+    data = _babis_data()
+    data["grammar"]["cout"] = 5  # a field with a default: nothing "missing" to match against
+    assert "grammar: unknown key `cout` (did you mean `count`?)" in _error(data)
+
+
+def test_question_frame_without_question_mark_is_a_load_error():
+    data = _babis_data()
+    data["journalist"]["questions"][1] = "Řekněte nám něco o {tema.lok}."
+    assert "journalist.questions: questions[1] has no '?'" in _error(data)
+
+
+def test_grammar_count_beyond_what_the_grammar_makes():
+    data = _babis_data()
+    g = data["grammar"]
+    most = len(g["openers"]) * len(g["cores"]) * len(g["closers"])
+    g["count"] = most + 1
+    assert f"make at most {most}" in _error(data)
+    # Repeated parts make fewer distinct templates than the product: that is counted too.
+    data = _babis_data()
+    g = data["grammar"]
+    g["openers"], g["closers"] = ["", " "], ["", ""]
+    g["count"] = len(g["cores"]) + 1
+    assert f"makes only {len(g['cores'])} distinct ones" in _error(data)
 
 
 def test_core_without_matching_question_frame_rejected():

@@ -307,3 +307,14 @@ def test_unreadable_inputs_exit_2_with_one_line(tmp_path, tiktoken_cache):
 def test_check_commands_do_not_import_torch():
     code = "import sys, persona.cli.checks; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+def test_cli_says_plainly_when_the_token_limit_is_unknown(tmp_path):
+    path = write(tmp_path / "d.jsonl", [chat(f"Odpověď {i}. Andrej Babiš") for i in range(10)])
+    known = CliRunner().invoke(cli, ["validate", str(path)], terminal_width=400)
+    assert "limit 65,536 tokens per example" in known.output
+    unknown = CliRunner().invoke(cli, ["validate", str(path), "--model", "llama-3-8b"],
+                                 terminal_width=400)
+    assert unknown.exit_code == 0
+    assert ("token limit unknown for llama-3-8b: per-example length not checked"
+            in unknown.output)

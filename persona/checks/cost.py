@@ -78,7 +78,7 @@ def load_prices(path: Path | None = None) -> PriceTable:
     except tomllib.TOMLDecodeError as e:
         raise InputError(f"invalid TOML: {e}", file=where) from None
     except ValidationError as e:
-        raise from_validation(e, file=where, cls=InputError) from None
+        raise from_validation(e, file=where, cls=InputError, model=PriceTable) from None
 
 
 def default_epochs(n_examples: int) -> int:
@@ -95,7 +95,7 @@ def default_epochs(n_examples: int) -> int:
 class CostReport:
     path: str
     model: str
-    price_model: str  # the table entry that matched `model`
+    price_model: str | None  # the table entry that matched `model`; None: no price known
     encoding: str
     exact: bool  # False: the model's encoding is unknown, counts are o200k_base approximations
     examples: int
@@ -108,9 +108,9 @@ class CostReport:
     epochs: int
     epochs_default: bool  # True when OpenAI's default rule chose the epochs
     trained_tokens: int  # billed_tokens × epochs
-    price_per_1m: float
+    price_per_1m: float | None
     currency: str
-    cost: float
+    cost: float | None  # None when the price table has no training price for the model
     prices_as_of: str
     prices_source: str
     distribution: dict[str, float] = field(default_factory=dict)  # min/mean/median/p95/max
@@ -127,12 +127,12 @@ def cost_file(
     path = Path(path)
     check_readable(path)
     prices = prices or load_prices()
-    price_model, price = _training_price(prices, model)
+    price_model, price = _training_price(prices, model)  # (None, None) when not priced
     encoding, exact, encoding_name = tokens.encoding_for_model(model)
     counts, skipped, blank = _count_examples(path, encoding)
     if not counts:
         raise InputError(_nothing_counted(skipped, blank), file=str(path))
-    cap = price.max_example_tokens
+    cap = price.max_example_tokens if price else None
     billed = [min(n, cap) if cap else n for n in counts]
     n_epochs = epochs if epochs is not None else default_epochs(len(counts))
     trained = sum(billed) * n_epochs
@@ -152,25 +152,22 @@ def cost_file(
         epochs=n_epochs,
         epochs_default=epochs is None,
         trained_tokens=trained,
-        price_per_1m=price.training,
+        price_per_1m=price.training if price else None,
         currency=prices.currency,
-        cost=trained / 1e6 * price.training,
+        cost=trained / 1e6 * price.training if price else None,
         prices_as_of=prices.as_of.isoformat(),
         prices_source=prices.source,
         distribution=distribution(counts),
     )
-    report.warnings = _warnings(report)
+    report.warnings = _warnings(report, prices)
     return report
 
 
 def _training_price(prices: PriceTable, model: str):
+    """(table entry, its prices), or (None, None): the token count is useful without them."""
     found = prices.lookup(model)
     if found is None or found[1].training is None:
-        known = ", ".join(n for n, p in prices.models.items() if p.training is not None)
-        raise InputError(
-            f"no training price for model {model!r} in the price table of "
-            f"{prices.as_of} (known: {known}); pass --prices FILE with it"
-        )
+        return None, None
     return found
 
 
@@ -214,8 +211,15 @@ def distribution(counts: list[int]) -> dict[str, float]:
     }
 
 
-def _warnings(r: CostReport) -> list[str]:
+def _warnings(r: CostReport, prices: PriceTable) -> list[str]:
     out = []
+    if r.price_model is None:
+        known = ", ".join(n for n, p in prices.models.items() if p.training is not None)
+        out.append(
+            f"price unknown: no training price for {r.model!r} in the price table of "
+            f"{prices.as_of} (known: {known}); tokens counted, no cost, not capped per "
+            "example; pass --prices FILE with its price"
+        )
     if r.skipped:
         shown = ", ".join(map(str, r.skipped_lines)) + (
             ", …" if r.skipped > len(r.skipped_lines) else ""
@@ -229,7 +233,7 @@ def _warnings(r: CostReport) -> list[str]:
             f"{r.examples_over_limit} example(s) exceed {r.max_example_tokens:,} tokens; "
             "billed at the limit (OpenAI truncates them)"
         )
-    if r.max_example_tokens is None:
+    if r.max_example_tokens is None and r.price_model is not None:
         out.append(f"no per-example token limit known for {r.price_model}; tokens not capped")
     if not r.exact:
         out.append(

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from persona.errors import PersonaError
+from persona.io import file_mode
 
 if TYPE_CHECKING:  # tiktoken is imported lazily: `persona --help` should not pay for it.
     import tiktoken
@@ -147,7 +148,7 @@ def _provision(name: str, cache_dir: Path) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shared TIKTOKEN_CACHE_DIR needs readable
+        os.chmod(tmp, file_mode())  # mkstemp makes 0600; a shared cache must stay readable
         os.replace(tmp, target)  # atomic: a concurrent process sees no file or the whole file
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

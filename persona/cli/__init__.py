@@ -30,6 +30,15 @@ class PersonaGroup(click.Group):
                 raise
             click.echo(f"error: {e}", err=True)
             ctx.exit(e.exit_code)
+        except OSError as e:
+            # The environment refused a read or write (permissions, a full disk, a device
+            # where a folder belongs): one line, like our own errors; --debug shows where.
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            where = f"{e.filename}: " if e.filename else ""
+            first = (str(e.strerror or e).splitlines() or [type(e).__name__])[0]
+            click.echo(f"error: {where}{first}", err=True)
+            ctx.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted; finished batches are kept, run again to resume", err=True)
             ctx.exit(130)

@@ -12,8 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from persona.checks.cost import CostReport, cost_file, load_prices
-from persona.checks.validate import ValidationReport, validate_file
+# persona.checks.* (tiktoken, pydantic) are imported inside the commands: start-up stays fast.
 
 _FILE = click.Path(path_type=Path)  # existence is checked by the library: one line, exit 2
 
@@ -41,6 +40,8 @@ def validate(file: Path, model: str, as_json: bool, max_findings: int) -> None:
     Every problem is named by line and field. Exit 0: clean; 1: problems found (a broken line
     is a problem); 2: FILE cannot be read at all (missing, not a file, binary, empty).
     """
+    from persona.checks.validate import validate_file
+
     report = validate_file(file, model=model, max_findings=max_findings)
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False))
@@ -50,13 +51,14 @@ def validate(file: Path, model: str, as_json: bool, max_findings: int) -> None:
         click.get_current_context().exit(1)
 
 
-def _print_validation(report: ValidationReport, console: Console) -> None:
+def _print_validation(report, console: Console) -> None:
     approx = "" if report.exact else " (≈ approximate: model's encoding unknown)"
-    limit = f"{report.max_tokens:,}" if report.max_tokens else "unknown, not checked"
+    limit = (f"limit {report.max_tokens:,} tokens per example" if report.max_tokens else
+             f"token limit unknown for {report.model}: per-example length not checked")
     console.print(
         f"[bold]{report.path}[/]: {report.examples:,} examples in {report.lines:,} "
-        f"lines · {report.model} · {report.encoding}{approx} · limit {limit} tokens "
-        f"per example · longest {report.max_example_tokens:,}",
+        f"lines · {report.model} · {report.encoding}{approx} · {limit} · longest "
+        f"{report.max_example_tokens:,} tokens",
         soft_wrap=True,
     )
     if report.ok:
@@ -109,6 +111,8 @@ def cost(
     Lines that are not chat examples are not counted and are reported as a warning.
     Figures marked ≈ are approximate (the model's tokenizer is unknown).
     """
+    from persona.checks.cost import cost_file, load_prices
+
     prices = load_prices(prices_file) if prices_file else None
     report = cost_file(file, model, epochs=epochs, prices=prices)
     err = Console(stderr=True)
@@ -120,7 +124,7 @@ def cost(
         _print_cost(report, Console())
 
 
-def _print_cost(r: CostReport, console: Console) -> None:
+def _print_cost(r, console: Console) -> None:
     ap = "" if r.exact else "≈"
     cap = f"{r.max_example_tokens:,}" if r.max_example_tokens else "none known"
     epochs = f"{r.epochs}" + (" (OpenAI default for this size)" if r.epochs_default else "")
@@ -141,15 +145,19 @@ def _print_cost(r: CostReport, console: Console) -> None:
         ("billed per epoch", f"{ap}{r.billed_tokens:,} (limit {cap} per example)"),
         ("epochs", epochs),
         ("trained tokens", f"{ap}{r.trained_tokens:,}"),
-        (
-            "price",
-            f"{r.price_per_1m:.2f} {r.currency} / 1M ({r.price_model}, "
-            f"prices as of {r.prices_as_of})",
-        ),
-        ("cost", f"[bold]{ap}{_money(r.cost)} {r.currency}[/]"),
+        ("price", _price(r)),
+        ("cost", "unknown (no price)" if r.cost is None else
+         f"[bold]{ap}{_money(r.cost)} {r.currency}[/]"),
     ]:
         table.add_row(label, value)
     console.print(table)
+
+
+def _price(r) -> str:
+    if r.price_per_1m is None:
+        return f"unknown for {r.model} (prices as of {r.prices_as_of}; --prices FILE)"
+    return (f"{r.price_per_1m:.2f} {r.currency} / 1M ({r.price_model}, "
+            f"prices as of {r.prices_as_of})")
 
 
 def _money(amount: float) -> str:

@@ -8,7 +8,7 @@ from rich.table import Table
 from persona.cli.llm import _dry_run, _stage_usage_line, _watch
 from persona.cli.options import common, llm_options, provider_options, setup, split_option
 from persona.cli.ui import err, out, print_json, stage_bars
-from persona.pipeline import BATCH_SIZE, DEFAULT_COUNT
+from persona.defaults import BATCH_SIZE, DEFAULT_COUNT
 
 
 def _stage_line(report) -> None:
@@ -102,12 +102,13 @@ def merge(persona, workspace, seed, as_json, ratios, holdout_topics, count):
     from persona import pipeline
     from persona.stages import merge as stage
 
-    spec, ws, _ = setup(persona, workspace)
+    spec, ws, _ = setup(persona, workspace, lock=True)
     with stage_bars(not as_json) as bar:
         report = stage.run(spec, ws, count=count, seed=seed, ratios=ratios,
                            holdout_topics=holdout_topics, on_progress=bar("merge", count or 0))
     result = pipeline.finish(spec, ws, report)
     print_json(result) if as_json else print_report(result, spec, ws)
+    pipeline.check_targets(result, ws)
 
 
 @click.command()
@@ -153,11 +154,12 @@ def run(persona, workspace, seed, as_json, provider, force, ratios, holdout_topi
         result, reports = pipeline.run(spec, ws, prov, opts, progress=bar)
     if as_json:
         print_json(result)
-        return
-    for report in reports:
-        _stage_line(report)
-    _stage_usage_line(prov)
-    print_report(result, spec, ws)
+    else:
+        for report in reports:
+            _stage_line(report)
+        _stage_usage_line(prov)
+        print_report(result, spec, ws)
+    pipeline.check_targets(result, ws)  # the files are written; the exit code tells
 
 
 def print_report(r: dict, spec, ws) -> None:

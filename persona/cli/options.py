@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from persona.cli.ui import err
-from persona.pipeline import DEFAULT_SEED
+from persona.defaults import DEFAULT_SEED
 
 PROVIDER_HELP = ("Who writes the text: 'offline' (deterministic grammar, no key), 'openai' "
                  "(any OpenAI-compatible server), or 'auto' (offline unless an API key or base "
@@ -82,7 +82,9 @@ LLM_KEYS = ("base_url", "model", "api_key_env", "concurrency", "rpm", "tpm", "ma
 
 
 def setup(persona: str, workspace: Path, provider: str | None = None,
-           llm: dict | None = None):
+           llm: dict | None = None, lock: bool | None = None):
+    """Spec, workspace and provider of a command. A command that writes (one with a provider,
+    or `lock=True`) holds the workspace lock until it ends; a dry run (no provider) does not."""
     from persona import prompts
     from persona.providers import make_provider, resolve_name
     from persona.spec import load_spec
@@ -91,6 +93,8 @@ def setup(persona: str, workspace: Path, provider: str | None = None,
     spec = load_spec(persona)
     ws = Workspace(workspace, spec.id)
     prompts.use_folder(ws.prompts)
+    if lock or (lock is None and provider is not None):
+        hold_lock(workspace)
     if provider is None:
         return spec, ws, None
     llm = {k: v for k, v in (llm or {}).items() if k in LLM_KEYS}
@@ -107,6 +111,17 @@ def setup(persona: str, workspace: Path, provider: str | None = None,
     if hasattr(prov, "close"):
         click.get_current_context().call_on_close(prov.close)
     return spec, ws, prov
+
+
+def hold_lock(workspace: Path) -> None:
+    """Take the workspace lock for the rest of the current click command."""
+    from persona.workspace import describe_holder, workspace_lock
+
+    ctx = click.get_current_context()
+    previous = ctx.with_resource(workspace_lock(workspace, ctx.command_path))
+    if previous:
+        err.print(f"[dim]took over the workspace lock left by {describe_holder(previous)}, "
+                  "which is no longer running[/dim]")
 
 
 def split_option(func):

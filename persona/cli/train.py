@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from persona.finetune.chat import NO_REPEAT_NGRAM, REPETITION_PENALTY  # no heavy imports
 from persona.finetune.config import field_help
 
 
@@ -77,11 +78,24 @@ def finetune_cmd(config_path: Path | None, resume: bool, as_json: bool, **flags)
 @click.option("--question", "-q", "questions", multiple=True, help="Ask this (repeatable).")
 @click.option("--file", "file", type=click.Path(dir_okay=False, path_type=Path),
               help="Questions, one per line (or JSONL with 'question' / 'messages').")
-@click.option("--max-new-tokens", default=128, show_default=True, type=click.IntRange(1))
+@click.option("--max-new-tokens", default=128, show_default=True, type=click.IntRange(1),
+              help="Longest answer, in tokens.")
+@click.option("--repetition-penalty", default=REPETITION_PENALTY, show_default=True,
+              type=click.FloatRange(min=1.0),
+              help="Penalty on tokens already in the text (1.0: none). Decoding stays greedy.")
+@click.option("--no-repeat-ngram", default=NO_REPEAT_NGRAM, show_default=True,
+              type=click.IntRange(min=0),
+              help="Never repeat a run of this many tokens (0: allowed). Stops small models "
+              "from looping on one sentence.")
 @click.option("--system", default=None, help="System prompt (default: the one trained with).")
 def chat_cmd(model_dir: Path, questions: tuple[str, ...], file: Path | None,
-             max_new_tokens: int, system: str | None) -> None:
-    """Answer questions with a fine-tuned model; interactive when none are given."""
+             max_new_tokens: int, repetition_penalty: float, no_repeat_ngram: int,
+             system: str | None) -> None:
+    """Answer questions with a fine-tuned model; interactive when none are given.
+
+    Greedy decoding (the same question gets the same answer) with a repetition penalty and
+    no repeated n-grams; --repetition-penalty 1 --no-repeat-ngram 0 turns both off.
+    """
     from persona.finetune import chat
 
     model, tok, trained_system = chat.load(model_dir)
@@ -89,7 +103,9 @@ def chat_cmd(model_dir: Path, questions: tuple[str, ...], file: Path | None,
     asked = list(questions) + (chat.read_questions(file) if file else [])
 
     def reply(q: str) -> str:
-        return chat.answer(model, tok, q, system=system, max_new_tokens=max_new_tokens)
+        return chat.answer(model, tok, q, system=system, max_new_tokens=max_new_tokens,
+                           repetition_penalty=repetition_penalty,
+                           no_repeat_ngram=no_repeat_ngram)
 
     for q in asked:
         click.echo(f"> {q}\n{reply(q)}\n")

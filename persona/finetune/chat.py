@@ -16,16 +16,16 @@ from persona.finetune.data import fold_system, supports_system_role
 
 def load(out: Path):
     """(model, tokenizer, system prompt) for the run in `out`."""
+    out = Path(out)
+    if not (out / "adapter_config.json").exists():  # before the heavy imports: at once
+        raise InputError("no adapter here (adapter_config.json); is this a finetune --out "
+                         "folder of a finished run?", file=str(out))
     require_train_deps()
     quiet_libraries()
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    out = Path(out)
-    if not (out / "adapter_config.json").exists():
-        raise InputError("no adapter here (adapter_config.json); is this a finetune --out "
-                         "folder of a finished run?", file=str(out))
     summary = _read_json(out / "summary.json")
     base = summary.get("base_path") or _read_json(out / "adapter_config.json")[
         "base_model_name_or_path"]
@@ -42,9 +42,18 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
+# Greedy decoding of a small model loops ("Já jsem to říkal stokrát." twice): a mild penalty
+# on tokens already in the text and a ban on repeating any 4-gram stop it, still greedy.
+REPETITION_PENALTY = 1.15
+NO_REPEAT_NGRAM = 4
+
+
 def answer(model, tok, question: str, *, system: str | None = None,
-           max_new_tokens: int = 128) -> str:
-    """One reply, greedy: the same question always gets the same answer."""
+           max_new_tokens: int = 128, repetition_penalty: float = REPETITION_PENALTY,
+           no_repeat_ngram: int = NO_REPEAT_NGRAM) -> str:
+    """One reply, greedy: the same question always gets the same answer.
+
+    `repetition_penalty` 1.0 and `no_repeat_ngram` 0 switch the anti-repetition off."""
     import torch
 
     messages = [{"role": "user", "content": question}]
@@ -57,6 +66,8 @@ def answer(model, tok, question: str, *, system: str | None = None,
     enc = {k: v.to(model.device) for k, v in enc.items()}
     with torch.no_grad():
         ids = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                             repetition_penalty=repetition_penalty,
+                             no_repeat_ngram_size=no_repeat_ngram,
                              pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
     return tok.decode(ids[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from persona.errors import InputError, from_validation
+from persona.errors import InputError, from_validation, unknown_key
 from persona.io import read_toml
 
 
@@ -117,7 +117,8 @@ def load_config(path: Path | None = None,
     try:
         return FinetuneConfig(**values)
     except ValidationError as e:
-        raise from_validation(e, file=str(path) if path else None, cls=InputError) from None
+        raise from_validation(e, file=str(path) if path else None, cls=InputError,
+                              model=FinetuneConfig) from None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -127,5 +128,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
     values = {k.replace("-", "_"): v for k, v in data.items()}
     unknown = sorted(set(values) - set(FinetuneConfig.model_fields))
     if unknown:
-        raise InputError(f"unknown key(s): {', '.join(unknown)}", file=str(path))
+        more = f" (+{len(unknown) - 1} more)" if len(unknown) > 1 else ""
+        raise InputError(unknown_key(unknown[0], FinetuneConfig.model_fields) + more,
+                         file=str(path))
     return values

@@ -31,6 +31,7 @@ from persona.finetune import (
 from persona.finetune.callbacks import Reporter, StopOnInterrupt, TrainingLog, sigint_to
 from persona.finetune.config import FinetuneConfig, apply_presets, resume_conflicts
 from persona.finetune.data import ChatData, load_chat_data, tokenize_all
+from persona.finetune.hub import check_base_model
 from persona.finetune.outputs import (
     library_versions,
     peak_rss_bytes,
@@ -88,14 +89,16 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, reporter: Reporter | 
     cfg = cfg.model_copy()  # presets fill in unset fields; the caller's object stays as given
     notes = apply_presets(cfg, is_tiny(cfg.base_model))
     out = _check_out(cfg, resume)
-    quiet_libraries()
     t0 = time.time()
+    # Bad data, --out or base model fail before the heavy imports (seconds on a CPU).
     data = load_chat_data(Path(cfg.data), val_fraction=cfg.val_fraction, seed=cfg.seed)
+    hub_note = None if is_tiny(cfg.base_model) else check_base_model(cfg.base_model)
+    _make_out(out)
+    quiet_libraries()
     plan = make_plan(cfg, data, out)
-    plan.notes[:0] = notes
+    plan.notes[:0] = notes + ([hub_note] if hub_note else [])
     if on_plan:
         on_plan(plan)
-    out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", cfg.hyperparameters())
     tok, model = load_base(plan.base, plan.quant, plan.device, plan.attention)
     trainer, stopper, tlog = build_trainer(cfg, plan, data, tok, model, out, reporter)
@@ -114,11 +117,21 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, reporter: Reporter | 
     return FinetuneResult(out, summary, tlog.rows, model, tok)
 
 
+def _make_out(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create the output folder: {e.strerror or e}",
+                         file=str(out), field="out") from None
+
+
 def _check_out(cfg: FinetuneConfig, resume: bool) -> Path:
     for name in ("data", "base_model", "out"):
         if getattr(cfg, name) is None:
             raise InputError(f"missing --{name.replace('_', '-')}", field=name)
     out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise InputError("not a folder", file=str(out), field="out")
     last = last_checkpoint(out)
     if resume and last is None:
         raise WorkspaceError(f"no checkpoint in {out} to resume from")
@@ -170,9 +183,14 @@ def run_preflight(model: str, out: Path, quant: str, cfg: FinetuneConfig) -> str
         from disk_manager.preflight import preflight
     except ImportError:
         raise PreflightError("disk_manager is missing: install with pip install -e .") from None
-    pf = preflight(model, out_dir=out, quant=quant, checkpoints=cfg.save_total_limit,
-                   merge=cfg.merge, lora_rank=cfg.lora_r, cache_dir=None, margin=0.10,
-                   full_params=embedding_params(model) if cfg.train_embeddings else 0)
+    from disk_manager.errors import DiskManagerError
+
+    try:
+        pf = preflight(model, out_dir=out, quant=quant, checkpoints=cfg.save_total_limit,
+                       merge=cfg.merge, lora_rank=cfg.lora_r, cache_dir=None, margin=0.10,
+                       full_params=embedding_params(model) if cfg.train_embeddings else 0)
+    except DiskManagerError as e:  # e.g. a model it cannot size: one line like ours
+        raise PreflightError(f"disk preflight: {e}") from None
     if not pf.fits:
         raise PreflightError("will not fit on disk: " + "; ".join(pf.reasons))
     return pf.summary()

@@ -90,6 +90,8 @@ class OpenAICompatProvider:
         # so a round of 300 does not start with 64 new connections and a new client.
         self._runner: asyncio.Runner | None = None
         self._clients: list = []
+        if self.base_url:  # last: the checks of our own arguments come first
+            check_reachable(self.base_url)
 
     def __repr__(self) -> str:  # no key in reprs, tracebacks or logs
         return f"OpenAICompatProvider(model={self.model!r}, base_url={self.base_url!r})"
@@ -292,10 +294,15 @@ class OpenAICompatProvider:
             except (openai.AuthenticationError, openai.PermissionDeniedError,
                     openai.NotFoundError) as e:
                 raise ProviderError(f"{type(e).__name__}: {_short(e)}") from None
-            except (openai.APIStatusError, openai.APITimeoutError,
-                    openai.APIConnectionError) as e:
+            except (openai.APIStatusError, openai.APITimeoutError) as e:
                 self.stats["failed"] += 1
                 return Failure(f"server error after retries: {type(e).__name__}")
+            except openai.APIConnectionError:
+                # Not a timeout (caught above): no connection at all, after the SDK's retries.
+                # Every other request would wait as long for the same answer; stop the run
+                # (answers so far are cached, a rerun resumes).
+                raise ProviderError(f"cannot connect to {self.base_url or 'api.openai.com'}; "
+                                    "is the server running and the URL right?") from None
             finally:
                 self.in_flight -= 1
                 self._reserved -= booked
@@ -366,3 +373,21 @@ def _batch_discount() -> float:
     from persona.checks.cost import load_prices
 
     return load_prices().batch_discount
+
+
+def check_reachable(base_url: str, timeout: float = 3.0) -> None:
+    """Fail at once when a server on this machine is not listening, instead of after the
+    SDK's retries with backoff. Only loopback hosts are probed: a remote one may be reached
+    through a proxy that a direct connection would not use."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(base_url)
+    if url.hostname not in ("localhost", "127.0.0.1", "::1"):
+        return
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError as e:
+        raise ProviderError(f"cannot connect to {base_url} ({e.strerror or e}); is the "
+                            "server running and the URL right?") from None

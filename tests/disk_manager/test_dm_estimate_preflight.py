@@ -174,3 +174,40 @@ def test_full_params_are_counted_in_adapter_and_checkpoints(tmp_path):
                                               full_params=128_000).figures}
     assert more["LoRA adapter"] - base["LoRA adapter"] == 128_000 * 4
     assert more["checkpoints"] - base["checkpoints"] == 3 * 128_000 * 12
+
+
+def test_memory_without_quantization_names_no_quantization(local_model):
+    est = estimate(str(local_model), quant="none")
+    mem = next(f for f in est.figures if f.lands == "memory")
+    assert mem.name == "weights (memory, not disk)"
+    assert mem.bytes == est.facts.params * 2
+    assert "quantization constants" not in mem.basis and "0.00 B" not in mem.basis
+    assert mem.basis.startswith(f"{est.facts.params / 1e3:.1f} K params")  # a tiny model's size
+    q = next(f for f in estimate(str(local_model), quant="4bit").figures if f.lands == "memory")
+    assert q.name == "4bit load (memory, not disk)" and "quantization constants" in q.basis
+
+
+def test_format_params_reads_at_any_scale():
+    from disk_manager.estimate import format_params
+
+    assert [format_params(n) for n in (7_248_023_552, 41_943_040, 1_234_567, 350_000, 42)] == [
+        "7.25 B", "41.9 M", "1.2 M", "350.0 K", "42"]
+
+
+def test_hub_unavailable_is_said_once(monkeypatch):
+    """Offline sources keep the hub failure in facts.notes; the table says it in one caption
+    and the preflight summary in one line, not in every row's basis."""
+    from disk_manager import estimate as est_mod
+    from disk_manager.render import estimate_table
+
+    def no_hub(*a, **k):
+        raise ConnectionError("no route")
+
+    monkeypatch.setattr(est_mod, "_from_hub", no_hub)
+    est = estimate("mistralai/Mistral-7B-Instruct-v0.3", online=True)
+    assert est.facts.notes == ["hub unavailable (ConnectionError)"]
+    assert not any("hub unavailable" in f.basis for f in est.figures)
+    assert estimate_table(est).caption == "note: hub unavailable (ConnectionError)"
+    monkeypatch.setattr(volumes, "free_bytes", lambda path: 10**15)
+    pf = preflight("mistralai/Mistral-7B-Instruct-v0.3", out_dir=".", online=True)
+    assert pf.summary().count("hub unavailable") == 1

@@ -1,0 +1,52 @@
+"""Bad inputs of the training commands: finetune, chat (each case imports torch: a few s)."""
+
+from __future__ import annotations
+
+from tests.bad_inputs import BINARY, Case, mkdir, write
+
+FT = ("finetune", "--data", "{data}", "--out", "runs/x")
+
+CASES: list[Case] = [
+    Case("finetune-data-missing", ("finetune", "--data", "nosuch", "--base-model", "tiny",
+                                   "--out", "runs/x"), stderr="nosuch"),
+    Case("finetune-data-binary", ("finetune", "--data", "bin.jsonl", "--base-model", "tiny",
+                                  "--out", "runs/x"),
+         setup=write("bin.jsonl", BINARY), stderr="binary"),
+    Case("finetune-data-empty-folder", ("finetune", "--data", "adir", "--base-model", "tiny",
+                                        "--out", "runs/x"), setup=mkdir("adir"), stderr="adir"),
+    Case("finetune-no-base-model", ("finetune", "--data", "{data}", "--out", "runs/x"),
+         stderr="--base-model"),
+    Case("finetune-unknown-base-model", (*FT, "--base-model", "nosuch/model"),
+         stderr="nosuch/model", timeout=60),
+    # a hub id that is not in the local cache, the hub unreachable: at once, one line
+    Case("finetune-uncached-hub-id", (*FT, "--base-model", "fake-org/fake-model-xyz"),
+         stderr="HF_HUB_OFFLINE", timeout=30),
+    Case("finetune-uncached-hub-id-offline", (*FT, "--base-model", "fake-org/fake-model-xyz"),
+         env={"HF_HUB_OFFLINE": "1"}, stderr="not in the local", timeout=30),
+    Case("finetune-base-model-missing-folder", (*FT, "--base-model", "./nosuch-model"),
+         stderr="nosuch-model"),
+    Case("finetune-quant-bogus", (*FT, "--base-model", "tiny", "--quant", "2bit"),
+         stderr="--quant"),
+    Case("finetune-lora-r-zero", (*FT, "--base-model", "tiny", "--lora-r", "0"),
+         stderr="lora_r"),
+    Case("finetune-lr-malformed", (*FT, "--base-model", "tiny", "--lr", "fast"),
+         stderr="--lr"),
+    Case("finetune-config-missing", ("finetune", "--config", "nosuch.toml"),
+         stderr="nosuch.toml"),
+    Case("finetune-config-unknown-key", ("finetune", "--config", "c.toml"),
+         setup=write("c.toml", "data = \"x\"\nlora_rank = 8\n"),
+         stderr="unknown key `lora_rank` (did you mean `lora_r`?)"),
+    Case("finetune-config-binary", ("finetune", "--config", "c.toml"),
+         setup=write("c.toml", BINARY), stderr="c.toml"),
+    Case("finetune-out-is-a-file", ("finetune", "--data", "{data}", "--base-model", "tiny",
+                                    "--out", "afile"), setup=write("afile", "x"),
+         stderr="afile"),
+    Case("finetune-out-in-proc", ("finetune", "--data", "{data}", "--base-model", "tiny",
+                                  "--out", "/proc/x"), stderr="/proc/x"),
+    Case("chat-model-missing", ("chat", "--model", "nosuch", "-q", "Ahoj?"), stderr="nosuch"),
+    Case("chat-model-not-a-run", ("chat", "--model", "adir", "-q", "Ahoj?"),
+         setup=mkdir("adir"), stderr="no adapter"),
+    Case("chat-max-new-tokens-zero", ("chat", "--model", "adir", "--max-new-tokens", "0"),
+         stderr="--max-new-tokens"),
+    Case("chat-no-model", ("chat", "-q", "Ahoj?"), stderr="--model"),
+]
