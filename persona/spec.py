@@ -178,17 +178,6 @@ class Grammar(Strict):
                                      f"{e}") from None
         return clashes
 
-
-class Language(Strict):
-    """Grammar checks of fragments at load time (all optional)."""
-
-    # Preposition -> the forms (cases) it governs: `kvůli {tema.gen}` is a spec error when
-    # kvůli = ["dat"]. Keys are matched case-insensitively as whole words.
-    prepositions: dict[str, list[str]] = {}
-    # Forms of agreeing words that are also other, common words ("to", "je"): a literal one
-    # next to a subject is not taken for a missing agreement.
-    ambiguous: list[str] = []
-
     @model_validator(mode="after")
     def _count_is_possible(self) -> Grammar:
         most = len(self.openers) * len(self.cores) * len(self.closers)
@@ -203,6 +192,17 @@ class Language(Strict):
                 raise ValueError(f"count: {self.count} templates asked, but the grammar makes "
                                  f"only {distinct} distinct ones")
         return self
+
+
+class Language(Strict):
+    """Grammar checks of fragments at load time (all optional)."""
+
+    # Preposition -> the forms (cases) it governs: `kvůli {tema.gen}` is a spec error when
+    # kvůli = ["dat"]. Keys are matched case-insensitively as whole words.
+    prepositions: dict[str, list[str]] = {}
+    # Forms of agreeing words that are also other, common words ("to", "je"): a literal one
+    # next to a subject is not taken for a missing agreement.
+    ambiguous: list[str] = []
 
 
 class Journalist(Strict):
