@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tests.servers import finetune_jobs
+
 _TASK_RE = re.compile(r"```json\s*\n(.*?)\n```", re.S)
 _SLOT_RE = re.compile(r"\{([a-z][a-z0-9_]*)(?:\.([a-z][a-z0-9_]*))?\}")
 
@@ -51,6 +53,7 @@ class Config:
     json_schema: bool = True  # False: reject response_format json_schema with a 400
     batch_time: float = 1.0  # seconds a batch takes from creation to completed
     seed: int = 0
+    finetune: dict | None = None  # fine-tuning job settings: see finetune_jobs.py
 
 
 class State:
@@ -315,6 +318,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 - stdlib name
         path, _, query = self.path.partition("?")
         parts = _route(path)
+        if finetune_jobs.handle(self, "GET", parts, b"", query):
+            return
         if parts == ["stats"]:
             snap = self.server.state.snapshot()
             if "full=1" not in query:  # per-request detail only on request: grows with the run
@@ -336,6 +341,8 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
         parts = _route(self.path)
+        if finetune_jobs.handle(self, "POST", parts, raw, ""):
+            return
         if parts == ["files"]:
             self._post_file(raw)
             return
