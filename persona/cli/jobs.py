@@ -74,11 +74,11 @@ def upload(target: Path, model: str, epochs, batch_size, learning_rate_multiplie
 
     p = up.plan(target)
     params = up.JobParams(model, epochs, batch_size, learning_rate_multiplier, suffix, seed)
+    client = up.make_client(base_url, api_key_env)  # no key: say so before the long checks
+    server = up.server_url(base_url)
     up.validate(p, model)
     err.print(f"[dim]validated {', '.join(f.name for f in p.files.values())} for {model}[/dim]")
     _moderate(p, strict, base_url)
-    server = up.server_url(base_url)
-    client = up.make_client(base_url, api_key_env)
     with up.api_errors(server):
         entry = up.upload(p, params, client, server,
                           on_step=lambda s: err.print(f"  {s}", highlight=False))
