@@ -3,6 +3,7 @@ into the same conversations; a dataset breaking a format rule is refused with fi
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from tests import export_loaders as load
 from tests.conftest import run_persona
 
 SPLITS = {"train": "train", "val": "validation", "test": "test"}
+needs_datasets = pytest.mark.skipif(importlib.util.find_spec("datasets") is None,
+                                    reason="the loaders need `datasets` (pip install '.[hf]')")
 SYSTEM = "Jsi Andrej Babiš."
 
 
@@ -42,6 +45,7 @@ def pair(q: str = "Co dálnice?", a: str = "Makáme.\n\nAndrej Babiš", system: 
 
 # -- round trips on the built-in persona ---------------------------------------------------
 
+@needs_datasets
 @pytest.mark.parametrize("fmt", ["sharegpt", "alpaca"])
 def test_llamafactory_formats_load_back_into_the_same_conversations(final, fmt, tmp_path):
     result = export(final, fmt, tmp_path / fmt)
@@ -63,6 +67,7 @@ def test_vertex_loads_back_and_keeps_the_system_prompt_in_system_instruction(fin
     assert [c["role"] for c in first["contents"]] == ["user", "model"]
 
 
+@needs_datasets
 def test_hf_folder_loads_with_datasets_into_the_same_conversations(final, tmp_path):
     from datasets import load_dataset
 
@@ -93,6 +98,7 @@ def test_cli_export_says_where_the_system_prompt_went(final, tmp_path):
 
 # -- shapes beyond one pair ----------------------------------------------------------------
 
+@needs_datasets
 def test_multi_turn_alpaca_uses_history_and_loads_back(tmp_path):
     conv = pair() + [{"role": "user", "content": "A daně?"},
                      {"role": "assistant", "content": "Nezvýšíme.\n\nAndrej Babiš"}]
@@ -193,6 +199,7 @@ def test_keys_with_no_place_in_the_formats_are_refused_not_dropped(tmp_path):
     assert "has no place in the exported formats" in e.value.message
 
 
+@needs_datasets
 def test_the_sharegpt_loader_skips_what_the_check_refuses(tmp_path):
     # The loader drops a conversation with roles out of place (as LLaMA-Factory does), so a
     # check that let it through would lose data silently: the refusal is what keeps it.
