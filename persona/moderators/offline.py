@@ -22,6 +22,9 @@ STRONG, WEAK = 0.9, 0.4  # one strong entry flags; two weak entries of a categor
 DEFAULT_THRESHOLD = 0.5
 LANGUAGES = ("cs", "en")
 _WORD = re.compile(r"\w+(?:['’]\w+)?")
+# Letters only Czech (of our languages) uses: in a Czech text, English lemmas are not looked up
+# ("stole" -> "steal" is a theft in English and a table in Czech), only English word forms.
+_CZECH_LETTERS = re.compile("[ěščřžůďťň]")
 
 
 @dataclass(frozen=True)
@@ -54,8 +57,10 @@ class OfflineScreen:
     def check_one(self, text: str) -> Verdict:
         hits: dict[str, dict[str, float]] = {}
         lower = text.lower()
+        czech = bool(_CZECH_LETTERS.search(lower))
         for wl in self.lists:
-            forms = [(t, _lemma(t, wl.language)) for t in _WORD.findall(lower)]
+            lemmas = wl.language == "cs" or not czech
+            forms = [(t, _lemma(t, wl.language) if lemmas else t) for t in _WORD.findall(lower)]
             for entry in wl.match(forms):
                 hits.setdefault(entry.category, {})[entry.text] = entry.weight
             for category, pattern in wl.patterns:
