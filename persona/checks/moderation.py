@@ -85,19 +85,30 @@ def screen(path: Path, *, provider: str | None = None, base_url: str | None = No
     """Moderate a chat JSONL file or a final/<persona>/ folder and write its moderation/
     outputs; the summary comes back. `provider` None: OpenAI's endpoint when a key or base
     URL is set, else the offline screen."""
-    from persona.moderators import make_moderator, resolve
-
     src, out_dir = input_and_outputs(Path(path))
-    name, _ = resolve(provider, base_url)
-    options = {} if name == "offline" else {"base_url": base_url, "cache_dir": out_dir / "cache"}
-    if model and name != "offline":
-        options["model"] = model
-    moderator = make_moderator(name, **options)
+    moderator = open_moderator(provider, base_url=base_url, model=model,
+                               cache_dir=out_dir / "cache")
     try:
         return moderate_file(src, moderator, out_dir, threshold=threshold)
     finally:
-        if hasattr(moderator, "close"):
-            moderator.close()
+        close(moderator)
+
+
+def open_moderator(provider: str | None, *, base_url: str | None = None,
+                   model: str | None = None, cache_dir: Path | None = None, **options):
+    """The moderator `provider` names (None: auto), set up with the LLM options it takes."""
+    from persona.moderators import make_moderator, resolve
+
+    name, _ = resolve(provider, base_url, options.get("api_key_env") or "OPENAI_API_KEY")
+    if name == "offline":
+        return make_moderator(name)
+    options = {k: v for k, v in options.items() if v is not None}
+    return make_moderator(name, base_url=base_url, model=model, cache_dir=cache_dir, **options)
+
+
+def close(moderator) -> None:
+    if hasattr(moderator, "close"):
+        moderator.close()
 
 
 def input_and_outputs(path: Path) -> tuple[Path, Path]:
@@ -155,11 +166,19 @@ def check_examples(examples: list[tuple[int, dict]], moderator, threshold: float
 def moderate_file(path: Path, moderator, out_dir: Path, *, threshold: float | None = None,
                   on_progress: Callable[[int, int], None] | None = None) -> ModerationOutcome:
     """Moderate `path` and write clean.jsonl, flagged.jsonl and report.json into `out_dir`."""
+    return moderate_and_keep(path, moderator, out_dir, threshold=threshold,
+                             on_progress=on_progress)[0]
+
+
+def moderate_and_keep(path: Path, moderator, out_dir: Path, *, threshold: float | None = None,
+                      on_progress: Callable[[int, int], None] | None = None
+                      ) -> tuple[ModerationOutcome, Screened]:
+    """moderate_file, also giving back what was read and found (for --fix)."""
     examples = [(e.line, e.obj) for e in read_examples(path)]
     screened = check_examples(examples, moderator, threshold, on_progress)
     outcome = summarize(path, screened, moderator, threshold, out_dir)
     write_outputs(screened, outcome, out_dir)
-    return outcome
+    return outcome, screened
 
 
 def summarize(path: Path, s: Screened, moderator, threshold: float | None,
@@ -178,26 +197,35 @@ def summarize(path: Path, s: Screened, moderator, threshold: float | None,
 
 def _worst(s: Screened) -> dict[str, list[dict]]:
     objs = dict(s.examples)
-    out: dict[str, list[dict]] = {}
+    out: dict[str, list[LineResult]] = {}
     for r in s.results.values():
         for c in r.categories:
             out.setdefault(c, []).append(r)
     shown = {}
     for c, rs in sorted(out.items()):
         rs.sort(key=lambda r: (-r.scores.get(c, 0.0), r.line))
-        shown[c] = [{"line": r.line, "score": r.scores.get(c, 0.0),
-                     "field": next(f for f, cs in r.fields.items() if c in cs),
-                     "text": _snippet(objs[r.line], next(f for f, cs in r.fields.items()
-                                                         if c in cs)),
-                     "evidence": r.evidence.get(c, [])}
-                    for r in rs[:WORST_SHOWN]]
+        shown[c] = []
+        for r in rs[:WORST_SHOWN]:
+            fld = next(f for f, cs in r.fields.items() if c in cs)
+            ev = r.evidence.get(c, [])
+            shown[c].append({"line": r.line, "score": r.scores.get(c, 0.0), "field": fld,
+                             "text": _snippet(objs[r.line], fld, ev), "evidence": ev})
     return shown
 
 
-def _snippet(obj: dict, fld: str) -> str:
+def _snippet(obj: dict, fld: str, evidence: list[str]) -> str:
+    """The flagged text (PII masked) around the first evidence word, else its end: a planted
+    or appended harm tends to sit late in an answer, after the persona's opening."""
     i = int(fld.split("[")[1].split("]")[0])
     text = mask_text(obj["messages"][i]["content"]).replace("\n", " ")
-    return text if len(text) <= SNIPPET else text[:SNIPPET - 1] + "…"
+    if len(text) <= SNIPPET:
+        return text
+    lower = text.lower()
+    hits = [lower.find(e.rstrip("*").split()[0]) for e in evidence if e.strip()]
+    hits = [h for h in hits if h >= 0]
+    start = max(0, min(hits) - SNIPPET // 3) if hits else len(text) - SNIPPET
+    piece = text[start:start + SNIPPET]
+    return ("…" if start else "") + piece + ("…" if start + SNIPPET < len(text) else "")
 
 
 def verdict(o: ModerationOutcome) -> tuple[str, list[str]]:

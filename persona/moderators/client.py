@@ -66,20 +66,23 @@ class Client:
         hit = self.cache.get(key)
         return None if hit is None else json.loads(hit["content"])
 
-    def run(self, jobs: list[Job], on_done: Callable[[int], None] | None = None) -> None:
-        """Send every job (its results land in the cache); raise when some keep failing."""
+    def run(self, jobs: list[Job], on_done: Callable[[int], None] | None = None,
+            strict: bool = True) -> list[Job]:
+        """Send every job (its results land in the cache). Jobs still failing after ROUNDS
+        raise ProviderError, or with `strict` False come back (the caller asks otherwise)."""
         pending = jobs
         try:
             for _ in range(ROUNDS):
                 if not pending:
-                    return
+                    return []
                 pending = asyncio.run(self._round(pending, on_done))
         finally:
             self.cache.close()
-        if pending:
+        if pending and strict:
             raise ProviderError(
                 f"{len(pending)} moderation request(s) still failing after {ROUNDS} rounds of "
                 "retries; answered inputs are cached, run again to resume")
+        return pending
 
     async def _round(self, jobs: list[Job], on_done) -> list[Job]:
         from openai import AsyncOpenAI  # heavy: imported only when a request is sent

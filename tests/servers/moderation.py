@@ -89,7 +89,8 @@ def guard_completion(body: dict, state) -> dict | None:
 
 
 def rewrite(task: dict) -> dict:
-    """The rewrite task: the answer without its sentences that carry a marker."""
-    parts = re.split(r"(?<=[.!?])\s+", task.get("answer", ""))
+    """The rewrite task: the answer without its sentences that carry a marker (a marker
+    follows the sentence it marks)."""
+    parts = re.split(r"(?<=[.!?])\s+(?!\[\[flag:)", task.get("answer", ""))
     kept = [p for p in parts if not MARKER.search(p)]
     return {"text": " ".join(kept).strip() or json.dumps("…")}
