@@ -130,6 +130,41 @@ def validate(p: Plan, model: str) -> None:
                                 "uploaded", file=str(path), line=f.line, field=f.field)
 
 
+def moderate(p: Plan, *, strict: bool, provider: str | None, base_url: str | None,
+             warn: Callable[[str], None]) -> list:
+    """Screen what will be uploaded with issue 11's moderation (which writes moderation/
+    beside it). Flagged examples or PII: a warning, or UploadRefused if `strict`. A dataset
+    folder is screened as its all.jsonl (every split at once, `screen`); without one, each
+    file into its own moderation/<stem>/ (one shared folder would keep only the last)."""
+    from persona.checks import moderation
+
+    folder = p.train.parent
+    if p.validation and (folder / "all.jsonl").is_file():
+        outcomes = [moderation.screen(folder, provider=provider, base_url=base_url)]
+    else:
+        outcomes = []
+        judge = moderation.open_moderator(provider, base_url=base_url,
+                                          cache_dir=folder / "moderation" / "cache")
+        try:
+            for path in p.files.values():
+                outcomes.append(moderation.moderate_file(
+                    path, judge, folder / "moderation" / path.stem, threshold=None))
+        finally:
+            moderation.close(judge)
+    for o in outcomes:
+        if o.ok:
+            continue
+        who = "word-list screen" if o.heuristic else o.provider
+        cats = ", ".join(f"{c} {n}" for c, n in sorted(o.by_category.items()))
+        what = (f"{o.flagged} of {o.total} examples flagged by {who}"
+                + (f" ({cats})" if cats else "") + (f", {o.pii} PII value(s)" if o.pii else ""))
+        if strict:
+            raise UploadRefused(f"moderation: {what}; see {o.out_dir}; nothing uploaded "
+                                "(without --strict this is a warning)", file=o.path)
+        warn(f"moderation: {what}; see {o.out_dir} (--strict refuses to upload)")
+    return outcomes
+
+
 # -- the client and its errors -------------------------------------------------------------
 
 def server_url(base_url: str | None) -> str:

@@ -21,6 +21,7 @@ SYSTEM = "Jsi Andrej Babiš."
 
 
 def dataset(folder: Path, n_train: int = 12, n_val: int = 10, broken: bool = False) -> Path:
+    """A final/<persona>/ folder like `persona run` leaves (all.jsonl = train + val here)."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, n in (("train", n_train), ("val", n_val)):
         rows = [{"messages": [{"role": "system", "content": SYSTEM},
@@ -31,6 +32,9 @@ def dataset(folder: Path, n_train: int = 12, n_val: int = 10, broken: bool = Fal
             rows[3]["messages"][2]["content"] = ""
         (folder / f"{name}.jsonl").write_text(
             "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    all_rows = (folder / "train.jsonl").read_text("utf-8") + (folder / "val.jsonl").read_text(
+        "utf-8")
+    (folder / "all.jsonl").write_text(all_rows, encoding="utf-8")
     return folder
 
 
@@ -225,3 +229,46 @@ def test_jobs_need_a_key_or_a_base_url(args, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("error: no API key: set OPENAI_API_KEY, or pass --base-url "
                                    "for a server that needs none")
+
+
+# -- moderation before upload ------------------------------------------------------------------
+
+def flagged_dataset(folder: Path) -> Path:
+    """A dataset whose one answer carries the test server's planted violence marker."""
+    dataset(folder)
+    lines = (folder / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    row = json.loads(lines[5])
+    row["messages"][2]["content"] = "Zničím je. [[flag:violence]]\n\nAndrej Babiš"
+    lines[5] = json.dumps(row, ensure_ascii=False)
+    (folder / "train.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (folder / "all.jsonl").write_text("\n".join(lines) + "\n" + (folder / "val.jsonl")
+                                      .read_text("utf-8"), encoding="utf-8")
+    return folder
+
+
+def test_moderation_warns_and_uploads_or_with_strict_refuses(tmp_path):
+    data = flagged_dataset(tmp_path / "final" / "babis")
+    with serve(finetune={"job_time": 0.3}) as srv:
+        strict = persona(srv, "upload", data, "--strict", check=False)
+        assert strict.returncode == 1 and counts(srv) == (0, 0)
+        assert strict.stderr.strip().splitlines()[-1] == (
+            f"error: {data / 'all.jsonl'}: moderation: 1 of 22 examples flagged by openai "
+            f"(violence 1); see {data / 'moderation'}; nothing uploaded (without --strict this "
+            "is a warning)")
+        assert json.loads((data / "moderation" / "flagged.jsonl").read_text())["line"] == 6
+
+        warned = persona(srv, "upload", data, "--wait")
+        assert "warning: moderation: 1 of 22 examples flagged by openai (violence 1)" in \
+            warned.stderr
+        model_of(warned.stdout)
+        assert counts(srv) == (2, 1)
+
+
+def test_a_single_file_is_moderated_into_its_own_folder(tmp_path):
+    data = flagged_dataset(tmp_path / "final" / "babis")
+    with serve() as srv:
+        proc = persona(srv, "upload", data / "train.jsonl", "--strict", check=False)
+        assert proc.returncode == 1 and counts(srv) == (0, 0)
+        assert "moderation: 1 of 12 examples flagged by openai (violence 1)" in proc.stderr
+        assert json.loads((data / "moderation" / "train" / "flagged.jsonl").read_text()
+                          )["line"] == 6

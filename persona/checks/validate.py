@@ -16,15 +16,14 @@ Choices where OpenAI's documentation is silent:
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from persona.checks import tokens
+from persona.checks.chatjsonl import Finding, iter_lines, parse_line  # noqa: F401 - re-exported
 from persona.errors import InputError
 from persona.io import check_readable
 
@@ -42,14 +41,6 @@ MESSAGE_KEYS = {
     "tool": {"role", "content", "tool_call_id"},
     "function": {"role", "content", "name"},
 }
-
-
-@dataclass(frozen=True)
-class Finding:
-    line: int | None  # 1-based line in the file; None for the file as a whole
-    field: str | None  # e.g. "messages[2].content"
-    code: str  # stable, machine-readable: "invalid_json", "missing_assistant", …
-    message: str
 
 
 @dataclass
@@ -131,32 +122,6 @@ def validate_file(
             max_findings,
         )
     return report
-
-
-def iter_lines(path: Path) -> Iterator[tuple[int, str | None]]:
-    """(line number, text) per line, decoded one line at a time; text None if not UTF-8."""
-    with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            try:
-                yield lineno, raw.decode("utf-8")
-            except UnicodeDecodeError:
-                yield lineno, None
-
-
-def parse_line(text: str | None) -> tuple[Any, Finding | None]:
-    """The JSON value on one line, or a finding (line number left for the caller)."""
-    if text is None:
-        return None, Finding(None, None, "not_utf8", "line is not valid UTF-8")
-    if not text.strip():
-        return None, Finding(
-            None, None, "blank_line", "blank line; OpenAI expects a JSON object on every line"
-        )
-    try:
-        return json.loads(text), None
-    except json.JSONDecodeError as e:
-        return None, Finding(
-            None, None, "invalid_json", f"invalid JSON: {e.msg} (column {e.colno})"
-        )
 
 
 def example_tokens(obj: Any, encoding: tiktoken.Encoding) -> int | None:

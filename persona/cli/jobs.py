@@ -56,12 +56,15 @@ def wait_options(func):
 @click.option("--wait", is_flag=True, help="Follow the job to its end and print the model id.")
 @click.option("--strict", is_flag=True,
               help="Refuse to upload when moderation flags anything (default: warn).")
+@click.option("--moderator", type=click.Choice(["offline", "openai", "llamaguard"]),
+              default=None, help="Who moderates before the upload (default: OpenAI's "
+              "moderation endpoint when a key or base URL is set, else the offline screen).")
 @server_options
 @wait_options
 @click.option("--json", "as_json", is_flag=True, help="Print the upload record entry as JSON.")
 def upload(target: Path, model: str, epochs, batch_size, learning_rate_multiplier, suffix,
-           seed, wait: bool, strict: bool, base_url, api_key_env, poll_interval: float,
-           as_json: bool) -> None:
+           seed, wait: bool, strict: bool, moderator, base_url, api_key_env,
+           poll_interval: float, as_json: bool) -> None:
     """Validate, moderate and upload FILE (or FINAL_DIR's train.jsonl + val.jsonl), then
     create an OpenAI fine-tuning job.
 
@@ -78,7 +81,11 @@ def upload(target: Path, model: str, epochs, batch_size, learning_rate_multiplie
     server = up.server_url(base_url)
     up.validate(p, model)
     err.print(f"[dim]validated {', '.join(f.name for f in p.files.values())} for {model}[/dim]")
-    _moderate(p, strict, base_url)
+    for o in up.moderate(p, strict=strict, provider=moderator, base_url=base_url,
+                         warn=lambda w: err.print(f"[yellow]warning:[/] {w}", highlight=False)):
+        if o.ok:
+            err.print(f"[dim]moderation: {o.total:,} examples, nothing flagged by "
+                      f"{'the word-list screen' if o.heuristic else o.provider}[/dim]")
     with up.api_errors(server):
         entry = up.upload(p, params, client, server,
                           on_step=lambda s: err.print(f"  {s}", highlight=False))
@@ -96,13 +103,6 @@ def upload(target: Path, model: str, epochs, batch_size, learning_rate_multiplie
         out.print(f"fine-tuned model: [bold]{model_id}[/]", highlight=False)
     else:
         out.print(f"{job_id}  (follow it: persona jobs show {job_id} --wait)", highlight=False)
-
-
-def _moderate(p, strict: bool, base_url) -> None:
-    """Moderation before upload: warn on flagged examples, refuse with --strict."""
-    # TODO(issue-11): persona.checks.moderation.screen() is not merged yet; until it is,
-    # uploads are not moderated here (run `persona moderate` by hand).
-    return None
 
 
 def _suffix(value: str | None) -> str | None:

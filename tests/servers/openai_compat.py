@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from tests.servers import finetune_jobs
+from tests.servers import finetune_jobs, moderation
 
 _TASK_RE = re.compile(r"```json\s*\n(.*?)\n```", re.S)
 _SLOT_RE = re.compile(r"\{([a-z][a-z0-9_]*)(?:\.([a-z][a-z0-9_]*))?\}")
@@ -158,6 +158,8 @@ def answer(task: dict, rng: random.Random) -> dict:
     if kind == "questions":
         examples = task.get("examples") or ["?"]
         return {"question": rng.choice(examples)}
+    if kind == "rewrite":
+        return moderation.rewrite(task)
     if kind == "templates":
         examples = list(task.get("examples", []))
         rng.shuffle(examples)
@@ -346,7 +348,7 @@ class Handler(BaseHTTPRequestHandler):
         if parts == ["files"]:
             self._post_file(raw)
             return
-        if parts not in (["chat", "completions"], ["batches"]):
+        if parts not in (["chat", "completions"], ["batches"], ["moderations"]):
             self._not_found()
             return
         try:
@@ -355,7 +357,9 @@ class Handler(BaseHTTPRequestHandler):
             self._send(400, {"error": {"message": "invalid JSON body",
                                        "type": "invalid_request_error"}})
             return
-        if parts == ["batches"]:
+        if parts == ["moderations"]:
+            moderation.handle_moderations(self, body)
+        elif parts == ["batches"]:
             self._post_batch(body)
         else:
             self._chat(body, raw)
@@ -375,7 +379,7 @@ class Handler(BaseHTTPRequestHandler):
         if status:
             state.count(status, kind, digest)
             return
-        self._send(200, completion(body, cfg))
+        self._send(200, moderation.guard_completion(body, state) or completion(body, cfg))
         state.count(200, kind, digest)
 
     # -- files and batches (the Batch API) ---------------------------------------------------
