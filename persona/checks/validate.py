@@ -11,6 +11,9 @@ Choices where OpenAI's documentation is silent:
 - `content` must be a string (text fine-tuning); null only on an assistant message carrying
   tool_calls or function_call. An empty or whitespace-only content is a finding.
 - Roles: system, user, assistant, tool, function. `developer` is not in the fine-tuning format.
+- Personal data (e-mail, phone, Czech birth number, IBAN, card, URL; checksums where they
+  exist) is a finding `pii_<kind>` on its field, the value masked: OpenAI does not reject it,
+  but a training file should not teach a model someone's phone number.
 """
 
 from __future__ import annotations
@@ -167,6 +170,7 @@ def _validate(
     if not any(isinstance(m, dict) and m.get("role") == "assistant" for m in messages):
         findings.append(_f("messages", "missing_assistant", "no assistant message"))
     findings += _special_tokens(messages, "messages", encoding)
+    findings += _pii(obj)
     n = example_tokens(obj, encoding)
     if max_tokens is not None and n is not None and n > max_tokens:
         findings.append(
@@ -177,6 +181,21 @@ def _validate(
             )
         )
     return findings, n
+
+
+PII_NAMES = {"email": "e-mail address", "phone": "phone number",
+             "birth_number": "Czech birth number (rodné číslo)", "iban": "IBAN",
+             "card": "payment card number", "url": "URL"}
+
+
+def _pii(obj: Any) -> list[Finding]:
+    """Personal data in message texts, by field, shown masked (persona/checks/pii.py)."""
+    from persona.checks.chatjsonl import message_texts
+    from persona.checks.pii import find_pii
+
+    return [_f(fld, f"pii_{h.kind}", f"{PII_NAMES[h.kind]} {h.masked}; remove or replace it "
+               "before upload")
+            for fld, _role, text in message_texts(obj) for h in find_pii(text)]
 
 
 def _check_message(message: Any, where: str) -> list[Finding]:
