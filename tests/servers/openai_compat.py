@@ -16,6 +16,9 @@ A batch goes validating -> in_progress -> finalizing -> completed over `batch_ti
 its output lines are the chat-completion bodies the online endpoint gives (malformed share
 included), its error lines the injected faults (error rate).
 
+Fine-tuning jobs (/v1/fine_tuning/jobs, events, cancel, a 403 mode) and the file list are
+answered by finetune_jobs.py, set with `serve(finetune={...})`.
+
 GET /stats gives request counts: total, by status, by kind (templates / fill / questions),
 batches created and the lines they held.
 In tests: `with serve(error_rate=0.1) as srv: ... srv.url ... srv.stats()`.
