@@ -49,12 +49,12 @@ def export(final_dir: Path, fmt: str, out: Path | None = None, *,
     counter = _token_counter() if fmt == "vertex" else None
     keys: dict[str, set[str]] = {}
     counts = {}
-    problems: list[tuple[Path, int | None, Problem]] = []
+    problems = _Problems()
     for split, path in splits.items():  # pass 1: check everything, write nothing
         n = nbytes = 0
         keys[split] = set()
         for lineno, row, found in _rows(module, path, fold, counter, check=True):
-            problems += [(path, lineno, p) for p in found]
+            problems.add(path, lineno, found)
             n += 1
             nbytes += len(dumps(row).encode()) + 1
             keys[split] |= set(row)
@@ -62,9 +62,9 @@ def export(final_dir: Path, fmt: str, out: Path | None = None, *,
             raise InputError("empty file, expected chat JSONL (one conversation per line)",
                              file=str(path))
         counts[split] = n
-        problems += [(path, None, p) for p in module.check_split(split, n, nbytes)]
-    if problems:
-        raise _refusal(module, problems)
+        problems.add(path, None, module.check_split(split, n, nbytes))
+    if problems.first:
+        raise problems.refusal(module.NAME)
     result = ExportResult(fmt, out, system=_system_note(module, fold))
     for split, path in splits.items():  # pass 2: write
         rows = (row for _, row, _ in _rows(module, path, fold, counter, check=False))
@@ -99,14 +99,25 @@ def _rows(module: ModuleType, path: Path, fold: bool, counter, *, check: bool
         yield lineno, module.finish(row), found
 
 
-def _refusal(module: ModuleType, problems) -> ExportRefused:
-    path, line, first = problems[0]
-    lines = {(str(p), n) for p, n, _ in problems}
-    more = ""
-    if len(problems) > 1:
-        more = f" (+{len(problems) - 1} more in {len(lines)} line(s))"
-    return ExportRefused(f"{module.NAME} rule: {first.rule}{more}; nothing written",
-                         file=str(path), line=line, field=first.field)
+class _Problems:
+    """The first problem and how many there are (a broken dataset may have millions)."""
+
+    def __init__(self):
+        self.first: tuple[Path, int | None, Problem] | None = None
+        self.count = 0
+        self.lines = 0
+
+    def add(self, path: Path, line: int | None, found: list[Problem]) -> None:
+        if found:
+            self.first = self.first or (path, line, found[0])
+            self.count += len(found)
+            self.lines += 1
+
+    def refusal(self, name: str) -> ExportRefused:
+        path, line, first = self.first
+        more = f" (+{self.count - 1} more in {self.lines} line(s))" if self.count > 1 else ""
+        return ExportRefused(f"{name} rule: {first.rule}{more}; nothing written",
+                             file=str(path), line=line, field=first.field)
 
 
 def _write(module: ModuleType, out: Path, name: str, split: str, rows) -> tuple[Path, int]:
