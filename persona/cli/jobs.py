@@ -96,10 +96,11 @@ def upload(target: Path, model: str, epochs, batch_size, learning_rate_multiplie
             job = _follow(client, job_id, poll_interval)
             up.update_job(p.record, entry["key"], job)
             entry["job"] = up.load_record(p.record)["uploads"][entry["key"]]["job"]
-            model_id = up.finished(job)
+            up.finished(job)  # JobFailed (exit 1) unless it succeeded
     if as_json:
         print_json(entry)
-    elif wait:
+    elif wait or entry["job"].get("fine_tuned_model"):
+        model_id = entry["job"]["fine_tuned_model"]
         out.print(f"fine-tuned model: [bold]{model_id}[/]", highlight=False)
     else:
         out.print(f"{job_id}  (follow it: persona jobs show {job_id} --wait)", highlight=False)
@@ -157,7 +158,7 @@ def list_cmd(limit: int, base_url, api_key_env, as_json: bool) -> None:
         return
     table = Table(title=f"fine-tuning jobs · {server}")
     for col in ("id", "status", "model", "fine-tuned model", "created"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col in ("id", "status"))
     for j in page:
         table.add_row(j.id, j.status, j.model, j.fine_tuned_model or "", _time(j.created_at))
     out.print(table)
