@@ -13,6 +13,7 @@ a rerun lists the fine-tune files for that name and size before uploading; a job
 `metadata.persona_key` and a rerun lists jobs with that metadata before creating one. So a
 file is never uploaded twice and a second job is never created, wherever the kill landed.
 A job that ended failed or cancelled is created anew by a rerun (the files are reused).
+The client, and the SDK's errors as one-line errors, live in openai_client.py.
 """
 
 from __future__ import annotations
@@ -20,33 +21,24 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from persona.errors import InputError, PersonaError, ProviderError
+from persona.errors import InputError, PersonaError
 from persona.io import check_readable, write_json
 
 log = logging.getLogger(__name__)
 
 RECORD = "upload.json"
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
 TERMINAL = ("succeeded", "failed", "cancelled")
 RETRY_JOB = ("failed", "cancelled")  # a rerun creates such a job anew
 
 
 class UploadRefused(PersonaError):
     """A check before upload found problems: nothing was uploaded."""
-
-    exit_code = 1
-
-
-class TrainingNotAvailable(PersonaError):
-    """OpenAI answered 403 training_not_available: it creates no fine-tuning jobs for us."""
 
     exit_code = 1
 
@@ -163,61 +155,6 @@ def moderate(p: Plan, *, strict: bool, provider: str | None, base_url: str | Non
                                 "(without --strict this is a warning)", file=o.path)
         warn(f"moderation: {what}; see {o.out_dir} (--strict refuses to upload)")
     return outcomes
-
-
-# -- the client and its errors -------------------------------------------------------------
-
-def server_url(base_url: str | None) -> str:
-    return (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
-
-
-def make_client(base_url: str | None, api_key_env: str = "OPENAI_API_KEY",
-                timeout: float = 120.0, max_retries: int = 3):
-    from openai import OpenAI  # heavy: only when something is sent
-
-    key = os.environ.get(api_key_env)
-    if not key:
-        if not (base_url or os.environ.get("OPENAI_BASE_URL")):
-            raise ProviderError(f"no API key: set {api_key_env}, or pass --base-url for a "
-                                "server that needs none")
-        key = "not-needed"
-    return OpenAI(base_url=server_url(base_url), api_key=key, timeout=timeout,
-                  max_retries=max_retries)
-
-
-@contextmanager
-def api_errors(base_url: str) -> Iterator[None]:
-    """The SDK's exceptions as our one-line errors (never with the key in them)."""
-    import openai
-
-    try:
-        yield
-    except openai.PermissionDeniedError as e:
-        if _code(e) == "training_not_available":
-            raise TrainingNotAvailable(
-                "OpenAI creates no fine-tuning jobs for this organisation (HTTP 403 "
-                "training_not_available; the files are uploaded and recorded). Train locally "
-                "with `persona finetune`, or take the data to another trainer with "
-                "`persona export`") from None
-        raise ProviderError(f"{base_url} refused the request (HTTP 403): {_msg(e)}") from None
-    except openai.AuthenticationError as e:
-        raise ProviderError(f"{base_url} refused the API key (HTTP 401): {_msg(e)}") from None
-    except openai.NotFoundError as e:
-        raise PersonaError(f"not found on {base_url}: {_msg(e)}") from None
-    except openai.APIConnectionError as e:
-        raise ProviderError(f"cannot reach {base_url}: {e.__class__.__name__}") from None
-    except openai.APIStatusError as e:
-        raise ProviderError(f"{base_url} answered HTTP {e.status_code}: {_msg(e)}") from None
-
-
-def _code(e) -> str | None:
-    body = e.body if isinstance(e.body, dict) else {}
-    return (body.get("error") or body).get("code") or getattr(e, "code", None)
-
-
-def _msg(e) -> str:
-    body = e.body if isinstance(e.body, dict) else {}
-    return str((body.get("error") or body).get("message") or e.message)[:300]
 
 
 # -- upload and job ------------------------------------------------------------------------

@@ -73,12 +73,13 @@ def upload(target: Path, model: str, epochs, batch_size, learning_rate_multiplie
     it never uploads a file twice or creates a second job. Exit 1: a check found problems,
     the job failed, or OpenAI no longer trains for this organisation.
     """
+    from persona import openai_client as api
     from persona import upload as up
 
     p = up.plan(target)
     params = up.JobParams(model, epochs, batch_size, learning_rate_multiplier, suffix, seed)
-    client = up.make_client(base_url, api_key_env)  # no key: say so before the long checks
-    server = up.server_url(base_url)
+    client = api.make_client(base_url, api_key_env)  # no key: say so before the long checks
+    server = api.server_url(base_url)
     up.validate(p, model)
     err.print(f"[dim]validated {', '.join(f.name for f in p.files.values())} for {model}[/dim]")
     for o in up.moderate(p, strict=strict, provider=moderator, base_url=base_url,
@@ -86,7 +87,7 @@ def upload(target: Path, model: str, epochs, batch_size, learning_rate_multiplie
         if o.ok:
             err.print(f"[dim]moderation: {o.total:,} examples, nothing flagged by "
                       f"{'the word-list screen' if o.heuristic else o.provider}[/dim]")
-    with up.api_errors(server):
+    with api.api_errors(server):
         entry = up.upload(p, params, client, server,
                           on_step=lambda s: err.print(f"  {s}", highlight=False))
         job_id = entry["job"]["id"]
@@ -222,15 +223,15 @@ def cancel(job_id: str, base_url, api_key_env) -> None:
 
 
 def _client(base_url, api_key_env):
-    from persona import upload as up
+    from persona import openai_client as api
 
-    return up.make_client(base_url, api_key_env), up.server_url(base_url)
+    return api.make_client(base_url, api_key_env), api.server_url(base_url)
 
 
 def _errors(server: str):
-    from persona import upload as up
+    from persona import openai_client as api
 
-    return up.api_errors(server)
+    return api.api_errors(server)
 
 
 def _time(ts: int | None) -> str:
