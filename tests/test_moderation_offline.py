@@ -27,14 +27,15 @@ def test_heldout_written_before_the_lists_is_found(screen):
 
 def test_blind_heldout_floor(screen):
     # Written after the lists were frozen and never used to change them: the honest figure
-    # for paraphrase (docs/moderation.md). A floor, so a list change that loses it shows.
-    found, total = _recall(screen, "heldout2.jsonl")
-    assert found >= 5, (found, total)
+    # for paraphrase, 4 of 40 (docs/moderation.md). A floor, so a change that loses it shows;
+    # heldout2 was blind for the first lists only (5 of 30), the second saw its misses.
+    assert _recall(screen, "heldout3.jsonl")[0] >= 4
+    assert _recall(screen, "heldout2.jsonl")[0] >= 5
 
 
 def test_no_heldout_line_is_in_the_lists():
     entries = {e.lower().strip() for lang in LANGUAGES for e in list_entries(lang)}
-    for name in ("heldout.jsonl", "heldout2.jsonl"):
+    for name in ("heldout.jsonl", "heldout2.jsonl", "heldout3.jsonl"):
         for r in rows(name):
             assert r["text"].lower().strip(" .") not in entries
 
@@ -42,7 +43,7 @@ def test_no_heldout_line_is_in_the_lists():
 @pytest.mark.parametrize("text", ["Já tě zabiju.", "Zabil ho.", "Zabíjeli je.",
                                   "Zastřelím ho.", "Podříznu ho."])
 def test_czech_inflections_of_one_entry(screen, text):
-    assert screen.check_one(text).flagged == ["violence"]
+    assert "violence" in screen.check_one(text).flagged
 
 
 def test_multiword_entry_allows_czech_word_order(screen):
