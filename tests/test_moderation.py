@@ -233,3 +233,28 @@ def test_run_moderate_is_the_last_stage(tmp_path):
     result = json.loads(proc.stdout)
     assert result["moderation"]["total"] == 100 and result["moderation"]["flagged"] == 0
     assert (tmp_path / "final" / "babis" / "moderation" / "report.json").is_file()
+
+
+def test_rpm_paces_requests_and_pii_never_reaches_the_server(tmp_path, cli, monkeypatch):
+    from tests.servers import moderation as server_side
+
+    seen: list[str] = []
+    real = server_side.result
+    monkeypatch.setattr(server_side, "result", lambda text: seen.append(text) or real(text))
+    line = {"messages": [{"role": "user", "content": "Kdo jste?"},
+                         {"role": "assistant", "content": ""}]}
+    src = tmp_path / "small.jsonl"
+    with open(src, "w", encoding="utf-8") as fh:
+        for i in range(12):
+            line["messages"][1]["content"] = f"Odpověď {i}, pište na {PII_VALUES[0]}."
+            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+    with serve() as srv:
+        result = cli("moderate", src, "--base-url", srv.url, "--batch-size", "1", "--rpm",
+                     "600", "--json", ok=False)
+        times = sorted(srv.stats()["times"])
+    assert result.exit_code == 1 and json.loads(result.stdout)["pii"] == 12
+    assert len(times) == 13  # 12 answers and the question, once
+    # 600 per minute: one every 0.1 s (paced at 97 %: 0.103 s); arrival jitter aside
+    assert times[-1] - times[0] >= 12 * 0.1
+    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 0.05
+    assert seen and not any(PII_VALUES[0] in text for text in seen)

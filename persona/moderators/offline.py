@@ -77,9 +77,11 @@ class OfflineScreen:
 
 
 class WordList:
-    def __init__(self, language: str, entries: list[Entry], patterns, max_gap: int):
+    def __init__(self, language: str, entries: list[Entry], patterns, max_gap: int,
+                 free_order: bool = False):
         self.language = language
         self.max_gap = max_gap  # other words allowed between the words of a multi-word entry
+        self.free_order = free_order  # the words of an entry in any order (Czech)
         self.patterns = patterns
         self.exact: dict[str, list[Entry]] = {}  # first word (exact) -> entries
         self.prefix: dict[str, list[Entry]] = {}  # first word (prefix) -> entries
@@ -92,7 +94,12 @@ class WordList:
         found = []
         for i, (form, lemma) in enumerate(forms):
             for e in self._starting(form, lemma):
-                if len(e.words) == 1 or _rest_matches(e.words[1:], forms, i + 1, self.max_gap):
+                if len(e.words) == 1:
+                    found.append(e)
+                elif self.free_order:
+                    if _rest_anywhere(e.words[1:], forms, i, self.max_gap):
+                        found.append(e)
+                elif _rest_matches(e.words[1:], forms, i + 1, self.max_gap):
                     found.append(e)
         return found
 
@@ -116,6 +123,18 @@ def _rest_matches(words, forms, start: int, max_gap: int) -> bool:
                 break
         else:
             return False
+    return True
+
+
+def _rest_anywhere(words, forms, at: int, max_gap: int) -> bool:
+    """The other words of an entry, each at its own position near `at`, in any order."""
+    span = len(words) + max_gap
+    free = [j for j in range(max(0, at - span), min(len(forms), at + span + 1)) if j != at]
+    for word, is_prefix in words:
+        j = next((j for j in free if _word_matches(word, is_prefix, *forms[j])), None)
+        if j is None:
+            return False
+        free.remove(j)
     return True
 
 
@@ -149,7 +168,8 @@ def _load(language: str) -> WordList:
                 words = tuple((w.rstrip("*"), w.endswith("*")) for w in raw.lower().split())
                 entries.append(Entry(category, raw, words, weight))
         patterns += [(category, re.compile(p)) for p in table.get("patterns", [])]
-    return WordList(language, entries, patterns, int(data.get("max_gap", 0)))
+    return WordList(language, entries, patterns, int(data.get("max_gap", 0)),
+                    bool(data.get("free_order", False)))
 
 
 def list_entries(language: str) -> list[str]:
