@@ -21,7 +21,7 @@ from pathlib import Path
 from persona.errors import InputError
 from persona.spec import PersonaSpec
 
-STAGES = ("templates", "fill", "questions")
+STAGES = ("templates", "fill", "questions", "rewrite")  # rewrite: moderate --fix regenerate
 _VAR_RE = re.compile(r"\{\{|\}\}|\{([a-z_]+)\}")
 _SECTION_RE = re.compile(r"^# (System|User)\s*$", re.M)
 

@@ -66,3 +66,12 @@ def babis():
     from persona.spec import load_spec
 
     return load_spec("babis")
+
+
+@pytest.fixture(scope="session")
+def builtin_finals(tmp_path_factory) -> list[Path]:
+    """final/<persona>/ of both built-in personas, 3,000 pairs each, made offline once."""
+    from tests.moderation_data import build
+
+    root = tmp_path_factory.mktemp("builtin")
+    return [build(root, persona, 3000) for persona in ("babis", "butler")]

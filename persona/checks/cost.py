@@ -18,7 +18,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from persona.checks import tokens
-from persona.checks.validate import example_tokens, iter_lines, parse_line
+from persona.checks.chatjsonl import iter_lines, parse_line
+from persona.checks.validate import example_tokens
 from persona.errors import InputError, from_validation
 from persona.io import check_readable
 

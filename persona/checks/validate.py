@@ -11,20 +11,22 @@ Choices where OpenAI's documentation is silent:
 - `content` must be a string (text fine-tuning); null only on an assistant message carrying
   tool_calls or function_call. An empty or whitespace-only content is a finding.
 - Roles: system, user, assistant, tool, function. `developer` is not in the fine-tuning format.
+- Personal data (e-mail, phone, Czech birth number, IBAN, card, URL; checksums where they
+  exist) is a finding `pii_<kind>` on its field, the value masked: OpenAI does not reject it,
+  but a training file should not teach a model someone's phone number.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from persona.checks import tokens
+from persona.checks.chatjsonl import Finding, iter_lines, parse_line  # noqa: F401 - re-exported
 from persona.errors import InputError
 from persona.io import check_readable
 
@@ -42,14 +44,6 @@ MESSAGE_KEYS = {
     "tool": {"role", "content", "tool_call_id"},
     "function": {"role", "content", "name"},
 }
-
-
-@dataclass(frozen=True)
-class Finding:
-    line: int | None  # 1-based line in the file; None for the file as a whole
-    field: str | None  # e.g. "messages[2].content"
-    code: str  # stable, machine-readable: "invalid_json", "missing_assistant", …
-    message: str
 
 
 @dataclass
@@ -133,32 +127,6 @@ def validate_file(
     return report
 
 
-def iter_lines(path: Path) -> Iterator[tuple[int, str | None]]:
-    """(line number, text) per line, decoded one line at a time; text None if not UTF-8."""
-    with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            try:
-                yield lineno, raw.decode("utf-8")
-            except UnicodeDecodeError:
-                yield lineno, None
-
-
-def parse_line(text: str | None) -> tuple[Any, Finding | None]:
-    """The JSON value on one line, or a finding (line number left for the caller)."""
-    if text is None:
-        return None, Finding(None, None, "not_utf8", "line is not valid UTF-8")
-    if not text.strip():
-        return None, Finding(
-            None, None, "blank_line", "blank line; OpenAI expects a JSON object on every line"
-        )
-    try:
-        return json.loads(text), None
-    except json.JSONDecodeError as e:
-        return None, Finding(
-            None, None, "invalid_json", f"invalid JSON: {e.msg} (column {e.colno})"
-        )
-
-
 def example_tokens(obj: Any, encoding: tiktoken.Encoding) -> int | None:
     """Billed tokens of one example, or None if it has no list of message objects."""
     messages = obj.get("messages") if isinstance(obj, dict) else None
@@ -202,6 +170,7 @@ def _validate(
     if not any(isinstance(m, dict) and m.get("role") == "assistant" for m in messages):
         findings.append(_f("messages", "missing_assistant", "no assistant message"))
     findings += _special_tokens(messages, "messages", encoding)
+    findings += _pii(obj)
     n = example_tokens(obj, encoding)
     if max_tokens is not None and n is not None and n > max_tokens:
         findings.append(
@@ -212,6 +181,21 @@ def _validate(
             )
         )
     return findings, n
+
+
+PII_NAMES = {"email": "e-mail address", "phone": "phone number",
+             "birth_number": "Czech birth number (rodné číslo)", "iban": "IBAN",
+             "card": "payment card number", "url": "URL"}
+
+
+def _pii(obj: Any) -> list[Finding]:
+    """Personal data in message texts, by field, shown masked (persona/checks/pii.py)."""
+    from persona.checks.chatjsonl import message_texts
+    from persona.checks.pii import find_pii
+
+    return [_f(fld, f"pii_{h.kind}", f"{PII_NAMES[h.kind]} {h.masked}; remove or replace it "
+               "before upload")
+            for fld, _role, text in message_texts(obj) for h in find_pii(text)]
 
 
 def _check_message(message: Any, where: str) -> list[Finding]:

@@ -68,9 +68,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def _register() -> None:
     # Command modules import no heavy libraries at module level (a test checks torch stays out).
-    from persona.cli import checks, generate, specs, train
+    from persona.cli import checks, export, generate, jobs, moderate, specs, train
 
-    for module in (generate, specs, checks, train):
+    for module in (generate, specs, checks, moderate, export, jobs, train):
         for command in module.COMMANDS:
             cli.add_command(command)
 

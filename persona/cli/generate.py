@@ -122,8 +122,14 @@ def merge(persona, workspace, seed, as_json, ratios, holdout_topics, count):
 @click.option("--batch-size", type=click.IntRange(min=1), default=BATCH_SIZE, show_default=True,
               help="Answers per batch file (the unit of resume).")
 @llm_options
+@click.option("--moderate", "moderate", is_flag=True,
+              help="Last stage: `persona moderate` on final/<persona>/ (report and "
+              "moderation/ outputs; exit 1 when something is flagged).")
+@click.option("--moderation-provider", type=click.Choice(["offline", "openai", "llamaguard"]),
+              default=None, help="Who judges with --moderate (default: openai when a key or "
+              "base URL is set, else offline).")
 def run(persona, workspace, seed, as_json, provider, force, ratios, holdout_topics, count,
-        n_templates, batch_size, dry_run, **llm):
+        n_templates, batch_size, dry_run, moderate, moderation_provider, **llm):
     """Run every generation stage in order and write final/<persona>/ with its report.
 
     \b
@@ -152,14 +158,28 @@ def run(persona, workspace, seed, as_json, provider, force, ratios, holdout_topi
     with llm_bars(not as_json) as (bar, monitor):
         _watch(prov, monitor)
         result, reports = pipeline.run(spec, ws, prov, opts, progress=bar)
+    outcome = _moderate(ws, moderation_provider, llm) if moderate else None
     if as_json:
-        print_json(result)
+        print_json({**result, "moderation": outcome.to_dict()} if outcome else result)
     else:
         for report in reports:
             _stage_line(report)
         _stage_usage_line(prov)
         print_report(result, spec, ws)
+        if outcome is not None:
+            from persona.cli.moderate import print_outcome
+
+            print_outcome(outcome)
     pipeline.check_targets(result, ws)  # the files are written; the exit code tells
+    if outcome is not None and not outcome.ok:
+        click.get_current_context().exit(1)
+
+
+def _moderate(ws, provider: str | None, llm: dict):
+    """`persona moderate final/<persona>` as the run's last stage."""
+    from persona.checks.moderation import screen
+
+    return screen(ws.final, provider=provider, base_url=llm.get("base_url"))
 
 
 def print_report(r: dict, spec, ws) -> None:

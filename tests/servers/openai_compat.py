@@ -16,6 +16,9 @@ A batch goes validating -> in_progress -> finalizing -> completed over `batch_ti
 its output lines are the chat-completion bodies the online endpoint gives (malformed share
 included), its error lines the injected faults (error rate).
 
+Fine-tuning jobs (/v1/fine_tuning/jobs, events, cancel, a 403 mode) and the file list are
+answered by finetune_jobs.py, set with `serve(finetune={...})`.
+
 GET /stats gives request counts: total, by status, by kind (templates / fill / questions),
 batches created and the lines they held.
 In tests: `with serve(error_rate=0.1) as srv: ... srv.url ... srv.stats()`.
@@ -38,6 +41,8 @@ from dataclasses import dataclass
 from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tests.servers import finetune_jobs, moderation
+
 _TASK_RE = re.compile(r"```json\s*\n(.*?)\n```", re.S)
 _SLOT_RE = re.compile(r"\{([a-z][a-z0-9_]*)(?:\.([a-z][a-z0-9_]*))?\}")
 
@@ -51,6 +56,7 @@ class Config:
     json_schema: bool = True  # False: reject response_format json_schema with a 400
     batch_time: float = 1.0  # seconds a batch takes from creation to completed
     seed: int = 0
+    finetune: dict | None = None  # fine-tuning job settings: see finetune_jobs.py
 
 
 class State:
@@ -155,6 +161,8 @@ def answer(task: dict, rng: random.Random) -> dict:
     if kind == "questions":
         examples = task.get("examples") or ["?"]
         return {"question": rng.choice(examples)}
+    if kind == "rewrite":
+        return moderation.rewrite(task)
     if kind == "templates":
         examples = list(task.get("examples", []))
         rng.shuffle(examples)
@@ -315,6 +323,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 - stdlib name
         path, _, query = self.path.partition("?")
         parts = _route(path)
+        if finetune_jobs.handle(self, "GET", parts, b"", query):
+            return
         if parts == ["stats"]:
             snap = self.server.state.snapshot()
             if "full=1" not in query:  # per-request detail only on request: grows with the run
@@ -336,10 +346,12 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
         parts = _route(self.path)
+        if finetune_jobs.handle(self, "POST", parts, raw, ""):
+            return
         if parts == ["files"]:
             self._post_file(raw)
             return
-        if parts not in (["chat", "completions"], ["batches"]):
+        if parts not in (["chat", "completions"], ["batches"], ["moderations"]):
             self._not_found()
             return
         try:
@@ -348,7 +360,9 @@ class Handler(BaseHTTPRequestHandler):
             self._send(400, {"error": {"message": "invalid JSON body",
                                        "type": "invalid_request_error"}})
             return
-        if parts == ["batches"]:
+        if parts == ["moderations"]:
+            moderation.handle_moderations(self, body)
+        elif parts == ["batches"]:
             self._post_batch(body)
         else:
             self._chat(body, raw)
@@ -368,7 +382,7 @@ class Handler(BaseHTTPRequestHandler):
         if status:
             state.count(status, kind, digest)
             return
-        self._send(200, completion(body, cfg))
+        self._send(200, moderation.guard_completion(body, state) or completion(body, cfg))
         state.count(200, kind, digest)
 
     # -- files and batches (the Batch API) ---------------------------------------------------

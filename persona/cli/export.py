@@ -1,0 +1,67 @@
+"""CLI: `persona export` — the finished dataset in another trainer's format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from persona.cli.ui import out as console
+from persona.cli.ui import print_json
+
+FORMAT_HELP = ("vertex: Gemini supervised tuning JSONL (Vertex AI); sharegpt / alpaca: "
+               "LLaMA-Factory and axolotl JSONL + dataset_info.json; hf: a Hugging Face "
+               "dataset folder (parquet + README card) for datasets.load_dataset.")
+USE = {
+    "vertex": "upload the folder to Cloud Storage; train.jsonl is the training dataset, "
+              "validation.jsonl the validation dataset.",
+    "sharegpt": "LLaMA-Factory: --dataset_dir {out} --dataset {name}_train; axolotl: type "
+                "chat_template, field_messages conversations, message_property_mappings "
+                "{{role: from, content: value}}.",
+    "alpaca": "LLaMA-Factory: --dataset_dir {out} --dataset {name}_train; axolotl: type "
+              "alpaca_w_system.load_instruct (plain `alpaca` ignores system and history: "
+              "export with --fold-system).",
+    "hf": "datasets.load_dataset(\"{out}\"), or push the folder to the Hub.",
+}
+
+
+@click.command("export")
+@click.argument("final_dir", type=click.Path(path_type=Path))
+@click.option("--to", "fmt", type=click.Choice(["vertex", "sharegpt", "alpaca", "hf"]),
+              required=True, help=FORMAT_HELP)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder to write (default: FINAL_DIR/export/FORMAT).")
+@click.option("--fold-system", is_flag=True,
+              help="Put the system prompt into the first user turn instead of the format's "
+              "own place for it (for trainers that ignore it).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def export_cmd(final_dir: Path, fmt: str, out: Path | None, fold_system: bool,
+               as_json: bool) -> None:
+    """Write every split of FINAL_DIR (train/val/test.jsonl) in another trainer's format.
+
+    Each row is checked against the format's own rules first; a dataset that breaks one is
+    refused with file, line and rule, and nothing is written (exit 1).
+    """
+    from persona.export import export
+
+    result = export(final_dir, fmt, out, fold=fold_system)
+    if as_json:
+        print_json({"format": fmt, "out": str(result.out), "system": result.system,
+                    "files": {s: str(p) for s, p in result.files.items()},
+                    "examples": result.examples, "extra": [str(p) for p in result.extra]})
+        return
+    table = Table(title=f"persona export --to {fmt}")
+    for col in ("split", "examples", "file"):
+        table.add_column(col, justify="right" if col == "examples" else "left")
+    for split, path in result.files.items():
+        table.add_row(split, f"{result.examples[split]:,}", str(path))
+    for path in result.extra:
+        table.add_row("", "", str(path))
+    console.print(table)
+    console.print(f"system prompt: {result.system}", highlight=False)
+    console.print("use it: " + USE[fmt].format(out=result.out, name=final_dir.name),
+              highlight=False, soft_wrap=True)
+
+
+COMMANDS = [export_cmd]

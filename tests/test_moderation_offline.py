@@ -1,0 +1,75 @@
+"""The offline screen: Czech inflection, the held-out sets, list hygiene; Llama Guard's
+answer format."""
+
+from __future__ import annotations
+
+import pytest
+
+from persona.moderators.llamaguard import parse_answer
+from persona.moderators.offline import LANGUAGES, OfflineScreen, list_entries
+from tests.moderation_data import rows
+
+
+@pytest.fixture(scope="module")
+def screen():
+    return OfflineScreen()
+
+
+def _recall(screen, name: str) -> tuple[int, int]:
+    data = rows(name)
+    return sum(bool(screen.check_one(r["text"]).flagged) for r in data), len(data)
+
+
+def test_heldout_written_before_the_lists_is_found(screen):
+    found, total = _recall(screen, "heldout.jsonl")
+    assert found / total >= 0.8, (found, total)  # measured: 39 of 40
+
+
+def test_blind_heldout_floor(screen):
+    # Written after the lists were frozen and never used to change them: the honest figure
+    # for paraphrase, 4 of 40 (docs/moderation.md). A floor, so a change that loses it shows;
+    # heldout2 was blind for the first lists only (5 of 30), the second saw its misses.
+    assert _recall(screen, "heldout3.jsonl")[0] >= 4
+    assert _recall(screen, "heldout2.jsonl")[0] >= 5
+
+
+def test_no_heldout_line_is_in_the_lists():
+    entries = {e.lower().strip() for lang in LANGUAGES for e in list_entries(lang)}
+    for name in ("heldout.jsonl", "heldout2.jsonl", "heldout3.jsonl"):
+        for r in rows(name):
+            assert r["text"].lower().strip(" .") not in entries
+
+
+@pytest.mark.parametrize("text", ["Já tě zabiju.", "Zabil ho.", "Zabíjeli je.",
+                                  "Zastřelím ho.", "Podříznu ho."])
+def test_czech_inflections_of_one_entry(screen, text):
+    assert "violence" in screen.check_one(text).flagged
+
+
+def test_multiword_entry_allows_czech_word_order(screen):
+    v = screen.check_one("Já se snad zabiju.")
+    assert "self-harm" in v.flagged and "zabít se" in v.evidence["self-harm"]
+
+
+def test_english_lemmas_are_not_used_in_czech_text(screen):
+    assert screen.check_one("Položil to na stole.").flagged == []  # en: stole -> steal
+    assert screen.check_one("He stole the money.").flagged == ["illicit"]
+
+
+def test_one_weak_entry_does_not_flag_two_do(screen):
+    assert screen.check_one("Ten nůž je tupý.").scores.get("violence") == 0.4
+    assert screen.check_one("Ten nůž je tupý a od krve.").flagged == ["violence"]
+
+
+def test_evidence_names_the_entries(screen):
+    v = screen.check_one("Toho novináře bych zastřelil.")
+    assert v.evidence == {"violence": ["zastřel*", "zastřelit"]}
+
+
+@pytest.mark.parametrize(("answer", "codes"), [
+    ("safe", []), ("unsafe\nS1", ["S1"]), ("unsafe\nS1,S10", ["S1", "S10"]),
+    (" unsafe \n S11 ", ["S11"]), ("unsafe", None), ("unsafe\nS99", None),
+    ("I cannot help with that.", None), ("", None),
+])
+def test_llama_guard_answers(answer, codes):
+    assert parse_answer(answer) == codes
