@@ -28,6 +28,12 @@ def final(tmp_path_factory) -> Path:
     return ws / "final" / "babis"
 
 
+def _sizes(final: Path) -> dict[str, int]:
+    """Examples per split as merge wrote them (the split is by template, so not exactly 80/10/10)."""
+    return {split: sum(1 for _ in open(final / f"{split}.jsonl", encoding="utf-8"))
+            for split in ("train", "val", "test")}
+
+
 def write_final(folder: Path, train: list, val: list | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for name, rows in (("train", train), ("val", val)):
@@ -49,7 +55,8 @@ def pair(q: str = "Co dálnice?", a: str = "Makáme.\n\nAndrej Babiš", system: 
 @pytest.mark.parametrize("fmt", ["sharegpt", "alpaca"])
 def test_llamafactory_formats_load_back_into_the_same_conversations(final, fmt, tmp_path):
     result = export(final, fmt, tmp_path / fmt)
-    assert result.examples == {"train": 2400, "val": 300, "test": 300}
+    assert result.examples == _sizes(final)
+    assert sum(result.examples.values()) == 3000
     for split, name in SPLITS.items():
         got = load.llamafactory(tmp_path / fmt, f"babis_{name}", tmp_path / "cache")
         assert got == load.chat_jsonl(final / f"{split}.jsonl"), split
@@ -73,7 +80,10 @@ def test_hf_folder_loads_with_datasets_into_the_same_conversations(final, tmp_pa
 
     export(final, "hf", tmp_path / "hf")
     ds = load_dataset(str(tmp_path / "hf"), cache_dir=str(tmp_path / "cache"))
-    assert {k: len(v) for k, v in ds.items()} == {"train": 2400, "validation": 300, "test": 300}
+    sizes = _sizes(final)
+    assert {k: len(v) for k, v in ds.items()} == {"train": sizes["train"],
+                                                  "validation": sizes["val"],
+                                                  "test": sizes["test"]}
     for split, name in SPLITS.items():
         assert ds[name]["messages"] == load.chat_jsonl(final / f"{split}.jsonl")
     card = (tmp_path / "hf" / "README.md").read_text()
