@@ -1,0 +1,480 @@
+"""One request pool for a whole run: every LLM request of every stage and batch goes through
+it, bounded by --concurrency, paced by --rpm/--tpm, cached, retried in our own hands.
+
+The API (generation uses it; moderation and the bench are meant to):
+
+    pool = RequestPool(base_url=..., api_key=..., model="gpt-4o-mini", concurrency=64,
+                       rpm=None, tpm=None, timeout=60, max_retries=5,
+                       cache=RequestCache(folder))
+    results = pool.run([Item("fill", build, parse), ...])   # blocking; results in order
+
+    # or, from a coroutine on pool.runner (what the overlapped stages do):
+    pool.submit(item, on_done)      # on_done(item, result), called on the loop
+    await pool.drain()              # until nothing is queued, in flight or backing off
+    pool.close()
+
+An `Item` is one unit of work: `build(n)` makes the messages of its n-th ask (0 the first, n > 0
+a re-ask after a malformed answer) or returns the Failure that keeps it unsent, `parse(content)`
+reads an answer into the result or a Failure. A result is never an exception: what still fails
+after `max_retries` transport retries comes back as a Failure for the caller to decide on.
+
+- **Cache.** Before a request takes a slot its key (model + messages + params) is looked up in
+  the request cache; every answer is appended the moment it arrives, so a killed run re-sends
+  only requests that had no answer.
+- **Retries are ours.** The SDK runs with max_retries=0; a 408/409/429/5xx, a timeout or a
+  dropped connection is retried by the pool with exponential backoff (Retry-After /
+  retry-after-ms honoured) *outside* its slot: a backing-off item holds nothing, other items go
+  on. Every attempt passes the rate limiter, so --rpm/--tpm hold with retries counted.
+- **Malformed answers** (parse gives a retryable Failure) are asked again at once as their own
+  requests, up to `item.reasks` times, each with its own cache key.
+- **Adaptive concurrency.** When a quarter of recent answers are 429s the slot limit drops by a
+  quarter (at most once a second); every 10 successes in a row give one slot back, up to
+  --concurrency. `stats["limit"]` shows it to the live display.
+- **Early stop.** When STOP_STREAK attempts in a row failed and none succeeded for
+  STOP_SECONDS (server down, every request an error), the pool raises one ProviderError
+  instead of spending every item's retry budget. Auth errors, an unknown model (404) and a
+  refused request (400) stop at once.
+- **Budget.** With --max-cost, each request books its worst case (prompt + max_tokens) before
+  it is sent; a request that would pass the budget raises BudgetExceeded.
+- **Priority.** Items carry a priority tuple (lower first): the stages put older batches
+  first, so a batch's retries overtake the next batch's first asks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from persona.errors import BudgetExceeded, ProviderError
+from persona.providers.base import Failure
+from persona.providers.llm_cache import RequestCache, request_key
+from persona.providers.rate_limit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+# httpx's connection pool scans every pending request and connection on each state change
+# (cost grows with the square of requests in flight): several clients of 16 keep scans short.
+CONNECTIONS_PER_CLIENT = 16
+RETRYABLE_STATUS = (408, 409, 429)  # and every 5xx
+BACKOFF_FIRST_S, BACKOFF_MAX_S, RETRY_AFTER_MAX_S = 0.5, 8.0, 60.0
+STOP_STREAK, STOP_SECONDS = 10, 20.0
+USAGE_KEYS = ("requests", "cached", "malformed_reasked", "prompt_tokens", "completion_tokens")
+
+
+@dataclass(eq=False)
+class Item:
+    """One request to make (and re-ask while malformed); see the module docstring."""
+
+    kind: str  # the stage or task ("fill", "questions", ...): cache entries and stats carry it
+    build: Callable[[int], list[dict] | Failure]
+    parse: Callable[[str], Any]
+    reasks: int = 0  # malformed answers asked again at most this often
+    max_tokens: int = 512
+    schema: dict | None = None  # JSON schema of the answer (response_format, while accepted)
+    temperature: float = 0.9
+    priority: tuple = ()
+    tag: Any = None  # the caller's own (a request record, a batch number)
+    usage: dict = field(default_factory=lambda: dict.fromkeys((*USAGE_KEYS, "cost_usd"), 0))
+    _reask: int = 0
+    _tries: int = 0
+    _on_done: Callable | None = None
+    _gen: int = 0
+
+
+class AdaptiveLimit:
+    """Slots allowed in flight: down by a quarter when 429s pile up, +1 per run of successes."""
+
+    WINDOW, SHARE, COOLDOWN_S, RECOVER = 32, 0.25, 1.0, 10
+
+    def __init__(self, ceiling: int, clock=time.monotonic):
+        self.ceiling = self.limit = ceiling
+        self.clock = clock
+        self.recent: deque[bool] = deque(maxlen=self.WINDOW)  # True: a 429
+        self.streak = 0
+        self.last_cut = float("-inf")
+        self.cuts = 0
+
+    def success(self) -> None:
+        self.recent.append(False)
+        self.streak += 1
+        if self.streak >= self.RECOVER and self.limit < self.ceiling:
+            self.limit += 1
+            self.streak = 0
+
+    def rate_limited(self) -> None:
+        self.recent.append(True)
+        self.streak = 0
+        hits, now = sum(self.recent), self.clock()
+        if (hits >= max(2, self.SHARE * max(len(self.recent), 8))
+                and now - self.last_cut >= self.COOLDOWN_S and self.limit > 1):
+            self.limit = max(1, self.limit * 3 // 4)
+            self.last_cut, self.cuts = now, self.cuts + 1
+            self.recent.clear()
+            log.info("rate limited: concurrency now %d", self.limit)
+
+
+class FailureWatch:
+    """Says when to give up: STOP_STREAK failed attempts in a row and no success for
+    STOP_SECONDS since the first of them."""
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self.streak = 0
+        self.since = 0.0
+
+    def ok(self) -> None:
+        self.streak = 0
+
+    def failed(self, why: str) -> ProviderError | None:
+        now = self.clock()
+        if self.streak == 0:
+            self.since = now
+        self.streak += 1
+        if self.streak >= STOP_STREAK and now - self.since >= STOP_SECONDS:
+            return ProviderError(
+                f"stopped: the last {self.streak} requests all failed over "
+                f"{now - self.since:.0f} s (last: {why}); is the server up and the model "
+                "name right? Finished batches are kept, run again to resume")
+        return None
+
+
+def retry_after(exc: Exception) -> float | None:
+    """Seconds the server asked us to wait (retry-after-ms, then Retry-After), or None."""
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    if not headers:
+        return None
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        try:
+            value = float(headers.get(name, ""))
+        except ValueError:
+            continue
+        if 0 <= value / scale <= RETRY_AFTER_MAX_S:
+            return value / scale
+    return None
+
+
+def backoff(tries: int, exc: Exception | None = None) -> float:
+    """Wait before attempt `tries` + 1: the server's Retry-After, else 0.5 s doubling to 8 s,
+    jittered down by up to a quarter (so items that failed together do not return together)."""
+    asked = retry_after(exc) if exc is not None else None
+    if asked is not None:
+        return asked
+    return min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (tries - 1)) * (1 - 0.25 * random.random())
+
+
+class RequestPool:
+    def __init__(self, *, base_url: str | None, api_key: str, model: str, concurrency: int = 16,
+                 rpm: float | None = None, tpm: float | None = None, timeout: float = 60.0,
+                 max_retries: int = 5, cache: RequestCache | None = None,
+                 price: tuple[float, float] | None = None, batch_discount: float = 0.5,
+                 max_cost: float | None = None, monitor: Callable[[dict], None] | None = None):
+        self.base_url, self._api_key, self.model = base_url, api_key, model
+        self.concurrency, self.timeout, self.max_retries = concurrency, timeout, max_retries
+        self.limiter = RateLimiter(rpm, tpm)
+        self.adaptive = AdaptiveLimit(concurrency)
+        self.watch = FailureWatch()
+        self.cache = cache if cache is not None else RequestCache(None)
+        self.price, self.batch_discount, self.max_cost = price, batch_discount, max_cost
+        self.monitor = monitor
+        self.structured = True  # json_schema response_format until the server refuses it
+        self.stats = {**dict.fromkeys(USAGE_KEYS, 0), "failed": 0, "retried": 0,
+                      "rate_limited": 0}
+        self.spent = sum(self.cost(e["usage"], e.get("batch", False))
+                         for e in self.cache.entries.values())
+        self.in_flight = 0  # requests on the wire
+        self._busy = 0  # slots taken (waiting for the limiter or on the wire)
+        self._reserved = 0.0
+        self._heap: list = []
+        self._seq = itertools.count()
+        self._pending = 0  # submitted, not yet done (queued, in a slot or backing off)
+        self._tasks: set[asyncio.Task] = set()
+        self._fatal: BaseException | None = None
+        self._gen = 0  # bumped by a fatal error: late timers of its items are dropped
+        self._idle: asyncio.Event | None = None
+        self._pump_soon = False
+        self._clients: list = []
+        self._next_client = 0
+        self.runner: asyncio.Runner | None = None  # one event loop for the run
+
+    def __repr__(self) -> str:  # no key in reprs, tracebacks or logs
+        return f"RequestPool(model={self.model!r}, base_url={self.base_url!r})"
+
+    # -- the API -----------------------------------------------------------------------------
+    def run(self, items: list[Item]) -> list:
+        """Send every item (cache first) and return their results in order."""
+        if not items:
+            return []
+        results: list = [None] * len(items)
+
+        def done(item: Item, result) -> None:
+            results[item.tag] = result
+
+        async def go():
+            for i, item in enumerate(items):
+                item.tag = i
+                self.submit(item, done)
+            await self.drain()
+
+        try:
+            self.loop_run(go())
+        finally:
+            self.cache.close()
+        return results
+
+    def loop_run(self, coro):
+        """Run a coroutine on the pool's event loop (kept from call to call)."""
+        if self.runner is None:
+            self.runner = asyncio.Runner()
+        return self.runner.run(coro)
+
+    def submit(self, item: Item, on_done: Callable[[Item, Any], None]) -> None:
+        """Queue an item (call on the loop); `on_done(item, result)` runs when it is done."""
+        item._on_done, item._gen = on_done, self._gen
+        self._pending += 1
+        if self._idle is None:
+            self._idle = asyncio.Event()
+        self._idle.clear()
+        self._push(item)
+
+    async def drain(self) -> None:
+        """Wait until every submitted item is done; re-raise a fatal error (budget, a refused
+        request, the early stop) after cancelling what is in flight."""
+        if self._idle is not None and self._pending:
+            await self._idle.wait()
+        if self._fatal is not None:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._heap.clear()
+            self._pending, self._busy, self.in_flight = 0, 0, 0
+            self._gen += 1
+            fatal, self._fatal = self._fatal, None
+            raise fatal
+
+    def close(self) -> None:
+        """Close the connections and the event loop; flush the cache."""
+        self.cache.close()
+        if self.runner is not None:
+            for client in self._clients:
+                self.runner.run(client.close())
+            self.runner.close()
+        self.runner, self._clients = None, []
+
+    def cost(self, usage: dict, batch: bool = False) -> float:
+        if self.price is None:
+            return 0.0
+        usd = (usage.get("prompt_tokens", 0) * self.price[0]
+               + usage.get("completion_tokens", 0) * self.price[1]) / 1e6
+        return usd * (1 - self.batch_discount) if batch else usd
+
+    def params(self, kind: str, max_tokens: int, schema: dict | None,
+               temperature: float = 0.9) -> dict:
+        """Request parameters (part of the cache key)."""
+        params = {"temperature": temperature, "max_tokens": max_tokens}
+        if schema is not None and self.structured:
+            params["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": kind, "strict": True, "schema": schema}}
+        return params
+
+    def notify(self, kind: str, **extra) -> None:
+        if self.monitor is not None:
+            self.monitor({"kind": kind, "in_flight": self.in_flight, "spent": self.spent,
+                          "limit": self.adaptive.limit, "concurrency": self.concurrency,
+                          **self.stats, **extra})
+
+    # -- scheduling --------------------------------------------------------------------------
+    def _push(self, item: Item) -> None:
+        if self._fatal is not None or item._gen != self._gen:
+            return
+        heapq.heappush(self._heap, (item.priority, next(self._seq), item))
+        if not self._pump_soon:
+            self._pump_soon = True
+            asyncio.get_running_loop().call_soon(self._pump)
+
+    def _pump(self) -> None:
+        """Start queued items while slots are free (cache hits take no slot)."""
+        self._pump_soon = False
+        while self._heap and self._busy < self.adaptive.limit and self._fatal is None:
+            item = heapq.heappop(self._heap)[2]
+            try:
+                self._start(item)
+            except Exception as e:  # a build or parse that raised: stop the run with it
+                self._stop(e)
+
+    def _start(self, item: Item) -> None:
+        messages = item.build(item._reask)
+        if isinstance(messages, Failure):
+            self._done(item, messages)
+            return
+        params = self.params(item.kind, item.max_tokens, item.schema, item.temperature)
+        key = request_key(self.model, messages, params)
+        hit = self.cache.get(key)
+        if hit is not None:
+            item.usage["cached"] += 1
+            self.stats["cached"] += 1
+            self._answer(item, hit["content"])
+            return
+        self._busy += 1
+        task = asyncio.ensure_future(self._attempt(item, messages, params, key))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _answer(self, item: Item, content: str) -> None:
+        got = item.parse(content)
+        if isinstance(got, Failure) and got.retry and item._reask < item.reasks:
+            item._reask += 1
+            item.usage["malformed_reasked"] += 1
+            self.stats["malformed_reasked"] += 1
+            log.debug("%s: malformed answer (%s), asking again", item.kind, got.reason)
+            self._push(item)
+            return
+        self._done(item, got)
+
+    def _done(self, item: Item, result) -> None:
+        self._pending -= 1
+        try:
+            item._on_done(item, result)
+        except BaseException as e:  # the caller's bookkeeping failed (a write): stop the run
+            self._stop(e)
+            return
+        if self._pending == 0 and self._idle is not None:
+            self._idle.set()
+
+    def _stop(self, exc: BaseException) -> None:
+        if self._fatal is None:
+            self._fatal = exc
+        if self._idle is not None:
+            self._idle.set()
+
+    def _client(self):
+        if not self._clients:
+            from openai import AsyncOpenAI  # heavy: imported only when a request is sent
+
+            self._clients = [AsyncOpenAI(base_url=self.base_url, api_key=self._api_key,
+                                         max_retries=0, timeout=self.timeout)
+                             for _ in range(-(-self.concurrency // CONNECTIONS_PER_CLIENT))]
+        self._next_client = (self._next_client + 1) % len(self._clients)
+        return self._clients[self._next_client]
+
+    async def _attempt(self, item: Item, messages: list[dict], params: dict, key: str) -> None:
+        import openai
+
+        booked = 0.0
+        try:
+            booked = self._reserve(item, messages)
+            tokens = (_prompt_tokens(messages, self.model) + item.max_tokens
+                      if self.limiter.tpm else 0)
+            await self.limiter.wait(tokens)
+            self.in_flight += 1
+            self.notify(item.kind)
+            try:
+                # client.post, not chat.completions.create: the latter walks the body through
+                # the SDK's TypedDict transform and builds a pydantic model of the answer (~40 %
+                # of our CPU per request); our body is plain JSON and we read one field.
+                resp = await self._client().post("/chat/completions", cast_to=object, body={
+                    "model": self.model, "messages": messages, **params})
+            finally:
+                self.in_flight -= 1
+        except openai.BadRequestError as e:
+            if "response_format" in params and "response_format" in str(e):
+                log.info("server refuses json_schema output; parsing plain JSON")
+                self.structured = False
+                self._push(item)  # the same ask, without response_format
+            else:
+                self._stop(ProviderError(f"the server refused a request: {_short(e)}"))
+        except (openai.AuthenticationError, openai.PermissionDeniedError,
+                openai.NotFoundError) as e:
+            self._stop(ProviderError(f"{type(e).__name__}: {_short(e)}"))
+        except openai.APIStatusError as e:
+            if e.status_code in RETRYABLE_STATUS or e.status_code >= 500:
+                self._retry(item, e, f"HTTP {e.status_code}")
+            else:
+                self._stop(ProviderError(f"the server refused a request: {_short(e)}"))
+        except (openai.APITimeoutError, openai.APIConnectionError) as e:
+            self._retry(item, e, type(e).__name__)
+        except BudgetExceeded as e:
+            self._stop(e)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a bug or an unreadable answer: stop with it, do not hang
+            self._stop(e)
+        else:
+            self.watch.ok()
+            self.adaptive.success()
+            try:
+                self._answer(item, self._answered(item, key, resp))
+            except Exception as e:
+                self._stop(e)
+        finally:
+            self._reserved -= booked
+            self._busy -= 1
+            if self._heap and not self._pump_soon and self._fatal is None:
+                self._pump_soon = True
+                asyncio.get_running_loop().call_soon(self._pump)
+
+    def _retry(self, item: Item, exc: Exception, why: str) -> None:
+        """Back off and send again (the slot is freed meanwhile), or give the item up."""
+        if getattr(exc, "status_code", None) == 429:
+            self.stats["rate_limited"] += 1
+            self.adaptive.rate_limited()
+        stop = self.watch.failed(why)
+        if stop is not None:
+            self._stop(stop)
+            return
+        item._tries += 1
+        if item._tries > self.max_retries:
+            self.stats["failed"] += 1
+            self._done(item, Failure(f"server error after {item._tries} tries: {why}"))
+            return
+        self.stats["retried"] += 1
+        self.notify(item.kind)
+        asyncio.get_running_loop().call_later(backoff(item._tries, exc), self._push, item)
+
+    def _answered(self, item: Item, key: str, resp: Any) -> str:
+        choices = resp.get("choices") if isinstance(resp, dict) else None
+        content = ((choices[0].get("message") or {}).get("content") or "") if choices else ""
+        u = (resp.get("usage") if isinstance(resp, dict) else None) or {}
+        usage = {"prompt_tokens": u.get("prompt_tokens", 0) or 0,
+                 "completion_tokens": u.get("completion_tokens", 0) or 0}
+        self.cache.put(key, item.kind, self.model, content, usage, reask=item._reask)
+        cost = self.cost(usage)
+        self.spent += cost
+        for k, v in (("requests", 1), *usage.items()):
+            self.stats[k] += v
+            item.usage[k] += v
+        item.usage["cost_usd"] += cost
+        self.notify(item.kind)
+        return content
+
+    def _reserve(self, item: Item, messages: list[dict]) -> float:
+        """Book the most this request can cost (prompt + max_tokens); refuse past --max-cost."""
+        if self.max_cost is None:
+            return 0.0
+        worst = self.cost({"prompt_tokens": _prompt_tokens(messages, self.model),
+                           "completion_tokens": item.max_tokens})
+        if self.spent + self._reserved + worst > self.max_cost:
+            raise BudgetExceeded(
+                f"stopped before --max-cost {self.max_cost:g} USD would be exceeded "
+                f"(spent {self.spent:.4f} USD); finished batches are kept, rerun with a "
+                "higher --max-cost to go on")
+        self._reserved += worst
+        return worst
+
+
+def _short(e: Exception) -> str:
+    """An SDK error as one line; the SDK puts no credentials in its messages."""
+    return str(getattr(e, "message", e)).splitlines()[0][:300]
+
+
+def _prompt_tokens(messages: list[dict], model: str) -> int:
+    from persona.checks.tokens import estimate_request_tokens
+
+    return estimate_request_tokens(messages, model)[0]
