@@ -36,6 +36,7 @@ def run(spec: PersonaSpec, ws: Workspace, provider: Provider, opts: RunOptions,
         # An LLM: fill and questions overlap in one request pool (stages/stream.py).
         from persona.stages import stream
 
+        _warm(report_mod._encoder)  # the report's tokenizer (~1 s) loads while requests are out
         fill_plan = fill.FillPlan.prepare(spec, ws, provider, count=opts.count, seed=opts.seed,
                                           batch_size=opts.batch_size, force=opts.force)
         q_plan = questions.QuestionsPlan.prepare(ws, provider, seed=opts.seed, force=opts.force)
@@ -53,6 +54,19 @@ def run(spec: PersonaSpec, ws: Workspace, provider: Provider, opts: RunOptions,
     reports.append(merge.run(spec, ws, count=opts.count, seed=opts.seed, ratios=opts.ratios,
                              on_progress=bar("merge", opts.count)))
     return finish(spec, ws, reports[-1]), reports
+
+
+def _warm(load: Callable[[], object]) -> None:
+    """Run `load` in a daemon thread; a failure is left for the real call to report."""
+    import threading
+
+    def quiet() -> None:
+        try:
+            load()
+        except Exception:  # noqa: BLE001 - the report raises it again, as one line
+            pass
+
+    threading.Thread(target=quiet, daemon=True, name="persona-warm").start()
 
 
 def finish(spec: PersonaSpec, ws: Workspace, merge_report: StageReport) -> dict:

@@ -2,9 +2,10 @@
 
 One append-only JSONL file per workspace persona (`generated/<persona>/cache/requests.jsonl`);
 a line is written (flushed to the OS) as soon as its answer arrives, so a run killed at any
-moment re-sends only requests that had no answer. fsync runs at most once a second and at
-close: an fsync per answer cost ~30 % of the throughput at concurrency 64, and only a power
-loss, not a killed process, can lose flushed lines. A half-written last line (killed mid-write) is
+moment re-sends only requests that had no answer. fsync runs at most once a second, in a
+thread (it blocks for ~10 ms, which the event loop sending requests must not), and at close:
+an fsync per answer cost ~30 % of the throughput at concurrency 64, and only a power loss, not
+a killed process, can lose flushed lines. A half-written last line (killed mid-write) is
 skipped on load. Only the answer and its usage are stored: never headers, never the key.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -31,6 +33,7 @@ class RequestCache:
         self.entries: dict[str, dict] = {}
         self._fh = None
         self._synced = 0.0
+        self._syncer: threading.Thread | None = None
         if self.path and self.path.exists():
             with open(self.path, encoding="utf-8") as fh:
                 for line in fh:
@@ -61,11 +64,17 @@ class RequestCache:
                 self._fh.write("\n")
         self._fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
         self._fh.flush()
-        if time.monotonic() - self._synced >= FSYNC_EVERY_S:
-            os.fsync(self._fh.fileno())
+        if time.monotonic() - self._synced >= FSYNC_EVERY_S and not (
+                self._syncer and self._syncer.is_alive()):
+            self._syncer = threading.Thread(target=os.fsync, args=(self._fh.fileno(),),
+                                            daemon=True)
+            self._syncer.start()
             self._synced = time.monotonic()
 
     def close(self) -> None:
+        if self._syncer is not None:
+            self._syncer.join()
+            self._syncer = None
         if self._fh is not None:
             self._fh.flush()
             os.fsync(self._fh.fileno())

@@ -17,6 +17,9 @@ new one opens only while fewer than two slots' worth of requests wait in the que
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import Future, ThreadPoolExecutor
+
 from persona.errors import WorkspaceError
 from persona.stages import Progress, StageReport, no_progress
 from persona.stages.fill import FillBatch, FillPlan
@@ -36,6 +39,7 @@ def run(spec, provider, seed: int, *, fill: FillPlan | None = None,
     try:
         pool.loop_run(run.go())
     finally:
+        run.writer.shutdown(wait=True)  # what was handed to the writer is on disk
         pool.cache.close()
     if questions is not None and fill is None:
         for b in range(questions.n_batches):  # as the stage alone: a missing batch is an error
@@ -55,6 +59,10 @@ class _Stream:
         self.opened = 0  # fill batches opened (or kept) so far
         self.filled = self.asked = 0  # items of finished batches, for the progress bars
         self.asking = 0  # questions batches open
+        # Batch files are written (and fsynced) by one thread, in order: an fsync blocks for
+        # ~10 ms, which the event loop must not. FIFO keeps "answers b before dialogues b".
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="persona-writer")
+        self.writes: list[Future] = []
 
     async def go(self) -> None:
         if self.fill is None:
@@ -64,8 +72,16 @@ class _Stream:
         else:
             self._advance()
         await self.pool.drain()
+        for f in self.writes:
+            await asyncio.wrap_future(f)  # re-raises a failed write
         if self.fill is not None and self.judging < self.fill.n_batches:
             raise RuntimeError("fill stalled with nothing in flight")  # a bug, not input
+
+    def _write(self, fn, *args) -> None:
+        for f in [f for f in self.writes if f.done()]:
+            self.writes.remove(f)
+            f.result()  # a write that failed stops the run now
+        self.writes.append(self.writer.submit(fn, *args))
 
     # -- fill ----------------------------------------------------------------------------
     def _advance(self) -> None:
@@ -86,10 +102,10 @@ class _Stream:
             if not job.done:
                 break
             answers, invalid, stats = job.result(self._usage("fill", b))
-            plan.write(b, answers, invalid, stats)
+            self._write(plan.write, b, answers, invalid, stats)
             del self.jobs[b]
             self.judging += 1
-            self._fill_done(b)
+            self._fill_done(b, answers)
         while (self.opened < plan.n_batches and self.opened <= self.judging + AHEAD
                and len(self.pool._heap) < 2 * self.pool.adaptive.limit):
             self._open(self.opened)
@@ -106,11 +122,11 @@ class _Stream:
         self.jobs[b] = job
         self._send(b, job.start())
 
-    def _fill_done(self, b: int) -> None:
+    def _fill_done(self, b: int, answers: list[dict] | None = None) -> None:
         self.filled += len(self.fill.range(b))
         self.on_fill(self.filled, self.fill.count)
         if self.questions is not None:
-            self._ask(b)
+            self._ask(b, answers)
 
     def _send(self, b: int, requests) -> None:
         for req in requests:
@@ -126,15 +142,17 @@ class _Stream:
         self._advance()
 
     # -- questions ---------------------------------------------------------------------------
-    def _ask(self, b: int) -> None:
+    def _ask(self, b: int, answers: list[dict] | None = None) -> None:
+        """Ask batch b's questions (`answers`: the batch just handed to the writer)."""
         plan = self.questions
         if plan.finished(b):
-            plan.keep(b)
+            self._write(plan.keep, b)
             self._asked(b)
             return
-        job = AskBatch(self.spec, plan.answers(b), plan.offset(b))
+        job = AskBatch(self.spec, plan.answers(b) if answers is None else answers,
+                       plan.offset(b))
         if job.complete:  # an empty answers batch
-            plan.write(b, *job.result(self._usage("questions", b)))
+            self._write(plan.write, b, *job.result(self._usage("questions", b)))
             self._asked(b)
             return
         self.asking += 1
@@ -152,7 +170,7 @@ class _Stream:
         self._add_usage("questions", b, item.usage)
         self._send_questions(b, job, job.take(req, result))
         if job.complete:
-            self.questions.write(b, *job.result(self._usage("questions", b)))
+            self._write(self.questions.write, b, *job.result(self._usage("questions", b)))
             self.asking -= 1
             self._asked(b)
         if self.fill is not None:
