@@ -28,8 +28,9 @@ after `max_retries` transport retries comes back as a Failure for the caller to 
 - **Malformed answers** (parse gives a retryable Failure) are asked again at once as their own
   requests, up to `item.reasks` times, each with its own cache key.
 - **Adaptive concurrency.** When a quarter of recent answers are 429s the slot limit drops by a
-  quarter (at most once a second); every 10 successes in a row give one slot back, up to
-  --concurrency. `stats["limit"]` shows it to the live display.
+  quarter (at most every half second); every 10 successes in a row give one slot back, up to
+  --concurrency; the live display shows the lowered limit. A 429 uses its own budget of
+  RATE_LIMITED_TRIES per item, not max_retries: it means "later", not "broken".
 - **Early stop.** When STOP_STREAK attempts in a row failed and none succeeded for
   STOP_SECONDS (server down, every request an error), the pool raises one ProviderError
   instead of spending every item's retry budget. Auth errors, an unknown model (404) and a
@@ -66,6 +67,9 @@ CONNECTIONS_PER_CLIENT = 16
 RETRYABLE_STATUS = (408, 409, 429)  # and every 5xx
 BACKOFF_FIRST_S, BACKOFF_MAX_S, RETRY_AFTER_MAX_S = 0.5, 8.0, 60.0
 STOP_STREAK, STOP_SECONDS = 10, 20.0
+# A 429 says "later", not "broken": it uses its own, larger budget of tries per item, while the
+# concurrency comes down to what the server takes.
+RATE_LIMITED_TRIES = 20
 USAGE_KEYS = ("requests", "cached", "malformed_reasked", "prompt_tokens", "completion_tokens")
 
 
@@ -85,6 +89,7 @@ class Item:
     usage: dict = field(default_factory=lambda: dict.fromkeys((*USAGE_KEYS, "cost_usd"), 0))
     _reask: int = 0
     _tries: int = 0
+    _limited: int = 0
     _on_done: Callable | None = None
     _gen: int = 0
 
@@ -92,7 +97,7 @@ class Item:
 class AdaptiveLimit:
     """Slots allowed in flight: down by a quarter when 429s pile up, +1 per run of successes."""
 
-    WINDOW, SHARE, COOLDOWN_S, RECOVER = 32, 0.25, 1.0, 10
+    WINDOW, SHARE, COOLDOWN_S, RECOVER = 32, 0.25, 0.5, 10
 
     def __init__(self, ceiling: int, clock=time.monotonic):
         self.ceiling = self.limit = ceiling
@@ -429,14 +434,19 @@ class RequestPool:
         if stop is not None:
             self._stop(stop)
             return
-        item._tries += 1
-        if item._tries > self.max_retries:
+        if getattr(exc, "status_code", None) == 429:
+            item._limited += 1
+            tries, budget = item._limited, RATE_LIMITED_TRIES
+        else:
+            item._tries += 1
+            tries, budget = item._tries, self.max_retries
+        if tries > budget:
             self.stats["failed"] += 1
-            self._done(item, Failure(f"server error after {item._tries} tries: {why}"))
+            self._done(item, Failure(f"server error after {tries} tries: {why}"))
             return
         self.stats["retried"] += 1
         self.notify(item.kind)
-        asyncio.get_running_loop().call_later(backoff(item._tries, exc), self._push, item)
+        asyncio.get_running_loop().call_later(backoff(tries, exc), self._push, item)
 
     def _answered(self, item: Item, key: str, resp: Any) -> str:
         choices = resp.get("choices") if isinstance(resp, dict) else None
