@@ -121,6 +121,7 @@ E2E_RUNS = {  # name -> (server flags, persona run flags)
     "faults": (("--error-rate", "0.1", "--malformed-rate", "0.2", "--hang", "3"),
                ("--timeout", "2")),
     "rpm 600, 10 % 429": (("--rate-limit-rate", "0.1",), ("--rpm", "600")),
+    "only errors": (("--error-rate", "1", "--hang", "0.05"), ()),  # must stop early
 }
 
 
@@ -157,8 +158,9 @@ def run_whole(name: str, latency: float, concurrency: int, count: int) -> dict:
                                    "--json", *run_flags], cwd=ROOT, env=env,
                                   capture_output=True, text=True)
             wall = time.time() - t0
-            if proc.returncode:
-                raise SystemExit(f"{name}: persona run failed: {proc.stderr[-2000:]}")
+            if (proc.returncode != 0) != (name == "only errors"):
+                raise SystemExit(f"{name}: persona run exit {proc.returncode}: "
+                                 f"{proc.stderr[-2000:]}")
             stats = server_stats(url)
     finally:
         server.terminate()
@@ -170,7 +172,8 @@ def run_whole(name: str, latency: float, concurrency: int, count: int) -> dict:
             "wall_s": wall, "ideal_s": max(n * latency / concurrency, n * 60 / rpm if rpm else 0),
             "first_request_s": times[0] - t0, "last_request_s": t0 + wall - times[-1],
             "statuses": stats["by_status"], "max_60s": max_window(times),
-            "span_s": times[-1] - times[0]}
+            "span_s": times[-1] - times[0], "exit": proc.returncode,
+            "last_line": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""}
 
 
 def render_whole(latency: float, concurrency: int, count: int, rows: list[dict]) -> str:
@@ -191,6 +194,10 @@ def render_whole(latency: float, concurrency: int, count: int, rows: list[dict])
                      f"{r['wall_s'] / r['ideal_s']:.2f}× | "
                      f"{r['first_request_s']:.1f} | {r['last_request_s']:.1f} | "
                      f"{r['max_60s']:,} |")
+    for r in rows:
+        if r["exit"]:
+            lines += ["", f"{r['run']}: stopped after {r['wall_s']:.1f} s, exit {r['exit']}, "
+                      f"stderr's last line: `{r['last_line']}`"]
     clean = next((r for r in rows if r["run"] == "no faults"), None)
     faulty = next((r for r in rows if r["run"] == "faults"), None)
     if clean and faulty:
