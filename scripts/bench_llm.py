@@ -152,15 +152,20 @@ def run_whole(name: str, latency: float, concurrency: int, count: int) -> dict:
     try:
         with tempfile.TemporaryDirectory() as ws:
             t0 = time.time()
-            proc = subprocess.run([sys.executable, "-m", "persona", "run", "--provider",
-                                   "openai", "--base-url", url, "--count", str(count),
-                                   "--concurrency", str(concurrency), "--workspace", ws,
-                                   "--json", *run_flags], cwd=ROOT, env=env,
-                                  capture_output=True, text=True)
-            wall = time.time() - t0
-            if (proc.returncode != 0) != (name == "only errors"):
-                raise SystemExit(f"{name}: persona run exit {proc.returncode}: "
-                                 f"{proc.stderr[-2000:]}")
+            with tempfile.TemporaryFile("w+") as err:
+                child = subprocess.Popen([sys.executable, "-m", "persona", "run", "--provider",
+                                          "openai", "--base-url", url, "--count", str(count),
+                                          "--concurrency", str(concurrency), "--workspace", ws,
+                                          "--json", *run_flags], cwd=ROOT, env=env,
+                                         stdout=subprocess.DEVNULL, stderr=err)
+                _, status, usage = os.wait4(child.pid, 0)  # the child's own peak RSS
+                child.returncode = os.waitstatus_to_exitcode(status)
+                wall = time.time() - t0
+                err.seek(0)
+                stderr = err.read()
+            if (child.returncode != 0) != (name == "only errors"):
+                raise SystemExit(f"{name}: persona run exit {child.returncode}: "
+                                 f"{stderr[-2000:]}")
             stats = server_stats(url)
     finally:
         server.terminate()
@@ -172,8 +177,9 @@ def run_whole(name: str, latency: float, concurrency: int, count: int) -> dict:
             "wall_s": wall, "ideal_s": max(n * latency / concurrency, n * 60 / rpm if rpm else 0),
             "first_request_s": times[0] - t0, "last_request_s": t0 + wall - times[-1],
             "statuses": stats["by_status"], "max_60s": max_window(times),
-            "span_s": times[-1] - times[0], "exit": proc.returncode,
-            "last_line": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""}
+            "span_s": times[-1] - times[0], "exit": child.returncode,
+            "last_line": stderr.strip().splitlines()[-1] if stderr.strip() else "",
+            "rss_mb": usage.ru_maxrss / 1024, "load": os.getloadavg()[0]}
 
 
 def render_whole(latency: float, concurrency: int, count: int, rows: list[dict]) -> str:
@@ -186,14 +192,14 @@ def render_whole(latency: float, concurrency: int, count: int, rows: list[dict])
              f"if longer). Machine: {_cpus()} CPU cores "
              f"(shared), Python {sys.version.split()[0]}.", "",
              "| run | server / run flags | requests | wall s | ideal s | wall / ideal | "
-             "start-up s | after last request s | most requests in 60 s |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "start-up s | after last request s | most requests in 60 s | peak RSS MB | "
+             "load avg |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['run']} | `{r['flags'] or '-'}` | {r['requests']:,} | "
                      f"{r['wall_s']:.1f} | {r['ideal_s']:.1f} | "
                      f"{r['wall_s'] / r['ideal_s']:.2f}× | "
                      f"{r['first_request_s']:.1f} | {r['last_request_s']:.1f} | "
-                     f"{r['max_60s']:,} |")
+                     f"{r['max_60s']:,} | {r['rss_mb']:.0f} | {r['load']:.1f} |")
     for r in rows:
         if r["exit"]:
             lines += ["", f"{r['run']}: stopped after {r['wall_s']:.1f} s, exit {r['exit']}, "

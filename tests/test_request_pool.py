@@ -3,6 +3,7 @@ and outputs that do not depend on arrival order. Real SDK, real CLI, the loopbac
 
 import json
 import socket
+import subprocess
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,7 +14,7 @@ from persona.providers import request_pool
 from persona.providers.request_pool import AdaptiveLimit, FailureWatch, backoff, retry_after
 from tests.conftest import ROOT
 from tests.servers.openai_compat import serve
-from tests.test_llm_provider import FINAL, run_llm, with_bank
+from tests.test_llm_provider import FINAL, llm_env, persona_cmd, run_llm, with_bank
 
 # -- pure parts ----------------------------------------------------------------------------
 
@@ -183,3 +184,18 @@ def test_outputs_are_byte_identical_at_concurrency_1_8_and_64_and_stages_overlap
             assert kinds.index("questions") < len(kinds) - kinds[::-1].index("fill") - 1
     assert len(runs[1]) == len(FINAL) + 6
     assert runs[1] == runs[8] == runs[64]
+
+
+def test_llm_stages_one_by_one_write_what_run_writes(tmp_path):
+    """`fill`, `questions`, `merge` as separate commands (each through the pool) equal `run`."""
+    whole, apart = with_bank(tmp_path / "whole"), with_bank(tmp_path / "apart")
+    size = ("--batch-size", 20)
+    with serve(malformed_rate=0.2, seed=4) as srv:
+        run_llm(srv, whole, "run", "--count", 60, *size, "--concurrency", 8)
+        sent = srv.stats()["total"]
+        run_llm(srv, apart, "fill", "--count", 60, *size, "--concurrency", 8)
+        run_llm(srv, apart, "questions", "--concurrency", 8)
+        subprocess.run(persona_cmd("merge", "--workspace", apart), check=True,
+                       capture_output=True, env=llm_env())
+        assert srv.stats()["total"] == 2 * sent
+    assert final_bytes(whole) == final_bytes(apart)
