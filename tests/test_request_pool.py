@@ -96,6 +96,31 @@ def fill_slots(babis, start: int, n: int):
                         False) for i in range(start, start + n)]
 
 
+def test_pool_api_whole_bodies_for_another_endpoint_cached_and_in_order(tmp_path):
+    """What moderation and the bench use: Items with a whole body for a path, results in
+    order, answers cached (a second pool on the same cache sends nothing)."""
+    from persona.providers.llm_cache import RequestCache
+    from persona.providers.request_pool import Item, RequestPool
+
+    def items():
+        return [Item("probe", lambda n, i=i: {"messages": [{"role": "user", "content": f"q{i}"}],
+                                              "max_tokens": 5},
+                     json.loads, path="/chat/completions?probe=1") for i in range(5)]
+
+    with serve(rate_limit_rate=0.3, seed=2) as srv:
+        for _ in range(2):
+            pool = RequestPool(base_url=srv.url, api_key="sk-test", model="m", concurrency=3,
+                               cache=RequestCache(tmp_path))
+            try:
+                got = pool.run(items())
+            finally:
+                pool.close()
+            assert [g["object"] for g in got] == ["chat.completion"] * 5
+        stats = srv.stats()
+    assert stats["answered_by_kind"]["unknown"] == 5  # the second pool sent nothing
+    assert pool.stats["cached"] == 5 and stats["by_status"].get("429")
+
+
 def test_concurrency_drops_on_rate_limits_and_comes_back(babis):
     from persona.providers.openai_compat import OpenAICompatProvider
 

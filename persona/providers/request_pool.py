@@ -15,8 +15,13 @@ The API (generation uses it; moderation and the bench are meant to):
 
 An `Item` is one unit of work: `build(n)` makes the messages of its n-th ask (0 the first, n > 0
 a re-ask after a malformed answer) or returns the Failure that keeps it unsent, `parse(content)`
-reads an answer into the result or a Failure. A result is never an exception: what still fails
-after `max_retries` transport retries comes back as a Failure for the caller to decide on.
+reads an answer (the message content) into the result or a Failure. For another endpoint
+(`path="/moderations"`), `build` returns the whole body (the pool adds "model") and `parse`
+gets the answer's JSON text. A result is never an exception: what still fails after
+`max_retries` transport retries comes back as a Failure for the caller to decide on.
+`priority` (a tuple, lower first) orders the queue; `usage` (requests, cached, re-asks, tokens,
+USD) is filled in per item; `pool.stats`, `pool.queued`, `pool.adaptive.limit` and `pool.spent`
+are the pool's running figures, and `monitor(info)` gets them as they change.
 
 - **Cache.** Before a request takes a slot its key (model + messages + params) is looked up in
   the request cache; every answer is appended the moment it arrives, so a killed run re-sends
@@ -44,8 +49,10 @@ after `max_retries` transport retries comes back as a Failure for the caller to 
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import itertools
+import json
 import logging
 import random
 import time
@@ -78,7 +85,7 @@ class Item:
     """One request to make (and re-ask while malformed); see the module docstring."""
 
     kind: str  # the stage or task ("fill", "questions", ...): cache entries and stats carry it
-    build: Callable[[int], list[dict] | Failure]
+    build: Callable[[int], list[dict] | dict | Failure]  # chat messages, or a whole body
     parse: Callable[[str], Any]
     reasks: int = 0  # malformed answers asked again at most this often
     max_tokens: int = 512
@@ -86,6 +93,7 @@ class Item:
     temperature: float = 0.9
     priority: tuple = ()
     tag: Any = None  # the caller's own (a request record, a batch number)
+    path: str = "/chat/completions"  # another endpoint (e.g. /moderations): build a body
     usage: dict = field(default_factory=lambda: dict.fromkeys((*USAGE_KEYS, "cost_usd"), 0))
     _reask: int = 0
     _tries: int = 0
@@ -219,13 +227,12 @@ class RequestPool:
             return []
         results: list = [None] * len(items)
 
-        def done(item: Item, result) -> None:
-            results[item.tag] = result
+        def done(i: int, item: Item, result) -> None:
+            results[i] = result
 
         async def go():
             for i, item in enumerate(items):
-                item.tag = i
-                self.submit(item, done)
+                self.submit(item, functools.partial(done, i))
             await self.drain()
 
         try:
@@ -263,6 +270,11 @@ class RequestPool:
             self._gen += 1
             fatal, self._fatal = self._fatal, None
             raise fatal
+
+    @property
+    def queued(self) -> int:
+        """Items waiting for a slot (not those in flight or backing off)."""
+        return len(self._heap)
 
     def close(self) -> None:
         """Close the connections and the event loop; flush the cache."""
@@ -319,8 +331,12 @@ class RequestPool:
         if isinstance(messages, Failure):
             self._done(item, messages)
             return
-        params = self.params(item.kind, item.max_tokens, item.schema, item.temperature)
-        key = request_key(self.model, messages, params)
+        if isinstance(messages, dict):  # a whole body for item.path; parse gets the JSON
+            params = {"path": item.path}
+            key = request_key(self.model, [messages], params)
+        else:
+            params = self.params(item.kind, item.max_tokens, item.schema, item.temperature)
+            key = request_key(self.model, messages, params)
         hit = self.cache.get(key)
         if hit is not None:
             item.usage["cached"] += 1
@@ -384,8 +400,9 @@ class RequestPool:
                 # client.post, not chat.completions.create: the latter walks the body through
                 # the SDK's TypedDict transform and builds a pydantic model of the answer (~40 %
                 # of our CPU per request); our body is plain JSON and we read one field.
-                resp = await self._client().post("/chat/completions", cast_to=object, body={
-                    "model": self.model, "messages": messages, **params})
+                body = ({"model": self.model, **messages} if isinstance(messages, dict)
+                        else {"model": self.model, "messages": messages, **params})
+                resp = await self._client().post(item.path, cast_to=object, body=body)
             finally:
                 self.in_flight -= 1
         except openai.BadRequestError as e:
@@ -451,6 +468,8 @@ class RequestPool:
     def _answered(self, item: Item, key: str, resp: Any) -> str:
         choices = resp.get("choices") if isinstance(resp, dict) else None
         content = ((choices[0].get("message") or {}).get("content") or "") if choices else ""
+        if item.path != "/chat/completions":  # another endpoint: its whole answer
+            content = json.dumps(resp, ensure_ascii=False)
         u = (resp.get("usage") if isinstance(resp, dict) else None) or {}
         usage = {"prompt_tokens": u.get("prompt_tokens", 0) or 0,
                  "completion_tokens": u.get("completion_tokens", 0) or 0}

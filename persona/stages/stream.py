@@ -107,7 +107,7 @@ class _Stream:
             self.judging += 1
             self._fill_done(b, answers)
         while (self.opened < plan.n_batches and self.opened <= self.judging + AHEAD
-               and len(self.pool._heap) < 2 * self.pool.adaptive.limit):
+               and self.pool.queued < 2 * self.pool.adaptive.limit):
             self._open(self.opened)
 
     def _open(self, b: int) -> None:
