@@ -201,7 +201,7 @@ class RequestPool:
         self.stats = {**dict.fromkeys(USAGE_KEYS, 0), "failed": 0, "retried": 0,
                       "rate_limited": 0}
         self.spent = sum(self.cost(e["usage"], e.get("batch", False))
-                         for e in self.cache.entries.values())
+                         for e in self.cache.entries())
         self.in_flight = 0  # requests on the wire
         self._busy = 0  # slots taken (waiting for the limiter or on the wire)
         self._reserved = 0.0
