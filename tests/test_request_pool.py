@@ -224,3 +224,44 @@ def test_llm_stages_one_by_one_write_what_run_writes(tmp_path):
                        capture_output=True, env=llm_env())
         assert srv.stats()["total"] == 2 * sent
     assert final_bytes(whole) == final_bytes(apart)
+
+
+def test_fill_batch_decides_as_rounds_whatever_order_answers_arrive(babis):
+    """Answers fed one at a time in random orders, the in-order judging switched on at a random
+    moment (as the overlapped run does): the same answers, rejections and stats as rounds."""
+    import dataclasses
+    import random
+
+    from persona.dedup import DedupIndex
+    from persona.providers.offline import OfflineProvider
+    from persona.stages import fill as stage
+    from persona.stages import templates as templates_stage
+
+    class Echo(OfflineProvider):  # slots ten apart get the same draws: many duplicates
+        def fill(self, spec, requests, seed):
+            return [self._fill_one(spec, dataclasses.replace(r, index=r.index % 10), seed)
+                    for r in requests]
+
+    bank = templates_stage.load(ROOT / "templates" / "babis.jsonl", babis)[:3]
+    slips = stage.slip_schedule(babis.style.slip_rate, 80, 3)
+    styles = stage.style_schedule(babis.style.mix, 80, 3)
+    slots = [stage.FillRequest(i, f"babis-a{i + 1:06d}", bank[t], styles[i], i in slips)
+             for i, t in enumerate(stage.template_schedule(len(bank), 0, 80, 3))]
+    prov = Echo()
+    sig = babis.persona.signature
+    ref = stage.fill_batch(babis, prov, slots, bank, DedupIndex(sig), 3)
+    reasons = ref[2]["reasons"]
+    assert reasons["exact duplicate"] >= 5 and reasons["no slip rule matches this answer"] >= 5
+    for order in range(4):
+        rng = random.Random(order)
+        job = stage.FillBatch(babis, slots, bank, DedupIndex(sig), 3)
+        pending, switch_on = job.start(), rng.randrange(80)
+        while pending:
+            req = pending.pop(rng.randrange(len(pending)))
+            pending += job.take(req, prov.fill(babis, [req], 3)[0])
+            switch_on -= 1
+            if switch_on == 0:
+                pending += job.activate()
+        if not job.active:
+            assert job.activate() == []
+        assert job.done and job.result(ref[2]["usage"]) == ref
