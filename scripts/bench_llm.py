@@ -195,6 +195,8 @@ def render_whole(latency: float, concurrency: int, count: int, rows: list[dict])
              "start-up s | after last request s | most requests in 60 s | peak RSS MB | "
              "load avg |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
+        if r["exit"]:  # a run that must stop: its time to stop, below
+            continue
         lines.append(f"| {r['run']} | `{r['flags'] or '-'}` | {r['requests']:,} | "
                      f"{r['wall_s']:.1f} | {r['ideal_s']:.1f} | "
                      f"{r['wall_s'] / r['ideal_s']:.2f}× | "

@@ -45,12 +45,17 @@ def test_adaptive_limit_cuts_on_a_run_of_429s_and_recovers_after_successes():
     for _ in range(3):
         lim.rate_limited()
     assert lim.limit == 36 and lim.cuts == 2
-    for _ in range(10 * 5):  # a run of successes gives slots back, one per 10
+    for _ in range(36 + 37):  # a run of successes gives slots back, one per `limit`
         lim.success()
-    assert lim.limit == 41
-    for _ in range(10 * 100):
+    assert lim.limit == 38
+    for _ in range(64 * 30):
         lim.success()
     assert lim.limit == 64  # never above --concurrency
+    small = AdaptiveLimit(4, clock=clock)
+    small.limit = 2
+    for _ in range(10):  # at least RECOVER successes per step
+        small.success()
+    assert small.limit == 3
 
 
 def test_failure_watch_needs_a_streak_and_twenty_seconds_without_success():

@@ -33,9 +33,11 @@ are the pool's running figures, and `monitor(info)` gets them as they change.
 - **Malformed answers** (parse gives a retryable Failure) are asked again at once as their own
   requests, up to `item.reasks` times, each with its own cache key.
 - **Adaptive concurrency.** When a quarter of recent answers are 429s the slot limit drops by a
-  quarter (at most every half second); every 10 successes in a row give one slot back, up to
-  --concurrency; the live display shows the lowered limit. A 429 uses its own budget of
-  RATE_LIMITED_TRIES per item, not max_retries: it means "later", not "broken".
+  quarter (at most every half second); a run of successes as long as the limit (at least 10)
+  gives one slot back, up to --concurrency; the live display shows the lowered limit. A 429'd
+  request keeps its slot while it waits (the server said "too many at once"; other failures
+  free theirs), and uses its own budget of RATE_LIMITED_TRIES tries, not max_retries: it
+  means "later", not "broken".
 - **Early stop.** When STOP_STREAK attempts in a row failed and none succeeded for
   STOP_SECONDS (server down, every request an error), the pool raises one ProviderError
   instead of spending every item's retry budget. Auth errors, an unknown model (404) and a
@@ -103,7 +105,8 @@ class Item:
 
 
 class AdaptiveLimit:
-    """Slots allowed in flight: down by a quarter when 429s pile up, +1 per run of successes."""
+    """Slots allowed in flight: down by a quarter when 429s pile up, +1 per run of successes
+    (one per `limit` successes in a row, at least RECOVER: one per round trip, as TCP does)."""
 
     WINDOW, SHARE, COOLDOWN_S, RECOVER = 32, 0.25, 0.5, 10
 
@@ -118,7 +121,8 @@ class AdaptiveLimit:
     def success(self) -> None:
         self.recent.append(False)
         self.streak += 1
-        if self.streak >= self.RECOVER and self.limit < self.ceiling:
+        # +1 per round of successes (as many as slots, at least RECOVER): additive increase
+        if self.streak >= max(self.RECOVER, self.limit) and self.limit < self.ceiling:
             self.limit += 1
             self.streak = 0
 
@@ -416,7 +420,12 @@ class RequestPool:
                 openai.NotFoundError) as e:
             self._stop(ProviderError(f"{type(e).__name__}: {_short(e)}"))
         except openai.APIStatusError as e:
-            if e.status_code in RETRYABLE_STATUS or e.status_code >= 500:
+            if e.status_code == 429:  # too many at once: the slot waits out the backoff too
+                wait = self._retry(item, e, "HTTP 429", later=False)
+                if wait is not None:
+                    await asyncio.sleep(wait)
+                    self._push(item)
+            elif e.status_code in RETRYABLE_STATUS or e.status_code >= 500:
                 self._retry(item, e, f"HTTP {e.status_code}")
             else:
                 self._stop(ProviderError(f"the server refused a request: {_short(e)}"))
@@ -442,15 +451,17 @@ class RequestPool:
                 self._pump_soon = True
                 asyncio.get_running_loop().call_soon(self._pump)
 
-    def _retry(self, item: Item, exc: Exception, why: str) -> None:
-        """Back off and send again (the slot is freed meanwhile), or give the item up."""
+    def _retry(self, item: Item, exc: Exception, why: str, later: bool = True
+               ) -> float | None:
+        """Back off and send again, or give the item up (None). `later`: the item comes back
+        by itself after the backoff, its slot freed meanwhile; else the wait is returned."""
         if getattr(exc, "status_code", None) == 429:
             self.stats["rate_limited"] += 1
             self.adaptive.rate_limited()
         stop = self.watch.failed(why)
         if stop is not None:
             self._stop(stop)
-            return
+            return None
         if getattr(exc, "status_code", None) == 429:
             item._limited += 1
             tries, budget = item._limited, RATE_LIMITED_TRIES
@@ -460,10 +471,13 @@ class RequestPool:
         if tries > budget:
             self.stats["failed"] += 1
             self._done(item, Failure(f"server error after {tries} tries: {why}"))
-            return
+            return None
         self.stats["retried"] += 1
         self.notify(item.kind)
-        asyncio.get_running_loop().call_later(backoff(tries, exc), self._push, item)
+        wait = backoff(tries, exc)
+        if later:
+            asyncio.get_running_loop().call_later(wait, self._push, item)
+        return wait
 
     def _answered(self, item: Item, key: str, resp: Any) -> str:
         choices = resp.get("choices") if isinstance(resp, dict) else None
