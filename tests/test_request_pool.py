@@ -151,15 +151,20 @@ def test_concurrency_drops_on_rate_limits_and_comes_back(babis):
 def test_rpm_holds_with_429s_and_retries_counted_at_the_server(tmp_path):
     ws = with_bank(tmp_path / "ws")
     with serve(rate_limit_rate=0.1, seed=5) as srv:
-        run_llm(srv, ws, "fill", "--count", 180, "--batch-size", 60, "--rpm", 3000,
+        run_llm(srv, ws, "fill", "--count", 560, "--batch-size", 140, "--rpm", 6000,
                 "--concurrency", 16)
         stats = srv.stats()
     times = sorted(stats["times"])
-    assert stats["by_status"]["429"] >= 10 and stats["total"] > 180  # retries reached the server
-    window = 3.0  # 3,000 per minute: at most 150 in any 3 s, retries included
-    most = max(sum(1 for u in times if t <= u < t + window) for t in times)
-    assert 140 <= most <= 150
-    assert (len(times) - 1) / (times[-1] - times[0]) * 60 <= 3000
+    assert stats["by_status"]["429"] >= 25 and stats["total"] > 560  # retries reached the server
+    # 6,000 per minute: at most 500 in any 5 s, retries included (the limiter paces at 97 %,
+    # which leaves room for the jitter of arrivals at a server on a busy machine)
+    window, j, most = 5.0, 0, 0
+    for i, t in enumerate(times):
+        while times[j] <= t - window:
+            j += 1
+        most = max(most, i - j + 1)
+    assert 400 <= most <= 500
+    assert (len(times) - 1) / (times[-1] - times[0]) * 60 <= 6000
 
 
 @pytest.mark.parametrize("server", ["errors", "down"])
