@@ -58,10 +58,13 @@ class RateLimiter:
             delay = self._earliest() - self.clock()
             if delay > 0:
                 await asyncio.sleep(delay)
-            now = self.clock()  # >= this request's slot; later if the loop woke us late
+            # We leave now: at our slot, or later if the loop woke us late (then up to
+            # CATCH_UP spacings of the delay are made up); an idle limiter starts afresh.
+            now = self.clock()
+            late = CATCH_UP if delay > 0 else 0
             if self.rpm:
                 step = 60.0 / self.rpm
-                self._next_request = max(self._next_request, now - CATCH_UP * step) + step
+                self._next_request = max(self._next_request, now - late * step) + step
             if self.tpm:
                 step = 60.0 * tokens / self.tpm
-                self._next_tokens = max(self._next_tokens, now - CATCH_UP * step) + step
+                self._next_tokens = max(self._next_tokens, now - late * step) + step
