@@ -10,8 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from persona.providers import request_pool
-from persona.providers.request_pool import AdaptiveLimit, FailureWatch, backoff, retry_after
+from persona.providers import retry_policy
+from persona.providers.retry_policy import AdaptiveLimit, FailureWatch, backoff, retry_after
 from tests.conftest import ROOT
 from tests.servers.openai_compat import serve
 from tests.test_llm_provider import FINAL, llm_env, persona_cmd, run_llm, with_bank
@@ -66,7 +66,7 @@ def test_failure_watch_needs_a_streak_and_twenty_seconds_without_success():
     clock.now += 25
     watch.ok()  # a success resets the streak
     assert watch.failed("HTTP 500") is None
-    for _ in range(request_pool.STOP_STREAK - 2):
+    for _ in range(retry_policy.STOP_STREAK - 2):
         clock.now += 2.5
         assert watch.failed("HTTP 500") is None
     clock.now += 2.5
@@ -171,7 +171,7 @@ def test_rpm_holds_with_429s_and_retries_counted_at_the_server(tmp_path):
 def test_a_server_that_only_fails_stops_early_with_one_line(tmp_path, cli, monkeypatch, server):
     """Defaults: 10 failed attempts in a row and 20 s without a success (a minute at most);
     here 2 s, so the test is quick."""
-    monkeypatch.setattr(request_pool, "STOP_SECONDS", 2.0)
+    monkeypatch.setattr(retry_policy, "STOP_SECONDS", 2.0)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     ws = with_bank(tmp_path / "ws")
     args = ["run", "--count", 300, "--concurrency", 8, "--provider", "openai", "--timeout", 1,

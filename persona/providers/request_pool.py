@@ -56,9 +56,6 @@ import heapq
 import itertools
 import json
 import logging
-import random
-import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,6 +64,7 @@ from persona.errors import BudgetExceeded, ProviderError
 from persona.providers.base import Failure
 from persona.providers.llm_cache import RequestCache, request_key
 from persona.providers.rate_limit import RateLimiter
+from persona.providers.retry_policy import AdaptiveLimit, FailureWatch, backoff
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +72,6 @@ log = logging.getLogger(__name__)
 # (cost grows with the square of requests in flight): several clients of 16 keep scans short.
 CONNECTIONS_PER_CLIENT = 16
 RETRYABLE_STATUS = (408, 409, 429)  # and every 5xx
-BACKOFF_FIRST_S, BACKOFF_MAX_S, RETRY_AFTER_MAX_S = 0.5, 8.0, 60.0
-STOP_STREAK, STOP_SECONDS = 10, 20.0
 # A 429 says "later", not "broken": it uses its own, larger budget of tries per item, while the
 # concurrency comes down to what the server takes.
 RATE_LIMITED_TRIES = 20
@@ -102,89 +98,6 @@ class Item:
     _limited: int = 0
     _on_done: Callable | None = None
     _gen: int = 0
-
-
-class AdaptiveLimit:
-    """Slots allowed in flight: down by a quarter when 429s pile up, +1 per run of successes
-    (one per `limit` successes in a row, at least RECOVER: one per round trip, as TCP does)."""
-
-    WINDOW, SHARE, COOLDOWN_S, RECOVER = 32, 0.25, 0.5, 10
-
-    def __init__(self, ceiling: int, clock=time.monotonic):
-        self.ceiling = self.limit = ceiling
-        self.clock = clock
-        self.recent: deque[bool] = deque(maxlen=self.WINDOW)  # True: a 429
-        self.streak = 0
-        self.last_cut = float("-inf")
-        self.cuts = 0
-
-    def success(self) -> None:
-        self.recent.append(False)
-        self.streak += 1
-        # +1 per round of successes (as many as slots, at least RECOVER): additive increase
-        if self.streak >= max(self.RECOVER, self.limit) and self.limit < self.ceiling:
-            self.limit += 1
-            self.streak = 0
-
-    def rate_limited(self) -> None:
-        self.recent.append(True)
-        self.streak = 0
-        hits, now = sum(self.recent), self.clock()
-        if (hits >= max(2, self.SHARE * max(len(self.recent), 8))
-                and now - self.last_cut >= self.COOLDOWN_S and self.limit > 1):
-            self.limit = max(1, self.limit * 3 // 4)
-            self.last_cut, self.cuts = now, self.cuts + 1
-            self.recent.clear()
-            log.info("rate limited: concurrency now %d", self.limit)
-
-
-class FailureWatch:
-    """Says when to give up: STOP_STREAK failed attempts in a row and no success for
-    STOP_SECONDS since the first of them."""
-
-    def __init__(self, clock=time.monotonic):
-        self.clock = clock
-        self.streak = 0
-        self.since = 0.0
-
-    def ok(self) -> None:
-        self.streak = 0
-
-    def failed(self, why: str) -> ProviderError | None:
-        now = self.clock()
-        if self.streak == 0:
-            self.since = now
-        self.streak += 1
-        if self.streak >= STOP_STREAK and now - self.since >= STOP_SECONDS:
-            return ProviderError(
-                f"stopped: the last {self.streak} requests all failed over "
-                f"{now - self.since:.0f} s (last: {why}); is the server up and the model "
-                "name right? Finished batches are kept, run again to resume")
-        return None
-
-
-def retry_after(exc: Exception) -> float | None:
-    """Seconds the server asked us to wait (retry-after-ms, then Retry-After), or None."""
-    headers = getattr(getattr(exc, "response", None), "headers", None)
-    if not headers:
-        return None
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        try:
-            value = float(headers.get(name, ""))
-        except ValueError:
-            continue
-        if 0 <= value / scale <= RETRY_AFTER_MAX_S:
-            return value / scale
-    return None
-
-
-def backoff(tries: int, exc: Exception | None = None) -> float:
-    """Wait before attempt `tries` + 1: the server's Retry-After, else 0.5 s doubling to 8 s,
-    jittered down by up to a quarter (so items that failed together do not return together)."""
-    asked = retry_after(exc) if exc is not None else None
-    if asked is not None:
-        return asked
-    return min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (tries - 1)) * (1 - 0.25 * random.random())
 
 
 class RequestPool:
