@@ -189,6 +189,9 @@ class FillBatch:
         self.active = False
         self.done = not slots
         self.accepted: dict[int, dict] = {}
+        self.decided: set[int] = set()  # slots accepted or given up
+        self._prefix = 0  # slots[:_prefix] are all decided ...
+        self._position = 0  # ... and this many of them accepted
         self.last_reason: dict[int, tuple[str, str]] = {}
         self.failed: list[FillRequest] = []
         self.stats = {"retried": 0, "rejected": 0, "reasons": {}, "usage": {}}
@@ -239,12 +242,14 @@ class FillBatch:
             self.cursor = (a, p + 1)
             if reason is None:
                 self.accepted[req.index] = _record(req, res)
+                self.decided.add(req.index)
                 continue
             reasons = self.stats["reasons"]
             reasons[reason] = reasons.get(reason, 0) + 1
             self.last_reason[req.index] = (reason, raw)
             if a + 1 == MAX_ATTEMPTS or (isinstance(res, Failure) and not res.retry):
                 self.failed.append(req)
+                self.decided.add(req.index)
                 continue
             self.stats["retried"] += 1
             if len(self.rounds) == a + 1:
@@ -252,6 +257,19 @@ class FillBatch:
             self.rounds[a + 1].append(req.index)
             if (a + 1, req.index) not in self.sent:
                 out.append(self._send_next(req))
+        return out
+
+    def settled(self) -> list[tuple[int, dict]]:
+        """Answers newly known for good, with their place in the batch's answers file: an
+        accepted answer's place is fixed once every slot before it is decided. Their
+        questions can be asked before the batch is done."""
+        out = []
+        while self._prefix < len(self.slots) and self.slots[self._prefix].index in self.decided:
+            answer = self.accepted.get(self.slots[self._prefix].index)
+            if answer is not None:
+                out.append((self._position, answer))
+                self._position += 1
+            self._prefix += 1
         return out
 
     def result(self, usage: dict) -> tuple[list[dict], list[dict], dict]:

@@ -110,11 +110,16 @@ def ask_batch(spec: PersonaSpec, provider: Provider, answers: list[dict], offset
 class AskBatch:
     """One batch's questions, fed answers in any order: each is checked on its own
     (rules.check_question), so a rejected one is retried at once with its next attempt, up to
-    MAX_ATTEMPTS; the result is the same whatever order answers arrive in."""
+    MAX_ATTEMPTS; the result is the same whatever order answers arrive in. Made with
+    `answers=None`, it takes the batch's answers one by one (`add`, with their place in the
+    answers file) while the fill batch is still being decided, and `seal(n)` says how many
+    there are in all."""
 
-    def __init__(self, spec: PersonaSpec, answers: list[dict], offset: int):
-        self.spec, self.answers, self.offset = spec, answers, offset
-        self.waiting = len(answers)
+    def __init__(self, spec: PersonaSpec, answers: list[dict] | None, offset: int):
+        self.spec, self.offset = spec, offset
+        self.answers = list(answers) if answers is not None else []
+        self.sealed = answers is not None
+        self.waiting = len(self.answers)
         self.done: dict[int, str] = {}
         self.last: dict[int, tuple[str, str]] = {}
         self.failed: list[QuestionRequest] = []
@@ -122,7 +127,17 @@ class AskBatch:
 
     @property
     def complete(self) -> bool:
-        return self.waiting == 0
+        return self.sealed and self.waiting == 0
+
+    def add(self, position: int, answer: dict) -> list[QuestionRequest]:
+        assert position == len(self.answers) and not self.sealed
+        self.answers.append(answer)
+        self.waiting += 1
+        return [QuestionRequest(self.offset + position, answer)]
+
+    def seal(self, n_answers: int) -> None:
+        assert n_answers == len(self.answers)
+        self.sealed = True
 
     def start(self) -> list[QuestionRequest]:
         return [QuestionRequest(self.offset + i, a) for i, a in enumerate(self.answers)]

@@ -1,15 +1,16 @@
 """The overlapped run: fill and questions batches through one request pool, never idle.
 
 With an LLM provider (`provider.streams`), fill batch b + 1 is sent while batch b's last
-answers and retries are still out, and the questions of batch b are asked as soon as its
-answers file is written; the pool (providers/request_pool.py) keeps --concurrency requests in
-flight across all of them, older batches first. Nothing about *what* is decided changes:
+answers and retries are still out, and an answer's question is asked as soon as its place in
+batch b's answers file is settled (every slot before it decided), before the batch is done;
+the pool (providers/request_pool.py) keeps --concurrency requests in flight across all of
+them, older batches first. Nothing about *what* is decided changes:
 each batch is a FillBatch / AskBatch, which decides exactly as the stage's rounds would
 whatever order answers arrive in. Fill batch b + 1 judges its answers (dedup) only once
 batch b is written, since b's answers join the dedup index first; its requests, and the
 retries of answers that fail on their own, go out before that. Files are written as before,
-each batch's main file last, so a batch file still means done and a killed run resumes from
-the request cache without re-sending an answered request.
+each batch's main file last (dialogues b after answers b), so a batch file still means done
+and a killed run resumes from the request cache without re-sending an answered request.
 
 Memory stays flat: at most AHEAD fill batches are open beyond the one being judged, and a
 new one opens only while fewer than two slots' worth of requests wait in the queue.
@@ -59,6 +60,8 @@ class _Stream:
         self.opened = 0  # fill batches opened (or kept) so far
         self.filled = self.asked = 0  # items of finished batches, for the progress bars
         self.asking = 0  # questions batches open
+        # questions asked while their fill batch is still decided (None: already on disk)
+        self.early: dict[int, AskBatch | None] = {}
         # Batch files are written (and fsynced) by one thread, in order: an fsync blocks for
         # ~10 ms, which the event loop must not. FIFO keeps "answers b before dialogues b".
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="persona-writer")
@@ -99,6 +102,8 @@ class _Stream:
                 continue
             if not job.active:
                 self._send(b, job.activate())
+            if self.questions is not None:
+                self._ask_early(b, job)
             if not job.done:
                 break
             answers, invalid, stats = job.result(self._usage("fill", b))
@@ -142,9 +147,30 @@ class _Stream:
         self._advance()
 
     # -- questions ---------------------------------------------------------------------------
+    def _ask_early(self, b: int, job: FillBatch) -> None:
+        """Ask the questions of answers whose place in batch b is settled, before b is done."""
+        settled = job.settled()
+        if not settled:
+            return
+        if b not in self.early:
+            self.early[b] = None
+            if not self.questions.finished(b):
+                self.early[b] = AskBatch(self.spec, None, self.questions.offset(b))
+                self.asking += 1
+        ask = self.early[b]
+        if ask is not None:
+            for position, answer in settled:
+                self._send_questions(b, ask, ask.add(position, answer))
+
     def _ask(self, b: int, answers: list[dict] | None = None) -> None:
         """Ask batch b's questions (`answers`: the batch just handed to the writer)."""
         plan = self.questions
+        ask = self.early.pop(b, None)
+        if ask is not None:  # asked early: now all its answers are known
+            ask.seal(len(answers))
+            if ask.complete:
+                self._finish_questions(b, ask)
+            return
         if plan.finished(b):
             self._write(plan.keep, b)
             self._asked(b)
@@ -170,11 +196,14 @@ class _Stream:
         self._add_usage("questions", b, item.usage)
         self._send_questions(b, job, job.take(req, result))
         if job.complete:
-            self._write(self.questions.write, b, *job.result(self._usage("questions", b)))
-            self.asking -= 1
-            self._asked(b)
+            self._finish_questions(b, job)
         if self.fill is not None:
             self._advance()  # a freed queue may let the next fill batch open
+
+    def _finish_questions(self, b: int, job: AskBatch) -> None:
+        self._write(self.questions.write, b, *job.result(self._usage("questions", b)))
+        self.asking -= 1
+        self._asked(b)
 
     def _asked(self, b: int) -> None:
         self.asked += self.questions.size(b)
