@@ -26,10 +26,11 @@ are the pool's running figures, and `monitor(info)` gets them as they change.
 - **Cache.** Before a request takes a slot its key (model + messages + params) is looked up in
   the request cache; every answer is appended the moment it arrives, so a killed run re-sends
   only requests that had no answer.
-- **Retries are ours.** The SDK runs with max_retries=0; a 408/409/429/5xx, a timeout or a
-  dropped connection is retried by the pool with exponential backoff (Retry-After /
-  retry-after-ms honoured) *outside* its slot: a backing-off item holds nothing, other items go
-  on. Every attempt passes the rate limiter, so --rpm/--tpm hold with retries counted.
+- **Retries are ours.** The SDK runs with max_retries=0; a 408/409/429/5xx or a dropped
+  connection is retried by the pool with exponential backoff (Retry-After / retry-after-ms
+  honoured), a timeout at once (the timeout was the wait); a backing-off item holds no slot
+  (but a 429'd one, below), other items go on. Every attempt passes the rate limiter, so
+  --rpm/--tpm hold with retries counted.
 - **Malformed answers** (parse gives a retryable Failure) are asked again at once as their own
   requests, up to `item.reasks` times, each with its own cache key.
 - **Adaptive concurrency.** When a quarter of recent answers are 429s the slot limit drops by a
@@ -342,8 +343,10 @@ class RequestPool:
                 self._retry(item, e, f"HTTP {e.status_code}")
             else:
                 self._stop(ProviderError(f"the server refused a request: {_short(e)}"))
-        except (openai.APITimeoutError, openai.APIConnectionError) as e:
-            self._retry(item, e, type(e).__name__)
+        except openai.APITimeoutError as e:  # the timeout was the wait: again at once
+            self._retry(item, e, "APITimeoutError", wait=0.0)
+        except openai.APIConnectionError as e:
+            self._retry(item, e, "APIConnectionError")
         except BudgetExceeded as e:
             self._stop(e)
         except asyncio.CancelledError:
@@ -364,8 +367,8 @@ class RequestPool:
                 self._pump_soon = True
                 asyncio.get_running_loop().call_soon(self._pump)
 
-    def _retry(self, item: Item, exc: Exception, why: str, later: bool = True
-               ) -> float | None:
+    def _retry(self, item: Item, exc: Exception, why: str, later: bool = True,
+               wait: float | None = None) -> float | None:
         """Back off and send again, or give the item up (None). `later`: the item comes back
         by itself after the backoff, its slot freed meanwhile; else the wait is returned."""
         if getattr(exc, "status_code", None) == 429:
@@ -387,7 +390,7 @@ class RequestPool:
             return None
         self.stats["retried"] += 1
         self.notify(item.kind)
-        wait = backoff(tries, exc)
+        wait = backoff(tries, exc) if wait is None else wait
         if later:
             asyncio.get_running_loop().call_later(wait, self._push, item)
         return wait

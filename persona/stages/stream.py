@@ -27,7 +27,9 @@ from persona.stages.fill import FillBatch, FillPlan
 from persona.stages.questions import AskBatch, QuestionsPlan
 
 AHEAD = 3
-FILL, QUESTIONS = 1, 0  # priority within a batch number: a batch's questions first
+# Priority within a batch number: fill retries first (they hold back the batch and the
+# questions of every answer after them), then questions, then fill's first asks.
+FILL_RETRY, QUESTIONS, FILL = 0, 1, 2
 
 
 def run(spec, provider, seed: int, *, fill: FillPlan | None = None,
@@ -136,7 +138,7 @@ class _Stream:
     def _send(self, b: int, requests) -> None:
         for req in requests:
             item = self.provider.fill_item(self.spec, req, self.seed)
-            item.priority = (b, FILL, req.attempt, req.index)
+            item.priority = (b, FILL_RETRY if req.attempt else FILL, req.attempt, req.index)
             item.tag = (b, req)
             self.pool.submit(item, self._filled)
 
