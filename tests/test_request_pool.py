@@ -265,13 +265,17 @@ def test_fill_batch_decides_as_rounds_whatever_order_answers_arrive(babis):
     for order in range(4):
         rng = random.Random(order)
         job = stage.FillBatch(babis, slots, bank, DedupIndex(sig), 3)
-        pending, switch_on = job.start(), rng.randrange(80)
+        pending, switch_on, settled = job.start(), rng.randrange(80), []
         while pending:
             req = pending.pop(rng.randrange(len(pending)))
             pending += job.take(req, prov.fill(babis, [req], 3)[0])
+            settled += job.settled()  # what the overlapped run asks questions for early
             switch_on -= 1
             if switch_on == 0:
                 pending += job.activate()
         if not job.active:
             assert job.activate() == []
+        settled += job.settled()
         assert job.done and job.result(ref[2]["usage"]) == ref
+        # every answer was settled exactly once, at its place in the answers file
+        assert settled == list(enumerate(ref[0]))
