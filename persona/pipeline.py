@@ -29,17 +29,44 @@ def run(spec: PersonaSpec, ws: Workspace, provider: Provider, opts: RunOptions,
         progress: Callable[[str, int], Progress] | None = None) -> tuple[dict, list[StageReport]]:
     """Run every stage; `progress(stage, total)` gives each stage its progress callback."""
     bar = progress or (lambda stage, total: (lambda done, total: None))
-    reports = [
-        templates.run(spec, ws, provider, seed=opts.seed, count=opts.templates, force=opts.force),
-        fill.run(spec, ws, provider, count=opts.count, seed=opts.seed,
-                 batch_size=opts.batch_size, force=opts.force,
-                 on_progress=bar("fill", opts.count)),
-        questions.run(spec, ws, provider, seed=opts.seed, force=opts.force,
-                      on_progress=bar("questions", opts.count)),
-        merge.run(spec, ws, count=opts.count, seed=opts.seed, ratios=opts.ratios,
-                  holdout_topics=opts.holdout_topics, on_progress=bar("merge", opts.count)),
-    ]
+    reports = [templates.run(spec, ws, provider, seed=opts.seed, count=opts.templates,
+                             force=opts.force)]
+    if getattr(provider, "streams", False):
+        # An LLM: fill and questions overlap in one request pool (stages/stream.py).
+        from persona.stages import stream
+
+        _warm(report_mod._encoder)  # the report's tokenizer (~1 s) loads while requests are out
+        fill_plan = fill.FillPlan.prepare(spec, ws, provider, count=opts.count, seed=opts.seed,
+                                          batch_size=opts.batch_size, force=opts.force)
+        q_plan = questions.QuestionsPlan.prepare(ws, provider, seed=opts.seed, force=opts.force)
+        reports += stream.run(spec, provider, opts.seed, fill=fill_plan, questions=q_plan,
+                              on_fill=bar("fill", opts.count),
+                              on_questions=bar("questions", opts.count))
+    else:
+        reports += [
+            fill.run(spec, ws, provider, count=opts.count, seed=opts.seed,
+                     batch_size=opts.batch_size, force=opts.force,
+                     on_progress=bar("fill", opts.count)),
+            questions.run(spec, ws, provider, seed=opts.seed, force=opts.force,
+                          on_progress=bar("questions", opts.count)),
+        ]
+    reports.append(merge.run(spec, ws, count=opts.count, seed=opts.seed, ratios=opts.ratios,
+                             holdout_topics=opts.holdout_topics,
+                             on_progress=bar("merge", opts.count)))
     return finish(spec, ws, reports[-1]), reports
+
+
+def _warm(load: Callable[[], object]) -> None:
+    """Run `load` in a daemon thread; a failure is left for the real call to report."""
+    import threading
+
+    def quiet() -> None:
+        try:
+            load()
+        except Exception:  # noqa: BLE001 - the report raises it again, as one line
+            pass
+
+    threading.Thread(target=quiet, daemon=True, name="persona-warm").start()
 
 
 def finish(spec: PersonaSpec, ws: Workspace, merge_report: StageReport) -> dict:

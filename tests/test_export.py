@@ -29,7 +29,7 @@ def final(tmp_path_factory) -> Path:
 
 
 def _sizes(final: Path) -> dict[str, int]:
-    """Examples per split as merge wrote them (the split is by template, so not exactly 80/10/10)."""
+    """Examples per split as merge wrote them (split by template: not exactly 80/10/10)."""
     return {split: sum(1 for _ in open(final / f"{split}.jsonl", encoding="utf-8"))
             for split in ("train", "val", "test")}
 

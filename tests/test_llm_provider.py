@@ -116,26 +116,30 @@ def test_run_with_faults_completes_validates_and_never_leaks_the_key(tmp_path):
 
 
 def test_killed_run_resumes_without_resending_answered_requests(tmp_path):
+    """Three batches in flight at once (fill b + 1 and the questions of b overlap): killed
+    mid-run, the rerun sends only what had no answer and writes the same bytes."""
     clean, killed = with_bank(tmp_path / "clean"), with_bank(tmp_path / "killed")
+    batches = ("--batch-size", 100)
     with serve(seed=1) as srv:
-        run_llm(srv, clean, "run", "--count", 300, "--concurrency", 8)
+        run_llm(srv, clean, "run", "--count", 300, "--concurrency", 8, *batches)
         clean_total = srv.stats()["total"]
     with serve(latency=0.02, seed=1) as srv:
         proc = subprocess.Popen(persona_cmd("run", "--count", 300, "--concurrency", 4,
-                                            "--provider", "openai", "--base-url", srv.url,
-                                            "--workspace", killed),
+                                            *batches, "--provider", "openai", "--base-url",
+                                            srv.url, "--workspace", killed),
                                 env=llm_env(), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         deadline = time.time() + 60
-        while srv.stats()["answered_by_kind"].get("fill", 0) < 150 and time.time() < deadline:
+        while srv.stats()["answered_by_kind"].get("questions", 0) < 40 and \
+                time.time() < deadline:
             time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         before = srv.state.snapshot()
         cache = killed / "generated" / "babis" / "cache" / "requests.jsonl"
         cached = sum(1 for _ in cache.open(encoding="utf-8"))
-        assert 100 <= cached < 300  # killed mid-stage (a few answers were still on the wire)
-        run_llm(srv, killed, "run", "--count", 300, "--concurrency", 8)
+        assert 120 <= cached < clean_total - 100  # killed with both stages under way
+        run_llm(srv, killed, "run", "--count", 300, "--concurrency", 8, *batches)
         after = srv.state.snapshot()
     resent = [d for d in before["answered_bodies"] if after["bodies"][d] > before["bodies"][d]]
     # Only answers still on the wire at the kill (at most --concurrency) may be asked again.

@@ -1,5 +1,6 @@
-"""Progress bars for LLM runs: items per stage, plus requests in flight (or the Batch API
-batch's status and counts) and money spent."""
+"""Progress bars for LLM runs: items per stage, plus requests in flight against the
+concurrency limit (lowered while the server rate-limits), retries, and money spent (or the
+Batch API batch's status and counts)."""
 
 from __future__ import annotations
 
@@ -30,12 +31,20 @@ def llm_bars(enabled: bool = True) -> Iterator[tuple]:
                         MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
                         TimeRemainingColumn(), TextColumn("{task.fields[live]}"),
                         console=err, transient=False)
-    state = {"task": None, "last": 0.0}
+    state = {"task": None, "last": 0.0, "tasks": []}
 
     def bar(stage: str, total: int):
         task = progress.add_task(stage, total=total, live="")
+        state["tasks"].append(task)
         state["task"] = task
         return lambda done, total: progress.update(task, completed=done, total=total)
+
+    def current():
+        """The first stage still running (stages overlap in an LLM run), else the last."""
+        for t in progress.tasks:
+            if t.id in state["tasks"] and (t.total is None or t.completed < t.total):
+                return t.id
+        return state["task"]
 
     def monitor(info: dict) -> None:
         now = time.monotonic()
@@ -47,9 +56,14 @@ def llm_bars(enabled: bool = True) -> Iterator[tuple]:
             live = (f"batch {batch['status']} {batch['completed']}/{batch['total']} · "
                     f"${info['spent']:.4f}")
         else:
-            live = (f"{info['in_flight']:>3} in flight · {info['requests']} sent · "
-                    f"${info['spent']:.4f}")
-        progress.update(state["task"], live=live)
+            limit = info.get("limit", 0)
+            lowered = (f" (429s: limit {limit}/{info['concurrency']})"
+                       if limit and limit < info.get("concurrency", limit) else "")
+            retried = f" · {info['retried']} retried" if info.get("retried") else ""
+            live = (f"{info['in_flight']:>3} in flight{lowered} · {info['requests']} sent"
+                    f"{retried} · ${info['spent']:.4f}")
+        for task in state["tasks"]:  # the live figures sit on the running stage's row
+            progress.update(task, live=live if task == current() else "")
 
     with progress:
         yield bar, monitor

@@ -42,9 +42,11 @@ def _stage_usage_line(prov) -> None:
     stats = getattr(prov, "stats", None)
     if stats is None:
         return
-    err.print(f"  [dim]{stats['requests']} requests sent, {stats['cached']} answered from the "
-              f"cache, {stats['prompt_tokens']:,} + {stats['completion_tokens']:,} tokens, "
-              f"${prov.spent:.4f} spent in this workspace[/dim]")
+    retried = (f", {stats['retried']} retried ({stats.get('rate_limited', 0)} after a 429)"
+               if stats.get("retried") else "")
+    err.print(f"  [dim]{stats['requests']} requests sent{retried}, {stats['cached']} answered "
+              f"from the cache, {stats['prompt_tokens']:,} + {stats['completion_tokens']:,} "
+              f"tokens, ${prov.spent:.4f} spent in this workspace[/dim]")
 
 
 def _watch(prov, monitor) -> None:

@@ -2,9 +2,10 @@
 
 One append-only JSONL file per workspace persona (`generated/<persona>/cache/requests.jsonl`);
 a line is written (flushed to the OS) as soon as its answer arrives, so a run killed at any
-moment re-sends only requests that had no answer. fsync runs at most once a second and at
-close: an fsync per answer cost ~30 % of the throughput at concurrency 64, and only a power
-loss, not a killed process, can lose flushed lines. A half-written last line (killed mid-write) is
+moment re-sends only requests that had no answer. fsync runs at most once a second, in a
+thread (it blocks for ~10 ms, which the event loop sending requests must not), and at close:
+an fsync per answer cost ~30 % of the throughput at concurrency 64, and only a power loss, not
+a killed process, can lose flushed lines. A half-written last line (killed mid-write) is
 skipped on load. Only the answer and its usage are stored: never headers, never the key.
 """
 
@@ -13,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 FSYNC_EVERY_S = 1.0
@@ -26,51 +29,118 @@ def request_key(model: str, messages: list[dict], params: dict) -> str:
 
 
 class RequestCache:
+    """In memory only each key's place in the file (~170 bytes an entry, not the answer: a
+    run's memory stays flat in its count); `get` reads the line back. Without a folder
+    (tests, benchmarks) the entries live in memory."""
+
     def __init__(self, folder: Path | None):
         self.path = Path(folder) / "requests.jsonl" if folder else None
-        self.entries: dict[str, dict] = {}
+        self._memory: dict[str, dict] = {}
+        self._offsets: dict[bytes, int] = {}  # key digest -> offset of its (last) line
+        self._size = 0
         self._fh = None
+        self._reader = None
         self._synced = 0.0
+        self._syncer: threading.Thread | None = None
         if self.path and self.path.exists():
-            with open(self.path, encoding="utf-8") as fh:
-                for line in fh:
-                    try:
-                        entry = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue  # the line a kill cut short; its request is sent again
-                    self.entries[entry["key"]] = entry
+            for offset, entry in self._lines():
+                self._offsets[_digest(entry["key"])] = offset
+            self._size = self.path.stat().st_size
+
+    def __len__(self) -> int:
+        return len(self._offsets) if self.path else len(self._memory)
+
+    def _lines(self) -> Iterator[tuple[int, dict]]:
+        """(offset, entry) of every readable line of the file."""
+        offset = 0
+        with open(self.path, "rb") as fh:
+            for line in fh:
+                try:
+                    entry = json.loads(line)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    entry = None  # the line a kill cut short; its request is sent again
+                if isinstance(entry, dict) and isinstance(entry.get("key"), str):
+                    yield offset, entry
+                offset += len(line)
+
+    def entries(self) -> Iterator[dict]:
+        """Every cached answer (the last one of a key answered twice), read from the file."""
+        if self.path is None:
+            yield from self._memory.values()
+            return
+        if self._fh is not None:
+            self._fh.flush()
+        if self.path.exists():
+            for offset, entry in self._lines():
+                if self._offsets.get(_digest(entry["key"])) == offset:
+                    yield entry
 
     def get(self, key: str) -> dict | None:
-        return self.entries.get(key)
+        if self.path is None:
+            return self._memory.get(key)
+        offset = self._offsets.get(_digest(key))
+        if offset is None:
+            return None
+        if self._reader is None:
+            self._reader = open(self.path, "rb")  # noqa: SIM115 - kept open for the run
+        self._reader.seek(offset)
+        return json.loads(self._reader.readline())
 
     def put(self, key: str, kind: str, model: str, content: str, usage: dict,
             batch: bool = False, reask: int = 0) -> None:
         entry = {"key": key, "kind": kind, "model": model, "content": content, "usage": usage}
         if batch:  # answered through the Batch API: priced at its discount
             entry["batch"] = True
-        if reask:  # the n-th re-ask of a malformed answer, within one provider call
+        if reask:  # the n-th re-ask of a malformed answer
             entry["reask"] = reask
-        self.entries[key] = entry
         if self.path is None:
+            self._memory[key] = entry
             return
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
+            self._fh = open(self.path, "ab")  # noqa: SIM115 - kept open
+            self._size = self._fh.tell()
             # A cut-short last line would glue onto ours: start on a fresh line.
-            if self._fh.tell() and not self.path.read_bytes().endswith(b"\n"):
-                self._fh.write("\n")
-        self._fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            if self._size and not _ends_with_newline(self.path):
+                self._fh.write(b"\n")
+                self._size += 1
+        line = (json.dumps(entry, ensure_ascii=False) + "\n").encode()
+        self._fh.write(line)
         self._fh.flush()
-        if time.monotonic() - self._synced >= FSYNC_EVERY_S:
-            os.fsync(self._fh.fileno())
+        self._offsets[_digest(key)] = self._size
+        self._size += len(line)
+        if time.monotonic() - self._synced >= FSYNC_EVERY_S and not (
+                self._syncer and self._syncer.is_alive()):
+            self._syncer = threading.Thread(target=os.fsync, args=(self._fh.fileno(),),
+                                            daemon=True)
+            self._syncer.start()
             self._synced = time.monotonic()
 
     def close(self) -> None:
+        if self._syncer is not None:
+            self._syncer.join()
+            self._syncer = None
         if self._fh is not None:
             self._fh.flush()
             os.fsync(self._fh.fileno())
             self._fh.close()
             self._fh = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+
+def _digest(key: str) -> bytes:
+    try:
+        return bytes.fromhex(key)
+    except ValueError:  # not one of our sha256 keys
+        return key.encode()
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) == b"\n"
 
 
 def usage_by_kind(folder: Path) -> dict[str, dict]:
@@ -81,7 +151,7 @@ def usage_by_kind(folder: Path) -> dict[str, dict]:
 
     prices = load_prices()
     out: dict[str, dict] = {}
-    for entry in RequestCache(folder).entries.values():
+    for entry in RequestCache(folder).entries():
         u = out.setdefault(entry["kind"], {"requests": 0, "malformed_reasked": 0,
                                            "prompt_tokens": 0, "completion_tokens": 0,
                                            "cost_usd": 0.0})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from persona import rules
 from persona.dedup import DedupIndex
@@ -59,88 +60,226 @@ def template_schedule(n_templates: int, start: int, stop: int, seed: int) -> Ite
 def run(spec: PersonaSpec, ws: Workspace, provider: Provider, *, count: int, seed: int,
         batch_size: int = 300, force: bool = False, on_progress: Progress = no_progress
         ) -> StageReport:
-    if not ws.templates_file.exists():
-        raise WorkspaceError("no template bank: run `persona templates` first",
-                             file=str(ws.templates_file))
-    bank = templates_stage.load(ws.templates_file, spec)
-    params = {"persona": spec.fingerprint(), "templates": templates_stage.digest(
-        ws.templates_file), "count": count, "seed": seed, "batch_size": batch_size,
-        "provider": provider.name}
-    ws.prepare(ws.answers, "fill", params, force)
-    styles = style_schedule(spec.style.mix, count, seed)
-    slips = slip_schedule(spec.style.slip_rate, count, seed)
-    index = DedupIndex(spec.persona.signature)
-    report = StageReport("fill")
-    n_batches = -(-count // batch_size)
+    plan = FillPlan.prepare(spec, ws, provider, count=count, seed=seed,
+                            batch_size=batch_size, force=force)
+    if getattr(provider, "streams", False):  # one request pool across batches
+        from persona.stages import stream
+
+        return stream.run(spec, provider, seed, fill=plan, on_fill=on_progress)[0]
     done = 0
-    for b in range(n_batches):
-        path = Workspace.batch(ws.answers, b)
-        start, stop = b * batch_size, min(count, (b + 1) * batch_size)
-        if path.exists():
-            kept = [obj for _, obj in iter_jsonl(path)]
-            for obj in kept:
-                index.offer(obj["text"])
-            report.add_stats(Workspace.stats(ws.answers, b))
-            report.kept += len(kept)
-            report.batches_skipped += 1
+    for b in range(plan.n_batches):
+        if plan.finished(b):
+            plan.keep(b)
         else:
-            slots = [FillRequest(i, f"{spec.id}-a{i + 1:06d}", bank[t], styles[i], i in slips)
-                     for i, t in zip(range(start, stop),
-                                     template_schedule(len(bank), start, stop, seed), strict=True)]
-            answers, invalid, stats = fill_batch(spec, provider, slots, bank, index, seed)
-            if invalid:
-                write_jsonl(Workspace.batch(ws.invalid("fill"), b), invalid)
-            write_json(Workspace.stats(ws.answers, b), stats)
-            write_jsonl(path, answers)  # last: its existence marks the batch done
-            report.add_stats(Workspace.stats(ws.answers, b))
-            report.made += len(answers)
-            report.batches_written += 1
-        done += stop - start
+            answers, invalid, stats = fill_batch(spec, provider, plan.slots(b), plan.bank,
+                                                 plan.index, seed)
+            plan.write(b, answers, invalid, stats)
+        done += len(plan.range(b))
         on_progress(done, count)
-    return report
+    return plan.report
+
+
+@dataclass
+class FillPlan:
+    """What the stage will do and what it did: the schedules, the dedup index over every
+    answer kept so far, the report; `write` puts a batch on disk (its answers file last)."""
+
+    spec: PersonaSpec
+    ws: Workspace
+    bank: list[TemplateRecord]
+    count: int
+    seed: int
+    batch_size: int
+    styles: list[str]
+    slips: set[int]
+    index: DedupIndex
+    report: StageReport
+
+    @classmethod
+    def prepare(cls, spec: PersonaSpec, ws: Workspace, provider: Provider, *, count: int,
+                seed: int, batch_size: int, force: bool) -> FillPlan:
+        if not ws.templates_file.exists():
+            raise WorkspaceError("no template bank: run `persona templates` first",
+                                 file=str(ws.templates_file))
+        bank = templates_stage.load(ws.templates_file, spec)
+        params = {"persona": spec.fingerprint(), "templates": templates_stage.digest(
+            ws.templates_file), "count": count, "seed": seed, "batch_size": batch_size,
+            "provider": provider.name}
+        ws.prepare(ws.answers, "fill", params, force)
+        return cls(spec, ws, bank, count, seed, batch_size,
+                   style_schedule(spec.style.mix, count, seed),
+                   slip_schedule(spec.style.slip_rate, count, seed),
+                   DedupIndex(spec.persona.signature), StageReport("fill"))
+
+    @property
+    def n_batches(self) -> int:
+        return -(-self.count // self.batch_size)
+
+    def range(self, b: int) -> range:
+        return range(b * self.batch_size, min(self.count, (b + 1) * self.batch_size))
+
+    def finished(self, b: int) -> bool:
+        return Workspace.batch(self.ws.answers, b).exists()
+
+    def slots(self, b: int) -> list[FillRequest]:
+        r = self.range(b)
+        return [FillRequest(i, f"{self.spec.id}-a{i + 1:06d}", self.bank[t], self.styles[i],
+                            i in self.slips)
+                for i, t in zip(r, template_schedule(len(self.bank), r.start, r.stop, self.seed),
+                                strict=True)]
+
+    def keep(self, b: int) -> None:
+        """A batch an earlier run finished: its answers join the dedup index."""
+        kept = [obj for _, obj in iter_jsonl(Workspace.batch(self.ws.answers, b))]
+        for obj in kept:
+            self.index.offer(obj["text"])
+        self.report.add_stats(Workspace.stats(self.ws.answers, b))
+        self.report.kept += len(kept)
+        self.report.batches_skipped += 1
+
+    def write(self, b: int, answers: list[dict], invalid: list[dict], stats: dict) -> None:
+        if invalid:
+            write_jsonl(Workspace.batch(self.ws.invalid("fill"), b), invalid)
+        write_json(Workspace.stats(self.ws.answers, b), stats)
+        write_jsonl(Workspace.batch(self.ws.answers, b), answers)  # last: marks it done
+        self.report.add_stats(Workspace.stats(self.ws.answers, b))
+        self.report.made += len(answers)
+        self.report.batches_written += 1
 
 
 def fill_batch(spec: PersonaSpec, provider: Provider, slots: list[FillRequest],
                bank: list[TemplateRecord], index: DedupIndex, seed: int
                ) -> tuple[list[dict], list[dict], dict]:
-    """Fill, check and dedup one batch; retry rejected slots with a fresh attempt (and,
-    from the second retry on, another template, since some templates fit no slip)."""
-    accepted: dict[int, dict] = {}
-    last_reason: dict[int, tuple[str, str]] = {}
-    stats = {"retried": 0, "rejected": 0, "reasons": {}, "usage": {}}
+    """Fill, check and dedup one batch in rounds (one provider.fill call per round)."""
+    job = FillBatch(spec, slots, bank, index, seed)
     mark = usage_mark(provider)
-    pending, failed = slots, []
-    for attempt in range(MAX_ATTEMPTS):
-        if not pending:
-            break
-        results = provider.fill(spec, pending, seed)
-        retry = []
-        for req, res in zip(pending, results, strict=True):
-            reason, raw = _judge(spec, req, res, index)
+    pending = job.start()
+    job.activate()
+    while pending:
+        new: list[FillRequest] = []
+        for req, res in zip(pending, provider.fill(spec, pending, seed), strict=True):
+            new += job.take(req, res)
+        pending = sorted(new, key=lambda r: r.index)
+    return job.result(usage_since(provider, mark))
+
+
+class FillBatch:
+    """One batch's slots through fill, check and dedup, fed answers in any order.
+
+    It decides exactly as rounds would: round a judges, in slot order, the answers of the slots
+    rejected in round a - 1 (round 0: every slot), against the dedup index of every answer
+    accepted before. A rejected slot is retried with a fresh attempt (and, from the second
+    retry on, another template, since some templates fit no slip); after MAX_ATTEMPTS it goes
+    to invalid/. Only the dedup check depends on other answers, so an answer that fails its own
+    checks (rules, slip, a malformed or failed request) has its retry sent at once, before its
+    round's turn; the in-order judging then finds it already on its way. The decisions, and so
+    the bytes written, are the same whatever order answers arrive in. `activate()` starts the
+    in-order judging (the overlapped run holds it until the previous batch is done, since
+    that batch's answers join the index first); `take` returns the requests to send now.
+    """
+
+    def __init__(self, spec: PersonaSpec, slots: list[FillRequest],
+                 bank: list[TemplateRecord], index: DedupIndex, seed: int):
+        self.spec, self.bank, self.index, self.seed = spec, bank, index, seed
+        self.slots = slots
+        self.rounds: list[list[int]] = [[s.index for s in slots]]
+        self.cursor = (0, 0)
+        self.answers: dict[tuple[int, int], tuple] = {}  # (attempt, index) -> judged alone
+        self.sent: set[tuple[int, int]] = set()
+        self.active = False
+        self.done = not slots
+        self.accepted: dict[int, dict] = {}
+        self.decided: set[int] = set()  # slots accepted or given up
+        self._prefix = 0  # slots[:_prefix] are all decided ...
+        self._position = 0  # ... and this many of them accepted
+        self.last_reason: dict[int, tuple[str, str]] = {}
+        self.failed: list[FillRequest] = []
+        self.stats = {"retried": 0, "rejected": 0, "reasons": {}, "usage": {}}
+
+    def start(self) -> list[FillRequest]:
+        self.sent.update((0, s.index) for s in self.slots)
+        return list(self.slots)
+
+    def activate(self) -> list[FillRequest]:
+        self.active = True
+        return self._advance()
+
+    def take(self, req: FillRequest, res) -> list[FillRequest]:
+        own = _own_verdict(self.spec, req, res)
+        self.answers[(req.attempt, req.index)] = (req, res, own)
+        out = []
+        if own is not None and req.attempt + 1 < MAX_ATTEMPTS and not (
+                isinstance(res, Failure) and not res.retry):
+            out.append(self._send_next(req))  # rejected whatever the others say
+        if self.active:
+            out += self._advance()
+        return out
+
+    def _send_next(self, req: FillRequest) -> FillRequest:
+        template = req.template
+        if req.attempt >= 1:
+            rng = random.Random(f"{self.seed}:retry-template:{req.index}:{req.attempt}")
+            template = rng.choice(self.bank)
+        self.sent.add((req.attempt + 1, req.index))
+        return FillRequest(req.index, req.id, template, req.style, req.slip, req.attempt + 1)
+
+    def _advance(self) -> list[FillRequest]:
+        """Judge, in round order, every answer that is in; return the retries to send."""
+        out: list[FillRequest] = []
+        while not self.done:
+            a, p = self.cursor
+            if p == len(self.rounds[a]):
+                if len(self.rounds) > a + 1:
+                    self.cursor = (a + 1, 0)
+                    continue
+                self.done = True
+                break
+            got = self.answers.pop((a, self.rounds[a][p]), None)
+            if got is None:
+                break
+            req, res, own = got
+            reason, raw = own if own is not None else _dedup_verdict(req, res, self.index)
+            self.cursor = (a, p + 1)
             if reason is None:
-                accepted[req.index] = _record(req, res)
+                self.accepted[req.index] = _record(req, res)
+                self.decided.add(req.index)
                 continue
-            stats["reasons"][reason] = stats["reasons"].get(reason, 0) + 1
-            last_reason[req.index] = (reason, raw)
-            if attempt + 1 == MAX_ATTEMPTS or (isinstance(res, Failure) and not res.retry):
-                failed.append(req)
-            else:
-                stats["retried"] += 1
-                template = req.template
-                if attempt >= 1:
-                    rng = random.Random(f"{seed}:retry-template:{req.index}:{attempt}")
-                    template = rng.choice(bank)
-                retry.append(FillRequest(req.index, req.id, template, req.style, req.slip,
-                                         attempt + 1))
-        pending = retry
-    invalid = []
-    for req in sorted(failed, key=lambda r: r.index):
-        reason, raw = last_reason[req.index]
-        invalid.append({"id": req.id, "template_id": req.template.id, "style": req.style,
-                        "slip": req.slip, "reason": reason, "output": raw})
-    stats["rejected"] = len(invalid)
-    stats["usage"] = usage_since(provider, mark)
-    return [accepted[i] for i in sorted(accepted)], invalid, stats
+            reasons = self.stats["reasons"]
+            reasons[reason] = reasons.get(reason, 0) + 1
+            self.last_reason[req.index] = (reason, raw)
+            if a + 1 == MAX_ATTEMPTS or (isinstance(res, Failure) and not res.retry):
+                self.failed.append(req)
+                self.decided.add(req.index)
+                continue
+            self.stats["retried"] += 1
+            if len(self.rounds) == a + 1:
+                self.rounds.append([])
+            self.rounds[a + 1].append(req.index)
+            if (a + 1, req.index) not in self.sent:
+                out.append(self._send_next(req))
+        return out
+
+    def settled(self) -> list[tuple[int, dict]]:
+        """Answers newly known for good, with their place in the batch's answers file: an
+        accepted answer's place is fixed once every slot before it is decided. Their
+        questions can be asked before the batch is done."""
+        out = []
+        while self._prefix < len(self.slots) and self.slots[self._prefix].index in self.decided:
+            answer = self.accepted.get(self.slots[self._prefix].index)
+            if answer is not None:
+                out.append((self._position, answer))
+                self._position += 1
+            self._prefix += 1
+        return out
+
+    def result(self, usage: dict) -> tuple[list[dict], list[dict], dict]:
+        invalid = []
+        for req in sorted(self.failed, key=lambda r: r.index):
+            reason, raw = self.last_reason[req.index]
+            invalid.append({"id": req.id, "template_id": req.template.id, "style": req.style,
+                            "slip": req.slip, "reason": reason, "output": raw})
+        stats = {**self.stats, "rejected": len(invalid), "usage": usage}
+        return [self.accepted[i] for i in sorted(self.accepted)], invalid, stats
 
 
 def usage_mark(provider: Provider) -> dict | None:
@@ -164,7 +303,8 @@ def usage_since(provider: Provider, mark: dict | None) -> dict:
     return out
 
 
-def _judge(spec: PersonaSpec, req: FillRequest, res, index: DedupIndex):
+def _own_verdict(spec: PersonaSpec, req: FillRequest, res) -> tuple[str, str] | None:
+    """(reason, raw) when the answer fails on its own (rules, slip, a Failure), else None."""
     if isinstance(res, Failure):
         return res.reason, res.raw
     problems = rules.check_answer(res.text, spec, req.style)
@@ -172,6 +312,10 @@ def _judge(spec: PersonaSpec, req: FillRequest, res, index: DedupIndex):
         problems.append("a slip was asked for and none was made")
     if problems:
         return problems[0], res.text
+    return None
+
+
+def _dedup_verdict(req: FillRequest, res, index: DedupIndex) -> tuple[str | None, str]:
     verdict, token = index.check(res.text)
     if verdict.kind is not None:
         return f"{verdict.kind} duplicate", res.text

@@ -5,6 +5,8 @@ Dialogue batch k is made from answers batch k, so both resume together.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from persona import rules
 from persona.errors import WorkspaceError
 from persona.io import iter_jsonl, write_json, write_jsonl
@@ -17,39 +19,84 @@ from persona.workspace import Workspace
 
 def run(spec: PersonaSpec, ws: Workspace, provider: Provider, *, seed: int,
         force: bool = False, on_progress: Progress = no_progress) -> StageReport:
-    fill_params = Workspace.fingerprint(ws.answers)
-    if not fill_params:
-        raise WorkspaceError("no answers yet: run `persona fill` first", file=str(ws.answers))
-    params = {"answers": fill_params, "seed": seed, "provider": provider.name}
-    ws.prepare(ws.dialogues, "questions", params, force)
-    count, batch_size = fill_params["count"], fill_params["batch_size"]
-    n_batches = -(-count // batch_size)
-    report = StageReport("questions")
+    plan = QuestionsPlan.prepare(ws, provider, seed=seed, force=force)
+    if getattr(provider, "streams", False):  # one request pool across batches
+        from persona.stages import stream
+
+        # Each question is judged on its own there (outputs must not depend on arrival
+        # order), so questions are not deduplicated across the run; the report counts
+        # distinct questions and test questions found in train.
+        return stream.run(spec, provider, seed, questions=plan, on_questions=on_progress)[1]
     seen: set[str] = set()  # every question of the run so far: no question is asked twice
-    for b in range(n_batches):
-        src = Workspace.batch(ws.answers, b)
-        if not src.exists():
-            raise WorkspaceError("answers batch missing: run `persona fill` to finish the stage",
-                                 file=str(src))
-        path = Workspace.batch(ws.dialogues, b)
-        if path.exists():
-            for _, d in iter_jsonl(path):
-                seen.add(d.get("question", ""))
-                report.kept += 1
-            report.batches_skipped += 1
+    for b in range(plan.n_batches):
+        plan.check_source(b)
+        if plan.finished(b):
+            seen.update(d.get("question", "")
+                        for _, d in iter_jsonl(Workspace.batch(ws.dialogues, b)))
+            plan.keep(b)
         else:
-            answers = [obj for _, obj in iter_jsonl(src)]
-            dialogues, invalid, stats = ask_batch(spec, provider, answers, b * batch_size, seed,
-                                                  seen)
-            if invalid:
-                write_jsonl(Workspace.batch(ws.invalid("questions"), b), invalid)
-            write_json(Workspace.stats(ws.dialogues, b), stats)
-            write_jsonl(path, dialogues)
-            report.made += len(dialogues)
-            report.batches_written += 1
-        report.add_stats(Workspace.stats(ws.dialogues, b))
-        on_progress(min(count, (b + 1) * batch_size), count)
-    return report
+            dialogues, invalid, stats = ask_batch(spec, provider, plan.answers(b),
+                                                  plan.offset(b), seed, seen)
+            plan.write(b, dialogues, invalid, stats)
+        on_progress(min(plan.count, (b + 1) * plan.batch_size), plan.count)
+    return plan.report
+
+
+@dataclass
+class QuestionsPlan:
+    ws: Workspace
+    count: int
+    batch_size: int
+    report: StageReport
+
+    @classmethod
+    def prepare(cls, ws: Workspace, provider: Provider, *, seed: int, force: bool
+                ) -> QuestionsPlan:
+        fill_params = Workspace.fingerprint(ws.answers)
+        if not fill_params:
+            raise WorkspaceError("no answers yet: run `persona fill` first",
+                                 file=str(ws.answers))
+        params = {"answers": fill_params, "seed": seed, "provider": provider.name}
+        ws.prepare(ws.dialogues, "questions", params, force)
+        return cls(ws, fill_params["count"], fill_params["batch_size"], StageReport("questions"))
+
+    @property
+    def n_batches(self) -> int:
+        return -(-self.count // self.batch_size)
+
+    def offset(self, b: int) -> int:
+        return b * self.batch_size
+
+    def size(self, b: int) -> int:
+        return min(self.count, (b + 1) * self.batch_size) - self.offset(b)
+
+    def has_source(self, b: int) -> bool:
+        return Workspace.batch(self.ws.answers, b).exists()
+
+    def check_source(self, b: int) -> None:
+        if not self.has_source(b):
+            raise WorkspaceError("answers batch missing: run `persona fill` to finish the stage",
+                                 file=str(Workspace.batch(self.ws.answers, b)))
+
+    def finished(self, b: int) -> bool:
+        return Workspace.batch(self.ws.dialogues, b).exists()
+
+    def answers(self, b: int) -> list[dict]:
+        return [obj for _, obj in iter_jsonl(Workspace.batch(self.ws.answers, b))]
+
+    def keep(self, b: int) -> None:
+        self.report.kept += sum(1 for _ in iter_jsonl(Workspace.batch(self.ws.dialogues, b)))
+        self.report.batches_skipped += 1
+        self.report.add_stats(Workspace.stats(self.ws.dialogues, b))
+
+    def write(self, b: int, dialogues: list[dict], invalid: list[dict], stats: dict) -> None:
+        if invalid:
+            write_jsonl(Workspace.batch(self.ws.invalid("questions"), b), invalid)
+        write_json(Workspace.stats(self.ws.dialogues, b), stats)
+        write_jsonl(Workspace.batch(self.ws.dialogues, b), dialogues)  # last: marks it done
+        self.report.made += len(dialogues)
+        self.report.batches_written += 1
+        self.report.add_stats(Workspace.stats(self.ws.dialogues, b))
 
 
 def ask_batch(spec: PersonaSpec, provider: Provider, answers: list[dict], offset: int,
@@ -96,3 +143,69 @@ def ask_batch(spec: PersonaSpec, provider: Provider, answers: list[dict], offset
                   "question": done[offset + i], "answer": a["text"]}
                  for i, a in enumerate(answers) if offset + i in done]
     return dialogues, invalid, stats
+
+
+class AskBatch:
+    """One batch's questions, fed answers in any order: each is checked on its own
+    (rules.check_question), so a rejected one is retried at once with its next attempt, up to
+    MAX_ATTEMPTS; the result is the same whatever order answers arrive in. Made with
+    `answers=None`, it takes the batch's answers one by one (`add`, with their place in the
+    answers file) while the fill batch is still being decided, and `seal(n)` says how many
+    there are in all."""
+
+    def __init__(self, spec: PersonaSpec, answers: list[dict] | None, offset: int):
+        self.spec, self.offset = spec, offset
+        self.answers = list(answers) if answers is not None else []
+        self.sealed = answers is not None
+        self.waiting = len(self.answers)
+        self.done: dict[int, str] = {}
+        self.last: dict[int, tuple[str, str]] = {}
+        self.failed: list[QuestionRequest] = []
+        self.stats = {"retried": 0, "rejected": 0, "reasons": {}, "usage": {}}
+
+    @property
+    def complete(self) -> bool:
+        return self.sealed and self.waiting == 0
+
+    def add(self, position: int, answer: dict) -> list[QuestionRequest]:
+        assert position == len(self.answers) and not self.sealed
+        self.answers.append(answer)
+        self.waiting += 1
+        return [QuestionRequest(self.offset + position, answer)]
+
+    def seal(self, n_answers: int) -> None:
+        assert n_answers == len(self.answers)
+        self.sealed = True
+
+    def start(self) -> list[QuestionRequest]:
+        return [QuestionRequest(self.offset + i, a) for i, a in enumerate(self.answers)]
+
+    def take(self, req: QuestionRequest, res) -> list[QuestionRequest]:
+        retryable = True
+        if isinstance(res, Failure):
+            problems, raw, retryable = [res.reason], res.raw, res.retry
+        else:
+            problems, raw = rules.check_question(res, self.spec), res
+        if not problems:
+            self.done[req.index] = res
+            self.waiting -= 1
+            return []
+        reasons = self.stats["reasons"]
+        reasons[problems[0]] = reasons.get(problems[0], 0) + 1
+        self.last[req.index] = (problems[0], raw)
+        if req.attempt + 1 == MAX_ATTEMPTS or not retryable:
+            self.failed.append(req)
+            self.waiting -= 1
+            return []
+        self.stats["retried"] += 1
+        return [QuestionRequest(req.index, req.answer, req.attempt + 1)]
+
+    def result(self, usage: dict) -> tuple[list[dict], list[dict], dict]:
+        invalid = [{"answer_id": r.answer["id"], "reason": self.last[r.index][0],
+                    "output": self.last[r.index][1]}
+                   for r in sorted(self.failed, key=lambda r: r.index)]
+        stats = {**self.stats, "rejected": len(invalid), "usage": usage}
+        dialogues = [{"id": "-d".join(a["id"].rsplit("-a", 1)), "answer_id": a["id"],
+                      "question": self.done[self.offset + i], "answer": a["text"]}
+                     for i, a in enumerate(self.answers) if self.offset + i in self.done]
+        return dialogues, invalid, stats

@@ -7,7 +7,8 @@ the machine-readable task block our prompts carry (a ```json fenced block in the
 message) and builds a plausible JSON answer from it: the template filled with the listed
 values, framed with the style phrases, a slip made when asked, the signature appended.
 Faults are injected on demand: latency, HTTP errors (429 with Retry-After, 500, or a hang past
-the client's timeout) and malformed answers.
+the client's timeout), malformed answers, and rate limits (a share of 429s, or 429 beyond a
+capacity of requests at once).
 
     python -m tests.servers.openai_compat --port 8089 --latency 0.25 --error-rate 0.1 \
         --malformed-rate 0.2
@@ -20,7 +21,7 @@ Fine-tuning jobs (/v1/fine_tuning/jobs, events, cancel, a 403 mode) and the file
 answered by finetune_jobs.py, set with `serve(finetune={...})`.
 
 GET /stats gives request counts: total, by status, by kind (templates / fill / questions),
-batches created and the lines they held.
+batches created and the lines they held; `?full=1` adds every request's arrival time.
 In tests: `with serve(error_rate=0.1) as srv: ... srv.url ... srv.stats()`.
 """
 
@@ -57,6 +58,8 @@ class Config:
     batch_time: float = 1.0  # seconds a batch takes from creation to completed
     seed: int = 0
     finetune: dict | None = None  # fine-tuning job settings: see finetune_jobs.py
+    rate_limit_rate: float = 0.0  # share of requests answered 429 (Retry-After), on their own
+    capacity: int = 0  # >0: answer 429 to a request arriving while this many are handled
 
 
 class State:
@@ -75,6 +78,7 @@ class State:
         self.batches: dict[str, dict] = {}  # batch id -> the batch object and its outputs
         self.batch_lines: Counter = Counter()  # requests received through batches, by kind
         self.next_id = 0
+        self.handling = 0  # chat requests being answered now (for `capacity`)
 
     def new_id(self, prefix: str) -> str:
         with self.lock:
@@ -376,14 +380,28 @@ class Handler(BaseHTTPRequestHandler):
             state.total += 1
             state.kinds[kind] += 1
             state.times.append(time.time())
-        if cfg.latency:
-            time.sleep(cfg.latency)
-        status = self._fault(cfg, state, body)
-        if status:
-            state.count(status, kind, digest)
+            full = bool(cfg.capacity) and state.handling >= cfg.capacity
+            state.handling += 0 if full else 1
+        if full or (cfg.rate_limit_rate and state.draw() < cfg.rate_limit_rate):
+            self._rate_limited()
+            state.count(429, kind, digest)
             return
-        self._send(200, moderation.guard_completion(body, state) or completion(body, cfg))
-        state.count(200, kind, digest)
+        try:
+            if cfg.latency:
+                time.sleep(cfg.latency)
+            status = self._fault(cfg, state, body)
+            if status:
+                state.count(status, kind, digest)
+                return
+            self._send(200, moderation.guard_completion(body, state) or completion(body, cfg))
+            state.count(200, kind, digest)
+        finally:
+            with state.lock:
+                state.handling -= 1
+
+    def _rate_limited(self) -> None:
+        self._send(429, {"error": {"message": "rate limited", "type": "rate_limit_error"}},
+                   {"retry-after-ms": "50", "Retry-After": "1"})
 
     # -- files and batches (the Batch API) ---------------------------------------------------
     def _post_file(self, raw: bytes) -> None:
@@ -436,8 +454,7 @@ class Handler(BaseHTTPRequestHandler):
             return None
         pick = state.draw()
         if pick < 0.5:
-            self._send(429, {"error": {"message": "rate limited", "type": "rate_limit_error"}},
-                       {"retry-after-ms": "50", "Retry-After": "1"})
+            self._rate_limited()
             return 429
         if pick < 0.85:
             self._send(500, {"error": {"message": "internal error", "type": "server_error"}})
@@ -499,11 +516,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-time", type=float, default=1.0,
                     help="seconds a Batch API batch takes to complete")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rate-limit-rate", type=float, default=0.0,
+                    help="share of requests answered 429, besides --error-rate")
+    ap.add_argument("--capacity", type=int, default=0,
+                    help="answer 429 beyond this many requests at once (0: no limit)")
     a = ap.parse_args(argv)
     srv = make_server(a.port, latency=a.latency, error_rate=a.error_rate,
                       malformed_rate=a.malformed_rate, hang=a.hang,
                       json_schema=not a.no_json_schema, batch_time=a.batch_time,
-                      seed=a.seed)
+                      seed=a.seed, rate_limit_rate=a.rate_limit_rate, capacity=a.capacity)
     print(f"listening on http://127.0.0.1:{srv.server_address[1]}/v1", flush=True)  # noqa: T201
     try:
         srv.serve_forever()

@@ -1,0 +1,439 @@
+"""One request pool for a whole run: every LLM request of every stage and batch goes through
+it, bounded by --concurrency, paced by --rpm/--tpm, cached, retried in our own hands.
+
+The API (generation uses it; moderation and the bench are meant to):
+
+    pool = RequestPool(base_url=..., api_key=..., model="gpt-4o-mini", concurrency=64,
+                       rpm=None, tpm=None, timeout=60, max_retries=5,
+                       cache=RequestCache(folder))
+    results = pool.run([Item("fill", build, parse), ...])   # blocking; results in order
+
+    # or, from a coroutine on pool.runner (what the overlapped stages do):
+    pool.submit(item, on_done)      # on_done(item, result), called on the loop
+    await pool.drain()              # until nothing is queued, in flight or backing off
+    pool.close()
+
+An `Item` is one unit of work: `build(n)` makes the messages of its n-th ask (0 the first, n > 0
+a re-ask after a malformed answer) or returns the Failure that keeps it unsent, `parse(content)`
+reads an answer (the message content) into the result or a Failure. For another endpoint
+(`path="/moderations"`), `build` returns the whole body (the pool adds "model") and `parse`
+gets the answer's JSON text. A result is never an exception: what still fails after
+`max_retries` transport retries comes back as a Failure for the caller to decide on.
+`priority` (a tuple, lower first) orders the queue; `usage` (requests, cached, re-asks, tokens,
+USD) is filled in per item; `pool.stats`, `pool.queued`, `pool.adaptive.limit` and `pool.spent`
+are the pool's running figures, and `monitor(info)` gets them as they change.
+
+- **Cache.** Before a request takes a slot its key (model + messages + params) is looked up in
+  the request cache; every answer is appended the moment it arrives, so a killed run re-sends
+  only requests that had no answer.
+- **Retries are ours.** The SDK runs with max_retries=0; a 408/409/429/5xx or a dropped
+  connection is retried by the pool with exponential backoff (Retry-After / retry-after-ms
+  honoured), a timeout at once (the timeout was the wait); a backing-off item holds no slot
+  (but a 429'd one, below), other items go on. Every attempt passes the rate limiter, so
+  --rpm/--tpm hold with retries counted.
+- **Malformed answers** (parse gives a retryable Failure) are asked again at once as their own
+  requests, up to `item.reasks` times, each with its own cache key.
+- **Adaptive concurrency.** When a quarter of recent answers are 429s the slot limit drops by a
+  quarter (at most every half second); a run of successes as long as the limit (at least 10)
+  gives one slot back, up to --concurrency; the live display shows the lowered limit. A 429'd
+  request keeps its slot while it waits (the server said "too many at once"; other failures
+  free theirs), and uses its own budget of RATE_LIMITED_TRIES tries, not max_retries: it
+  means "later", not "broken".
+- **Early stop.** When STOP_STREAK attempts in a row failed and none succeeded for
+  STOP_SECONDS (server down, every request an error), the pool raises one ProviderError
+  instead of spending every item's retry budget. Auth errors, an unknown model (404) and a
+  refused request (400) stop at once.
+- **Budget.** With --max-cost, each request books its worst case (prompt + max_tokens) before
+  it is sent; a request that would pass the budget raises BudgetExceeded.
+- **Priority.** Items carry a priority tuple (lower first): the stages put older batches
+  first, so a batch's retries overtake the next batch's first asks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import heapq
+import itertools
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from persona.errors import BudgetExceeded, ProviderError
+from persona.providers.base import Failure
+from persona.providers.llm_cache import RequestCache, request_key
+from persona.providers.rate_limit import RateLimiter
+from persona.providers.retry_policy import AdaptiveLimit, FailureWatch, backoff
+
+log = logging.getLogger(__name__)
+
+# httpx's connection pool scans every pending request and connection on each state change
+# (cost grows with the square of requests in flight): several clients of 16 keep scans short.
+CONNECTIONS_PER_CLIENT = 16
+RETRYABLE_STATUS = (408, 409, 429)  # and every 5xx
+# A 429 says "later", not "broken": it uses its own, larger budget of tries per item, while the
+# concurrency comes down to what the server takes.
+RATE_LIMITED_TRIES = 20
+USAGE_KEYS = ("requests", "cached", "malformed_reasked", "prompt_tokens", "completion_tokens")
+
+
+@dataclass(eq=False)
+class Item:
+    """One request to make (and re-ask while malformed); see the module docstring."""
+
+    kind: str  # the stage or task ("fill", "questions", ...): cache entries and stats carry it
+    build: Callable[[int], list[dict] | dict | Failure]  # chat messages, or a whole body
+    parse: Callable[[str], Any]
+    reasks: int = 0  # malformed answers asked again at most this often
+    max_tokens: int = 512
+    schema: dict | None = None  # JSON schema of the answer (response_format, while accepted)
+    temperature: float = 0.9
+    priority: tuple = ()
+    tag: Any = None  # the caller's own (a request record, a batch number)
+    path: str = "/chat/completions"  # another endpoint (e.g. /moderations): build a body
+    usage: dict = field(default_factory=lambda: dict.fromkeys((*USAGE_KEYS, "cost_usd"), 0))
+    _reask: int = 0
+    _tries: int = 0
+    _limited: int = 0
+    _on_done: Callable | None = None
+    _gen: int = 0
+
+
+class RequestPool:
+    def __init__(self, *, base_url: str | None, api_key: str, model: str, concurrency: int = 16,
+                 rpm: float | None = None, tpm: float | None = None, timeout: float = 60.0,
+                 max_retries: int = 5, cache: RequestCache | None = None,
+                 price: tuple[float, float] | None = None, batch_discount: float = 0.5,
+                 max_cost: float | None = None, monitor: Callable[[dict], None] | None = None):
+        self.base_url, self._api_key, self.model = base_url, api_key, model
+        self.concurrency, self.timeout, self.max_retries = concurrency, timeout, max_retries
+        self.limiter = RateLimiter(rpm, tpm)
+        self.adaptive = AdaptiveLimit(concurrency)
+        self.watch = FailureWatch()
+        self.cache = cache if cache is not None else RequestCache(None)
+        self.price, self.batch_discount, self.max_cost = price, batch_discount, max_cost
+        self.monitor = monitor
+        self.structured = True  # json_schema response_format until the server refuses it
+        self.stats = {**dict.fromkeys(USAGE_KEYS, 0), "failed": 0, "retried": 0,
+                      "rate_limited": 0}
+        self.spent = sum(self.cost(e["usage"], e.get("batch", False))
+                         for e in self.cache.entries())
+        self.in_flight = 0  # requests on the wire
+        self._busy = 0  # slots taken (waiting for the limiter or on the wire)
+        self._reserved = 0.0
+        self._heap: list = []
+        self._seq = itertools.count()
+        self._pending = 0  # submitted, not yet done (queued, in a slot or backing off)
+        self._tasks: set[asyncio.Task] = set()
+        self._fatal: BaseException | None = None
+        self._gen = 0  # bumped by a fatal error: late timers of its items are dropped
+        self._idle: asyncio.Event | None = None
+        self._pump_soon = False
+        self._clients: list = []
+        self._next_client = 0
+        self.runner: asyncio.Runner | None = None  # one event loop for the run
+
+    def __repr__(self) -> str:  # no key in reprs, tracebacks or logs
+        return f"RequestPool(model={self.model!r}, base_url={self.base_url!r})"
+
+    # -- the API -----------------------------------------------------------------------------
+    def run(self, items: list[Item]) -> list:
+        """Send every item (cache first) and return their results in order."""
+        if not items:
+            return []
+        results: list = [None] * len(items)
+
+        def done(i: int, item: Item, result) -> None:
+            results[i] = result
+
+        async def go():
+            for i, item in enumerate(items):
+                self.submit(item, functools.partial(done, i))
+            await self.drain()
+
+        try:
+            self.loop_run(go())
+        finally:
+            self.cache.close()
+        return results
+
+    def loop_run(self, coro):
+        """Run a coroutine on the pool's event loop (kept from call to call)."""
+        if self.runner is None:
+            self.runner = asyncio.Runner()
+        return self.runner.run(coro)
+
+    def submit(self, item: Item, on_done: Callable[[Item, Any], None]) -> None:
+        """Queue an item (call on the loop); `on_done(item, result)` runs when it is done."""
+        item._on_done, item._gen = on_done, self._gen
+        self._pending += 1
+        if self._idle is None:
+            self._idle = asyncio.Event()
+        self._idle.clear()
+        self._push(item)
+
+    async def drain(self) -> None:
+        """Wait until every submitted item is done; re-raise a fatal error (budget, a refused
+        request, the early stop) after cancelling what is in flight."""
+        if self._idle is not None and self._pending:
+            await self._idle.wait()
+        if self._fatal is not None:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._heap.clear()
+            self._pending, self._busy, self.in_flight = 0, 0, 0
+            self._gen += 1
+            fatal, self._fatal = self._fatal, None
+            raise fatal
+
+    @property
+    def queued(self) -> int:
+        """Items waiting for a slot (not those in flight or backing off)."""
+        return len(self._heap)
+
+    def close(self) -> None:
+        """Close the connections and the event loop; flush the cache."""
+        self.cache.close()
+        if self.runner is not None:
+            for client in self._clients:
+                self.runner.run(client.close())
+            self.runner.close()
+        self.runner, self._clients = None, []
+
+    def cost(self, usage: dict, batch: bool = False) -> float:
+        if self.price is None:
+            return 0.0
+        usd = (usage.get("prompt_tokens", 0) * self.price[0]
+               + usage.get("completion_tokens", 0) * self.price[1]) / 1e6
+        return usd * (1 - self.batch_discount) if batch else usd
+
+    def params(self, kind: str, max_tokens: int, schema: dict | None,
+               temperature: float = 0.9) -> dict:
+        """Request parameters (part of the cache key)."""
+        params = {"temperature": temperature, "max_tokens": max_tokens}
+        if schema is not None and self.structured:
+            params["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": kind, "strict": True, "schema": schema}}
+        return params
+
+    def notify(self, kind: str, **extra) -> None:
+        if self.monitor is not None:
+            self.monitor({"kind": kind, "in_flight": self.in_flight, "spent": self.spent,
+                          "limit": self.adaptive.limit, "concurrency": self.concurrency,
+                          **self.stats, **extra})
+
+    # -- scheduling --------------------------------------------------------------------------
+    def _push(self, item: Item) -> None:
+        if self._fatal is not None or item._gen != self._gen:
+            return
+        heapq.heappush(self._heap, (item.priority, next(self._seq), item))
+        if not self._pump_soon:
+            self._pump_soon = True
+            asyncio.get_running_loop().call_soon(self._pump)
+
+    def _pump(self) -> None:
+        """Start queued items while slots are free (cache hits take no slot)."""
+        self._pump_soon = False
+        while self._heap and self._busy < self.adaptive.limit and self._fatal is None:
+            item = heapq.heappop(self._heap)[2]
+            try:
+                self._start(item)
+            except Exception as e:  # a build or parse that raised: stop the run with it
+                self._stop(e)
+
+    def _start(self, item: Item) -> None:
+        messages = item.build(item._reask)
+        if isinstance(messages, Failure):
+            self._done(item, messages)
+            return
+        if isinstance(messages, dict):  # a whole body for item.path; parse gets the JSON
+            params = {"path": item.path}
+            key = request_key(self.model, [messages], params)
+        else:
+            params = self.params(item.kind, item.max_tokens, item.schema, item.temperature)
+            key = request_key(self.model, messages, params)
+        hit = self.cache.get(key)
+        if hit is not None:
+            item.usage["cached"] += 1
+            self.stats["cached"] += 1
+            self._answer(item, hit["content"])
+            return
+        self._busy += 1
+        task = asyncio.ensure_future(self._attempt(item, messages, params, key))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _answer(self, item: Item, content: str) -> None:
+        got = item.parse(content)
+        if isinstance(got, Failure) and got.retry and item._reask < item.reasks:
+            item._reask += 1
+            item.usage["malformed_reasked"] += 1
+            self.stats["malformed_reasked"] += 1
+            log.debug("%s: malformed answer (%s), asking again", item.kind, got.reason)
+            self._push(item)
+            return
+        self._done(item, got)
+
+    def _done(self, item: Item, result) -> None:
+        self._pending -= 1
+        try:
+            item._on_done(item, result)
+        except BaseException as e:  # the caller's bookkeeping failed (a write): stop the run
+            self._stop(e)
+            return
+        if self._pending == 0 and self._idle is not None:
+            self._idle.set()
+
+    def _stop(self, exc: BaseException) -> None:
+        if self._fatal is None:
+            self._fatal = exc
+        if self._idle is not None:
+            self._idle.set()
+
+    def _client(self):
+        if not self._clients:
+            from openai import AsyncOpenAI  # heavy: imported only when a request is sent
+
+            self._clients = [AsyncOpenAI(base_url=self.base_url, api_key=self._api_key,
+                                         max_retries=0, timeout=self.timeout)
+                             for _ in range(-(-self.concurrency // CONNECTIONS_PER_CLIENT))]
+        self._next_client = (self._next_client + 1) % len(self._clients)
+        return self._clients[self._next_client]
+
+    async def _attempt(self, item: Item, messages: list[dict], params: dict, key: str) -> None:
+        import openai
+
+        booked = 0.0
+        try:
+            booked = self._reserve(item, messages)
+            tokens = (_prompt_tokens(messages, self.model) + item.max_tokens
+                      if self.limiter.tpm else 0)
+            await self.limiter.wait(tokens)
+            self.in_flight += 1
+            self.notify(item.kind)
+            try:
+                # client.post, not chat.completions.create: the latter walks the body through
+                # the SDK's TypedDict transform and builds a pydantic model of the answer (~40 %
+                # of our CPU per request); our body is plain JSON and we read one field.
+                body = ({"model": self.model, **messages} if isinstance(messages, dict)
+                        else {"model": self.model, "messages": messages, **params})
+                resp = await self._client().post(item.path, cast_to=object, body=body)
+            finally:
+                self.in_flight -= 1
+        except openai.BadRequestError as e:
+            if "response_format" in params and "response_format" in str(e):
+                log.info("server refuses json_schema output; parsing plain JSON")
+                self.structured = False
+                self._push(item)  # the same ask, without response_format
+            else:
+                self._stop(ProviderError(f"the server refused a request: {_short(e)}"))
+        except (openai.AuthenticationError, openai.PermissionDeniedError,
+                openai.NotFoundError) as e:
+            self._stop(ProviderError(f"{type(e).__name__}: {_short(e)}"))
+        except openai.APIStatusError as e:
+            if e.status_code == 429:  # too many at once: the slot waits out the backoff too
+                wait = self._retry(item, e, "HTTP 429", later=False)
+                if wait is not None:
+                    await asyncio.sleep(wait)
+                    self._push(item)
+            elif e.status_code in RETRYABLE_STATUS or e.status_code >= 500:
+                self._retry(item, e, f"HTTP {e.status_code}")
+            else:
+                self._stop(ProviderError(f"the server refused a request: {_short(e)}"))
+        except openai.APITimeoutError as e:  # the timeout was the wait: again at once
+            self._retry(item, e, "APITimeoutError", wait=0.0)
+        except openai.APIConnectionError as e:
+            self._retry(item, e, "APIConnectionError")
+        except BudgetExceeded as e:
+            self._stop(e)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a bug or an unreadable answer: stop with it, do not hang
+            self._stop(e)
+        else:
+            self.watch.ok()
+            self.adaptive.success()
+            try:
+                self._answer(item, self._answered(item, key, resp))
+            except Exception as e:
+                self._stop(e)
+        finally:
+            self._reserved -= booked
+            self._busy -= 1
+            if self._heap and not self._pump_soon and self._fatal is None:
+                self._pump_soon = True
+                asyncio.get_running_loop().call_soon(self._pump)
+
+    def _retry(self, item: Item, exc: Exception, why: str, later: bool = True,
+               wait: float | None = None) -> float | None:
+        """Back off and send again, or give the item up (None). `later`: the item comes back
+        by itself after the backoff, its slot freed meanwhile; else the wait is returned."""
+        if getattr(exc, "status_code", None) == 429:
+            self.stats["rate_limited"] += 1
+            self.adaptive.rate_limited()
+        stop = self.watch.failed(why)
+        if stop is not None:
+            self._stop(stop)
+            return None
+        if getattr(exc, "status_code", None) == 429:
+            item._limited += 1
+            tries, budget = item._limited, RATE_LIMITED_TRIES
+        else:
+            item._tries += 1
+            tries, budget = item._tries, self.max_retries
+        if tries > budget:
+            self.stats["failed"] += 1
+            self._done(item, Failure(f"server error after {tries} tries: {why}"))
+            return None
+        self.stats["retried"] += 1
+        self.notify(item.kind)
+        wait = backoff(tries, exc) if wait is None else wait
+        if later:
+            asyncio.get_running_loop().call_later(wait, self._push, item)
+        return wait
+
+    def _answered(self, item: Item, key: str, resp: Any) -> str:
+        choices = resp.get("choices") if isinstance(resp, dict) else None
+        content = ((choices[0].get("message") or {}).get("content") or "") if choices else ""
+        if item.path != "/chat/completions":  # another endpoint: its whole answer
+            content = json.dumps(resp, ensure_ascii=False)
+        u = (resp.get("usage") if isinstance(resp, dict) else None) or {}
+        usage = {"prompt_tokens": u.get("prompt_tokens", 0) or 0,
+                 "completion_tokens": u.get("completion_tokens", 0) or 0}
+        self.cache.put(key, item.kind, self.model, content, usage, reask=item._reask)
+        cost = self.cost(usage)
+        self.spent += cost
+        for k, v in (("requests", 1), *usage.items()):
+            self.stats[k] += v
+            item.usage[k] += v
+        item.usage["cost_usd"] += cost
+        self.notify(item.kind)
+        return content
+
+    def _reserve(self, item: Item, messages: list[dict]) -> float:
+        """Book the most this request can cost (prompt + max_tokens); refuse past --max-cost."""
+        if self.max_cost is None:
+            return 0.0
+        worst = self.cost({"prompt_tokens": _prompt_tokens(messages, self.model),
+                           "completion_tokens": item.max_tokens})
+        if self.spent + self._reserved + worst > self.max_cost:
+            raise BudgetExceeded(
+                f"stopped before --max-cost {self.max_cost:g} USD would be exceeded "
+                f"(spent {self.spent:.4f} USD); finished batches are kept, rerun with a "
+                "higher --max-cost to go on")
+        self._reserved += worst
+        return worst
+
+
+def _short(e: Exception) -> str:
+    """An SDK error as one line; the SDK puts no credentials in its messages."""
+    return str(getattr(e, "message", e)).splitlines()[0][:300]
+
+
+def _prompt_tokens(messages: list[dict], model: str) -> int:
+    from persona.checks.tokens import estimate_request_tokens
+
+    return estimate_request_tokens(messages, model)[0]

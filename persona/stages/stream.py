@@ -1,0 +1,227 @@
+"""The overlapped run: fill and questions batches through one request pool, never idle.
+
+With an LLM provider (`provider.streams`), fill batch b + 1 is sent while batch b's last
+answers and retries are still out, and an answer's question is asked as soon as its place in
+batch b's answers file is settled (every slot before it decided), before the batch is done;
+the pool (providers/request_pool.py) keeps --concurrency requests in flight across all of
+them, older batches first. Nothing about *what* is decided changes:
+each batch is a FillBatch / AskBatch, which decides exactly as the stage's rounds would
+whatever order answers arrive in. Fill batch b + 1 judges its answers (dedup) only once
+batch b is written, since b's answers join the dedup index first; its requests, and the
+retries of answers that fail on their own, go out before that. Files are written as before,
+each batch's main file last (dialogues b after answers b), so a batch file still means done
+and a killed run resumes from the request cache without re-sending an answered request.
+
+Memory stays flat: at most AHEAD fill batches are open beyond the one being judged, and a
+new one opens only while fewer than two slots' worth of requests wait in the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from persona.errors import WorkspaceError
+from persona.stages import Progress, StageReport, no_progress
+from persona.stages.fill import FillBatch, FillPlan
+from persona.stages.questions import AskBatch, QuestionsPlan
+
+AHEAD = 3
+# Priority within a batch number: fill retries first (they hold back the batch and the
+# questions of every answer after them), then questions, then fill's first asks.
+FILL_RETRY, QUESTIONS, FILL = 0, 1, 2
+
+
+def run(spec, provider, seed: int, *, fill: FillPlan | None = None,
+        questions: QuestionsPlan | None = None, on_fill: Progress = no_progress,
+        on_questions: Progress = no_progress) -> tuple[StageReport | None, StageReport | None]:
+    """Run the given stages' batches overlapped; return their reports (None for a stage not
+    asked for). Without `fill`, the questions of every answers batch on disk are asked."""
+    run = _Stream(spec, provider, seed, fill, questions, on_fill, on_questions)
+    pool = provider.pool
+    try:
+        pool.loop_run(run.go())
+    finally:
+        run.writer.shutdown(wait=True)  # what was handed to the writer is on disk
+        pool.cache.close()
+    if questions is not None and fill is None:
+        for b in range(questions.n_batches):  # as the stage alone: a missing batch is an error
+            questions.check_source(b)
+    return (fill.report if fill else None), (questions.report if questions else None)
+
+
+class _Stream:
+    def __init__(self, spec, provider, seed, fill, questions, on_fill, on_questions):
+        self.spec, self.provider, self.seed = spec, provider, seed
+        self.pool = provider.pool
+        self.fill, self.questions = fill, questions
+        self.on_fill, self.on_questions = on_fill, on_questions
+        self.jobs: dict[int, FillBatch] = {}  # open fill batches
+        self.usage: dict[tuple[str, int], dict] = {}
+        self.judging = 0  # the fill batch whose answers are judged now
+        self.opened = 0  # fill batches opened (or kept) so far
+        self.filled = self.asked = 0  # items of finished batches, for the progress bars
+        self.asking = 0  # questions batches open
+        # questions asked while their fill batch is still decided (None: already on disk)
+        self.early: dict[int, AskBatch | None] = {}
+        # Batch files are written (and fsynced) by one thread, in order: an fsync blocks for
+        # ~10 ms, which the event loop must not. FIFO keeps "answers b before dialogues b".
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="persona-writer")
+        self.writes: list[Future] = []
+
+    async def go(self) -> None:
+        if self.fill is None:
+            for b in range(self.questions.n_batches):
+                if self.questions.has_source(b):
+                    self._ask(b)
+        else:
+            self._advance()
+        await self.pool.drain()
+        for f in self.writes:
+            await asyncio.wrap_future(f)  # re-raises a failed write
+        if self.fill is not None and self.judging < self.fill.n_batches:
+            raise RuntimeError("fill stalled with nothing in flight")  # a bug, not input
+
+    def _write(self, fn, *args) -> None:
+        for f in [f for f in self.writes if f.done()]:
+            self.writes.remove(f)
+            f.result()  # a write that failed stops the run now
+        self.writes.append(self.writer.submit(fn, *args))
+
+    # -- fill ----------------------------------------------------------------------------
+    def _advance(self) -> None:
+        """Keep the fill chain moving: finish, activate and open batches as far as allowed."""
+        plan = self.fill
+        while self.judging < plan.n_batches:
+            b = self.judging
+            if b not in self.jobs and b == self.opened:
+                self._open(b)
+            job = self.jobs.get(b)
+            if job is None:  # kept from an earlier run: its answers join the index in order
+                plan.keep(b)
+                self.judging += 1
+                self._fill_done(b)
+                continue
+            if not job.active:
+                self._send(b, job.activate())
+            if self.questions is not None:
+                self._ask_early(b, job)
+            if not job.done:
+                break
+            answers, invalid, stats = job.result(self._usage("fill", b))
+            self._write(plan.write, b, answers, invalid, stats)
+            del self.jobs[b]
+            self.judging += 1
+            self._fill_done(b, answers)
+        while (self.opened < plan.n_batches and self.opened <= self.judging + AHEAD
+               and self.pool.queued < 2 * self.pool.adaptive.limit):
+            self._open(self.opened)
+
+    def _open(self, b: int) -> None:
+        self.opened = b + 1
+        if self.fill.finished(b):
+            if b == self.judging:  # kept batches join the index in order, handled above
+                return
+            raise WorkspaceError("answers batches out of order: rerun with --force",
+                                 file=str(self.fill.ws.answers))
+        job = FillBatch(self.spec, self.fill.slots(b), self.fill.bank, self.fill.index,
+                        self.seed)
+        self.jobs[b] = job
+        self._send(b, job.start())
+
+    def _fill_done(self, b: int, answers: list[dict] | None = None) -> None:
+        self.filled += len(self.fill.range(b))
+        self.on_fill(self.filled, self.fill.count)
+        if self.questions is not None:
+            self._ask(b, answers)
+
+    def _send(self, b: int, requests) -> None:
+        for req in requests:
+            item = self.provider.fill_item(self.spec, req, self.seed)
+            item.priority = (b, FILL_RETRY if req.attempt else FILL, req.attempt, req.index)
+            item.tag = (b, req)
+            self.pool.submit(item, self._filled)
+
+    def _filled(self, item, result) -> None:
+        b, req = item.tag
+        self._add_usage("fill", b, item.usage)
+        self._send(b, self.jobs[b].take(req, result))
+        self._advance()
+
+    # -- questions ---------------------------------------------------------------------------
+    def _ask_early(self, b: int, job: FillBatch) -> None:
+        """Ask the questions of answers whose place in batch b is settled, before b is done."""
+        settled = job.settled()
+        if not settled:
+            return
+        if b not in self.early:
+            self.early[b] = None
+            if not self.questions.finished(b):
+                self.early[b] = AskBatch(self.spec, None, self.questions.offset(b))
+                self.asking += 1
+        ask = self.early[b]
+        if ask is not None:
+            for position, answer in settled:
+                self._send_questions(b, ask, ask.add(position, answer))
+
+    def _ask(self, b: int, answers: list[dict] | None = None) -> None:
+        """Ask batch b's questions (`answers`: the batch just handed to the writer)."""
+        plan = self.questions
+        ask = self.early.pop(b, None)
+        if ask is not None:  # asked early: now all its answers are known
+            ask.seal(len(answers))
+            if ask.complete:
+                self._finish_questions(b, ask)
+            return
+        if plan.finished(b):
+            self._write(plan.keep, b)
+            self._asked(b)
+            return
+        job = AskBatch(self.spec, plan.answers(b) if answers is None else answers,
+                       plan.offset(b))
+        if job.complete:  # an empty answers batch
+            self._write(plan.write, b, *job.result(self._usage("questions", b)))
+            self._asked(b)
+            return
+        self.asking += 1
+        self._send_questions(b, job, job.start())
+
+    def _send_questions(self, b: int, job: AskBatch, requests) -> None:
+        for req in requests:
+            item = self.provider.ask_item(self.spec, req, self.seed)
+            item.priority = (b, QUESTIONS, req.attempt, req.index)
+            item.tag = (b, job, req)
+            self.pool.submit(item, self._answered)
+
+    def _answered(self, item, result) -> None:
+        b, job, req = item.tag
+        self._add_usage("questions", b, item.usage)
+        self._send_questions(b, job, job.take(req, result))
+        if job.complete:
+            self._finish_questions(b, job)
+        if self.fill is not None:
+            self._advance()  # a freed queue may let the next fill batch open
+
+    def _finish_questions(self, b: int, job: AskBatch) -> None:
+        self._write(self.questions.write, b, *job.result(self._usage("questions", b)))
+        self.asking -= 1
+        self._asked(b)
+
+    def _asked(self, b: int) -> None:
+        self.asked += self.questions.size(b)
+        self.on_questions(self.asked, self.questions.count)
+
+    # -- usage per batch ---------------------------------------------------------------------
+    def _add_usage(self, kind: str, b: int, usage: dict) -> None:
+        total = self.usage.setdefault((kind, b), {})
+        for k, v in usage.items():
+            total[k] = total.get(k, 0) + v
+
+    def _usage(self, kind: str, b: int) -> dict:
+        """The batch's requests, cache hits, re-asks, tokens and USD (empty offline)."""
+        u = self.usage.pop((kind, b), {})
+        if not u:
+            return {}
+        return {"requests": u["requests"], "cached": u["cached"],
+                "malformed_reasked": u["malformed_reasked"], "prompt_tokens": u["prompt_tokens"],
+                "completion_tokens": u["completion_tokens"], "cost_usd": round(u["cost_usd"], 6)}
