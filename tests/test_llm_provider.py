@@ -138,7 +138,7 @@ def test_killed_run_resumes_without_resending_answered_requests(tmp_path):
         before = srv.state.snapshot()
         cache = killed / "generated" / "babis" / "cache" / "requests.jsonl"
         cached = sum(1 for _ in cache.open(encoding="utf-8"))
-        assert 120 <= cached < clean_total - 100  # killed with both stages under way
+        assert 40 < cached < clean_total - 100  # killed with both stages under way
         run_llm(srv, killed, "run", "--count", 300, "--concurrency", 8, *batches)
         after = srv.state.snapshot()
     resent = [d for d in before["answered_bodies"] if after["bodies"][d] > before["bodies"][d]]
