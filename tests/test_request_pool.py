@@ -189,7 +189,10 @@ def test_a_server_that_only_fails_stops_early_with_one_line(tmp_path, cli, monke
     assert time.monotonic() - t0 < 15
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
-    assert lines[-1].startswith("error: stopped: the last ") and "Traceback" not in result.stderr
+    # A closed loopback port is refused before the run starts (check_reachable); a server that
+    # answers only errors is stopped by the retry policy.
+    expected = "error: cannot connect to " if server == "down" else "error: stopped: the last "
+    assert lines[-1].startswith(expected) and "Traceback" not in result.stderr
     assert not (ws / "generated" / "babis" / "answers" / "batch_0001.jsonl").exists()
 
 
@@ -261,7 +264,7 @@ def test_fill_batch_decides_as_rounds_whatever_order_answers_arrive(babis):
     sig = babis.persona.signature
     ref = stage.fill_batch(babis, prov, slots, bank, DedupIndex(sig), 3)
     reasons = ref[2]["reasons"]
-    assert reasons["exact duplicate"] >= 5 and reasons["no slip rule matches this answer"] >= 5
+    assert reasons["exact duplicate"] >= 5 and reasons["near duplicate"] >= 5
     for order in range(4):
         rng = random.Random(order)
         job = stage.FillBatch(babis, slots, bank, DedupIndex(sig), 3)
