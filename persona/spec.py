@@ -35,7 +35,8 @@ class PersonaInfo(Strict):
     id: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
     name: NonEmpty
     language: Annotated[str, Field(pattern=r"^[a-z]{2}$")]
-    signature: NonEmpty
+    # "" = the persona does not sign (the bench's neutral spokesperson); answers then end as written.
+    signature: str = ""
     description: str = ""
     system_prompt: NonEmpty
 
