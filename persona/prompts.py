@@ -15,7 +15,7 @@ from importlib import resources
 
 from persona.spec import PersonaSpec
 
-STAGES = ("templates", "fill", "questions")
+STAGES = ("templates", "fill", "questions", "judge_pair", "judge_score")
 _VAR_RE = re.compile(r"\{\{|\}\}|\{([a-z_]+)\}")
 _SECTION_RE = re.compile(r"^# (System|User)\s*$", re.M)
 

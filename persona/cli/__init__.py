@@ -59,9 +59,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def _register() -> None:
     # Command modules import no heavy libraries at module level (a test checks torch stays out).
-    from persona.cli import checks, generate, specs, train
+    from persona.cli import bench, checks, generate, specs, train
 
-    for module in (generate, specs, checks, train):
+    for module in (generate, specs, checks, train, bench):
         for command in module.COMMANDS:
             cli.add_command(command)
 

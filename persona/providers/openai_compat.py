@@ -74,6 +74,9 @@ class OpenAICompatProvider:
         self.batch_dir = Path(batch_dir) if batch_dir else Path(cache_dir or ".") / "batches"
         self.monitor = monitor
         self.structured = True  # json_schema response_format until the server refuses it
+        # Request parameters of plain-text kinds (the bench's answers, its judge): used as is,
+        # no response_format, and their max_tokens books the --max-cost reservation.
+        self.kind_params: dict[str, dict] = {}
         self._price = _price_of(model)
         self._batch_discount = _batch_discount()
         if max_cost is not None and self._price is None:
@@ -141,6 +144,14 @@ class OpenAICompatProvider:
         builds = [functools.partial(_question, spec, r, seed) for r in requests]
         return self._run("questions", builds, [tasks.parse_question] * len(requests))
 
+    def complete(self, kind: str, messages: list[list[dict]], parse: Parse | None = None
+                 ) -> list:
+        """Plain chat completions of `kind` (its parameters in `kind_params`): the content,
+        or `parse(content)` (a Failure with retry=True re-asks), or the Failure of sending."""
+        builds = [functools.partial(_same, m) for m in messages]
+        return self._run(kind, builds, [parse or _content] * len(messages),
+                         reask=parse is not None)
+
     # -- money -------------------------------------------------------------------------------
     def cost(self, usage: dict, batch: bool = False) -> float:
         if self._price is None:
@@ -167,7 +178,7 @@ class OpenAICompatProvider:
         if self.max_cost is None:
             return 0.0
         worst = self.cost({"prompt_tokens": _prompt_tokens(messages, self.model),
-                           "completion_tokens": tasks.MAX_TOKENS[kind]})
+                           "completion_tokens": self._max_tokens(kind)})
         if self.spent + self._reserved + worst > self.max_cost:
             self._stopped = True
             raise BudgetExceeded(
@@ -229,7 +240,14 @@ class OpenAICompatProvider:
             self._runner.close()
         self._runner, self._clients = None, []
 
+    def _max_tokens(self, kind: str) -> int:
+        if kind in self.kind_params:
+            return self.kind_params[kind].get("max_tokens", 512)
+        return tasks.MAX_TOKENS[kind]
+
     def _params(self, kind: str) -> dict:
+        if kind in self.kind_params:
+            return dict(self.kind_params[kind])
         params = {"temperature": 0.9, "max_tokens": tasks.MAX_TOKENS[kind]}
         if self.structured:
             params["response_format"] = {"type": "json_schema", "json_schema": {
@@ -271,7 +289,7 @@ class OpenAICompatProvider:
             if self._stopped:
                 raise BudgetExceeded("stopped: --max-cost reached")
             booked = self._reserve(kind, messages)
-            tokens = (_prompt_tokens(messages, self.model) + tasks.MAX_TOKENS[kind]
+            tokens = (_prompt_tokens(messages, self.model) + self._max_tokens(kind)
                       if self.limiter.tpm else 0)
             await self.limiter.wait(tokens)
             self.in_flight += 1
@@ -335,6 +353,10 @@ class OpenAICompatProvider:
 
 def _same(messages: list[dict], reask: int) -> list[dict]:
     return list(messages)
+
+
+def _content(content: str) -> str:
+    return content
 
 
 def _question(spec: PersonaSpec, req: QuestionRequest, seed: int, reask: int
