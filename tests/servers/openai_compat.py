@@ -51,6 +51,7 @@ class Config:
     json_schema: bool = True  # False: reject response_format json_schema with a 400
     batch_time: float = 1.0  # seconds a batch takes from creation to completed
     seed: int = 0
+    judge: str = "fair"  # the bench's judge: "fair" (deterministic) or "biased" (judge.py)
 
 
 class State:
@@ -171,7 +172,10 @@ def malformed(content: str, rng: random.Random) -> str:
 def completion(body: dict, cfg: Config) -> dict:
     """The chat-completion body answering `body` (a malformed share included)."""
     rng = _rng_for(body, cfg.seed)
-    content = json.dumps(answer(task_of(body), rng), ensure_ascii=False)
+    from tests.servers import judge  # the bench's judge and plain questions
+
+    content = (judge.content(task_of(body), body, cfg.judge)
+               or json.dumps(answer(task_of(body), rng), ensure_ascii=False))
     if cfg.malformed_rate and rng.random() < cfg.malformed_rate:
         content = malformed(content, rng)
     prompt_chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", []))
@@ -485,11 +489,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-time", type=float, default=1.0,
                     help="seconds a Batch API batch takes to complete")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--judge", choices=["fair", "biased"], default="fair",
+                    help="the bench judge: deterministic, or always preferring answer A")
     a = ap.parse_args(argv)
     srv = make_server(a.port, latency=a.latency, error_rate=a.error_rate,
                       malformed_rate=a.malformed_rate, hang=a.hang,
                       json_schema=not a.no_json_schema, batch_time=a.batch_time,
-                      seed=a.seed)
+                      seed=a.seed, judge=a.judge)
     print(f"listening on http://127.0.0.1:{srv.server_address[1]}/v1", flush=True)  # noqa: T201
     try:
         srv.serve_forever()
