@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -211,7 +212,7 @@ def perplexity(model, tok, system: str | None, questions: list[str], answers: li
                 out.append(None)
                 continue
             nll = -logp[r][sel].gather(1, tgt[r][sel].unsqueeze(1)).mean().item()
-            out.append(round(float(min(1e6, __import__("math").exp(nll))), 3))
+            out.append(round(float(min(1e6, math.exp(nll))), 3))
     return out
 
 

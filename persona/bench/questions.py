@@ -10,7 +10,6 @@ on questions the model was trained on measures memory, not style transfer.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -132,7 +131,3 @@ def _holdout_topic_questions(final_dir: Path, meta: dict[str, list[dict]],
                 out.append(Question(m.get("id") or f"{split}-{len(out):05d}", q, a, split,
                                     m.get("values") or {}))
     return out
-
-
-def dumps_hashes(h: HeldOut) -> str:
-    return json.dumps(h.hashes, sort_keys=True)

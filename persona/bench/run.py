@@ -88,8 +88,6 @@ def run_bench(final_dir: Path, opts: BenchOptions, stage: Stage = _no_stage) -> 
     t0 = time.time()
     final_dir = Path(final_dir)
     refs = {"before": parse_model(opts.before), "after": parse_model(opts.after)}
-    if any(r.kind == "openai" for r in refs.values()) and opts.max_cost is not None:
-        pass  # checked by the provider when it starts (needs the model's price)
     spec = load_spec(opts.persona or final_dir.name)
     data: HeldOut = held_out(final_dir, opts.limit)
     system = data.system_prompt if opts.system is None else (opts.system or None)
@@ -120,7 +118,7 @@ def run_bench(final_dir: Path, opts: BenchOptions, stage: Stage = _no_stage) -> 
     neutral, neutral_src = neutral_answers(opts, len(data.train_answers))
     t = time.time()
     clf = S.StyleClassifier(spec, opts.decoding.seed).fit(data.train_answers, neutral)
-    cols = score_answers(spec, clf, qs, answers, opts, refs, loaded, stage)
+    cols = score_answers(spec, clf, qs, answers, opts, refs, loaded, stage, system)
     timing["scores_s"] = round(time.time() - t, 2)
     judged = None
     if opts.judge:
@@ -155,7 +153,7 @@ def _all_cached(ref: ModelRef, ids, qs, system, opts: BenchOptions, side: str) -
 
 def score_answers(spec, clf: S.StyleClassifier, qs: list[str], answers: dict[str, list[str]],
                   opts: BenchOptions, refs: dict[str, ModelRef], loaded: dict,
-                  stage: Stage) -> dict[str, list]:
+                  stage: Stage, system: str | None = None) -> dict[str, list]:
     topics = S.TopicIndex.build(spec, opts.topic_category)
     if opts.topic_category and topics is None:
         raise InputError(f"--topic-category {opts.topic_category!r} is no placeholder "
@@ -182,9 +180,8 @@ def score_answers(spec, clf: S.StyleClassifier, qs: list[str], answers: dict[str
     if base is not None:
         from persona.bench.generate import perplexity
 
-        model, tok, system = base
+        model, tok = base
         bar = stage("perplexity", 2 * len(qs))
-        system = opts.system if opts.system is not None else None
         for j, side in enumerate(SIDES):
             cols[f"perplexity_{side}"] = perplexity(model, tok, system, qs, answers[side])
             bar((j + 1) * len(qs), 2 * len(qs))
@@ -205,7 +202,7 @@ def _perplexity_model(refs: dict[str, ModelRef], loaded: dict):
     else:
         model, tok = load_local(base_ref)
     tok.padding_side = "right"
-    return model, tok, None
+    return model, tok
 
 
 def run_judge(spec, qs, answers, opts: BenchOptions, stage: Stage) -> dict:

@@ -74,7 +74,7 @@ def summary_rows(result: dict) -> list[list[Any]]:
     s = result["summary"]
     rows: list[list[Any]] = [["score", "before (mean)", "after (mean)", "delta", "n",
                               "higher is better"]]
-    for key, m in s["means"].items():
+    for m in s["means"].values():
         better = {True: "yes", False: "no", None: "-"}[m["higher_is_better"]]
         rows.append([m["header"], m["before"], m["after"], m["delta"], m["n"], better])
     return rows
