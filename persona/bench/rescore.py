@@ -19,6 +19,8 @@ HUMAN = {"human before": "human_before", "human after": "human_after"}
 
 def read_human_scores(path: Path) -> dict[str, dict[str, float | None]]:
     """{row id: {"human_before": x, "human_after": y}} from the sheet's Comparison table."""
+    from zipfile import BadZipFile
+
     from openpyxl import load_workbook
     from openpyxl.utils.exceptions import InvalidFileException
 
@@ -27,7 +29,7 @@ def read_human_scores(path: Path) -> dict[str, dict[str, float | None]]:
         raise InputError("no such sheet", file=str(path))
     try:
         wb = load_workbook(path, read_only=True, data_only=True)
-    except (InvalidFileException, OSError, KeyError, ValueError) as e:
+    except (InvalidFileException, BadZipFile, OSError, KeyError, ValueError) as e:
         raise InputError(f"not an .xlsx workbook: {str(e).splitlines()[0][:120]}",
                          file=str(path)) from None
     ws = wb["Comparison"] if "Comparison" in wb.sheetnames else None
@@ -61,13 +63,13 @@ def _number(v, path: Path, rownum: int, header: str) -> float | None:
     if v is None or (isinstance(v, str) and not v.strip()):
         return None
     if isinstance(v, bool):
-        raise InputError(f"{header}: expected a number, got {v!r}", file=str(path),
-                         line=rownum, field=header)
+        raise InputError(f"expected a number, got {v!r}", file=str(path), line=rownum,
+                         field=header)
     try:
         return float(str(v).replace(",", ".")) if isinstance(v, str) else float(v)
     except ValueError:
-        raise InputError(f"{header}: expected a number, got {v!r}", file=str(path),
-                         line=rownum, field=header) from None
+        raise InputError(f"expected a number, got {v!r}", file=str(path), line=rownum,
+                         field=header) from None
 
 
 def rescore(sheet: Path, out: Path | None = None) -> dict:

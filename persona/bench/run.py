@@ -87,9 +87,13 @@ def run_bench(final_dir: Path, opts: BenchOptions, stage: Stage = _no_stage) -> 
 
     t0 = time.time()
     final_dir = Path(final_dir)
+    data: HeldOut = held_out(final_dir, opts.limit)
     refs = {"before": parse_model(opts.before), "after": parse_model(opts.after)}
     spec = load_spec(opts.persona or final_dir.name)
-    data: HeldOut = held_out(final_dir, opts.limit)
+    if opts.embed_model and not Path(opts.embed_model).is_dir():
+        raise InputError("--embed-model must be a local model folder", file=opts.embed_model)
+    if opts.neutral is not None and not Path(opts.neutral).exists():
+        raise InputError("no such neutral dataset", file=str(opts.neutral))
     system = data.system_prompt if opts.system is None else (opts.system or None)
     qs = [q.question for q in data.questions]
     ids = [q.id for q in data.questions]
