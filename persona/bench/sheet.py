@@ -114,7 +114,7 @@ def write_xlsx(result: dict, path: Path) -> None:
     n = len(result["rows"])
     cmp_ws.append([h for h, _ in cols])
     for r in result["rows"]:
-        cmp_ws.append([get(r) for _, get in cols])
+        cmp_ws.append([_cell(get(r)) for _, get in cols])
     for j, (h, _) in enumerate(cols, start=1):
         letter = get_column_letter(j)
         cell = cmp_ws.cell(1, j)
@@ -217,6 +217,16 @@ def write_xlsx(result: dict, path: Path) -> None:
         row[1].alignment = Alignment(wrap_text=True, vertical="top")
     with atomic_writer(path, "wb") as fh:
         wb.save(fh)
+
+
+def _cell(value: Any) -> Any:
+    """Control characters (a small model may write them) cannot live in an xlsx cell: they
+    are dropped there; bench.json and bench.csv keep the text as generated."""
+    if isinstance(value, str):
+        from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+        return ILLEGAL_CHARACTERS_RE.sub("", value)
+    return value
 
 
 def _key_of(result: dict, header: str | None) -> str | None:
