@@ -23,6 +23,7 @@ class RunOptions:
     batch_size: int = BATCH_SIZE
     templates: int | None = None
     ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    holdout_topics: int = 0
     force: bool = False
 
 
@@ -38,7 +39,7 @@ def run(spec: PersonaSpec, ws: Workspace, provider: Provider, opts: RunOptions,
         questions.run(spec, ws, provider, seed=opts.seed, force=opts.force,
                       on_progress=bar("questions", opts.count)),
         merge.run(spec, ws, count=opts.count, seed=opts.seed, ratios=opts.ratios,
-                  on_progress=bar("merge", opts.count)),
+                  holdout_topics=opts.holdout_topics, on_progress=bar("merge", opts.count)),
     ]
     return finish(spec, ws, reports[-1]), reports
 
@@ -50,7 +51,7 @@ def finish(spec: PersonaSpec, ws: Workspace, merge_report: StageReport) -> dict:
         "fill": stage_stats("fill", ws.answers),
         "questions": stage_stats("questions", ws.dialogues),
         "merge": {"removed": merge_report.rejected, "reasons": merge_report.reasons,
-                  "notes": merge_report.notes},
+                  "notes": merge_report.notes, "split": merge_report.split},
     }
     cache = ws.generated / "cache"
     if (cache / "requests.jsonl").exists():  # an LLM wrote (part of) this dataset

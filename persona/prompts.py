@@ -4,6 +4,10 @@ A prompt file has a `# System` and a `# User` section. `{name}` is a variable fi
 `{{` and `}}` are literal braces (JSON examples, placeholder syntax). The per-item task goes
 into the user message as a fenced JSON block, so the model (and the test server) reads it as
 data and the system message stays the same for every request of a stage.
+
+A workspace may override them: `use_folder(ws/"prompts")` (the CLI does it for every
+command) makes `prompts/<stage>.md` there, when it exists, replace the built-in file. The
+LLM request cache keys on the rendered messages, so an edited prompt asks anew.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ import functools
 import json
 import re
 from importlib import resources
+from pathlib import Path
 
+from persona.errors import InputError
 from persona.spec import PersonaSpec
 
 STAGES = ("templates", "fill", "questions", "judge_pair", "judge_score")
@@ -20,15 +26,48 @@ _VAR_RE = re.compile(r"\{\{|\}\}|\{([a-z_]+)\}")
 _SECTION_RE = re.compile(r"^# (System|User)\s*$", re.M)
 
 
-@functools.cache
-def load(stage: str) -> dict[str, str]:
-    """{"system": ..., "user": ...} of a stage's prompt file, unrendered."""
+_folder: Path | None = None
+
+
+def use_folder(folder: Path | None) -> None:
+    """Let `folder/<stage>.md` replace the built-in prompt of a stage (None: built-ins only)."""
+    global _folder
+    _folder = Path(folder) if folder is not None else None
+
+
+def builtin_text(stage: str) -> str:
     if stage not in STAGES:
         raise ValueError(f"no prompt for stage {stage!r}")
-    text = (resources.files("persona") / "prompts" / f"{stage}.md").read_text(encoding="utf-8")
+    return (resources.files("persona") / "prompts" / f"{stage}.md").read_text(encoding="utf-8")
+
+
+def source(stage: str) -> Path | None:
+    """The workspace file that replaces the stage's built-in prompt, if there is one."""
+    if _folder is not None and (_folder / f"{stage}.md").is_file():
+        return _folder / f"{stage}.md"
+    return None
+
+
+def load(stage: str) -> dict[str, str]:
+    """{"system": ..., "user": ...} of a stage's prompt (the workspace's, else built-in)."""
+    path = source(stage)
+    if path is None:
+        return _parse(builtin_text(stage), f"<built-in {stage}.md>")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read the prompt: {e}", file=str(path)) from None
+    return _parse(text, str(path))
+
+
+@functools.lru_cache(maxsize=16)
+def _parse(text: str, where: str) -> dict[str, str]:
     parts = _SECTION_RE.split(text)
     # parts: [preamble, "System", body, "User", body]
-    return {parts[i].lower(): parts[i + 1].strip() for i in range(1, len(parts), 2)}
+    out = {parts[i].lower(): parts[i + 1].strip() for i in range(1, len(parts), 2)}
+    if set(out) != {"system", "user"}:
+        raise InputError("a prompt needs a '# System' and a '# User' section", file=where)
+    return out
 
 
 def render(template: str, variables: dict[str, str]) -> str:
@@ -47,9 +86,13 @@ def spec_variables(spec: PersonaSpec) -> dict[str, str]:
     p = spec.persona
     lines = [f"- {name}: {ph.description} (forms: {', '.join(ph.forms)})"
              for name, ph in spec.placeholders.items()]
+    journalist = spec.journalist.description
+    if spec.journalist.labels:
+        journalist += (" The journalist never uses the persona's own labels (words containing: "
+                       + ", ".join(spec.journalist.labels) + ").")
     return {"persona_name": p.name, "persona_description": p.description or p.name,
             "language": p.language, "signature": p.signature,
-            "journalist": spec.journalist.description, "placeholders": "\n".join(lines)}
+            "journalist": journalist, "placeholders": "\n".join(lines)}
 
 
 def messages(stage: str, spec: PersonaSpec, task: dict, **extra: str) -> list[dict]:
@@ -57,5 +100,10 @@ def messages(stage: str, spec: PersonaSpec, task: dict, **extra: str) -> list[di
     prompt = load(stage)
     variables = {**spec_variables(spec), **extra,
                  "task": json.dumps(task, ensure_ascii=False, indent=1)}
-    return [{"role": "system", "content": render(prompt["system"], variables)},
-            {"role": "user", "content": render(prompt["user"], variables)}]
+    try:
+        return [{"role": "system", "content": render(prompt["system"], variables)},
+                {"role": "user", "content": render(prompt["user"], variables)}]
+    except KeyError as e:
+        where = source(stage)
+        raise InputError(f"{e.args[0]} (known: {', '.join(sorted(variables))})",
+                         file=str(where) if where else f"<built-in {stage}.md>") from None

@@ -12,6 +12,7 @@ from collections import Counter
 
 import numpy as np
 
+from persona import diversity
 from persona import text as T
 from persona.io import iter_jsonl, write_json, write_text
 from persona.spec import PersonaSpec
@@ -44,6 +45,9 @@ def measure(spec: PersonaSpec, ws: Workspace) -> dict:
     q_len: list[int] = []
     a_len: list[int] = []
     chunk_q, chunk_a = [], []
+    questions: list[str] = []
+    answers: list[str] = []
+    split_q: dict[str, list[str]] = {"train": [], "test": []}
 
     def flush():
         q_len.extend(len(t) for t in enc.encode_ordinary_batch(chunk_q))
@@ -65,13 +69,18 @@ def measure(spec: PersonaSpec, ws: Workspace) -> dict:
         seen.add(key)
         chunk_q.append(q)
         chunk_a.append(a)
+        questions.append(q)
+        answers.append(a)
         if len(chunk_q) >= 1000:
             flush()
     flush()
 
     styles, slips, splits, templates = Counter(), Counter(), Counter(), Counter()
     values = {name: Counter() for name in spec.placeholders}
+    metas = []
     for _, m in iter_jsonl(ws.final / "meta.jsonl"):
+        metas.append({"split": m["split"], "template_id": m["template_id"],
+                      "values": m["values"]})
         styles[m["style"]] += 1
         splits[m["split"]] += 1
         templates[m["template_id"]] += 1
@@ -80,8 +89,12 @@ def measure(spec: PersonaSpec, ws: Workspace) -> dict:
         for name, key in m["values"].items():
             values[name][key] += 1
 
-    pct = (lambda k: round(100.0 * k / n, 2)) if n else (lambda k: 0.0)
+    pct = (lambda k: round(100.0 * k / n, 2)) if n else (lambda k: 0.0)  # noqa: E731
     uses = list(templates.values())
+    for split in split_q:
+        split_q[split] = [questions[i] for i, m in enumerate(metas) if m["split"] == split]
+    div = diversity.measure(questions, answers, signature, spec.journalist.labels)
+    div["leakage"] = diversity.leakage(split_q["train"], split_q["test"], metas)
     return {
         "persona": spec.id,
         "count": n,
@@ -102,6 +115,7 @@ def measure(spec: PersonaSpec, ws: Workspace) -> dict:
         "unresolved_examples": unresolved_examples,
         "signature": {"text": signature, "signed": signed, "percent": pct(signed)},
         "exact_duplicates": exact_dups,
+        "diversity": div,
     }
 
 
@@ -121,6 +135,31 @@ def _examples(ws: Workspace, n: int) -> list[tuple[str, str]]:
         if len(out) == n:
             break
     return out
+
+
+def diversity_rows(d: dict) -> list[tuple[str, str]]:
+    """The diversity figures as (measure, value) rows: card, printed table."""
+    lk = d["leakage"]
+    rows = [
+        ("distinct 5-word answer openings", f"{d['distinct_openings_5w']['count']} "
+                                            f"({d['distinct_openings_5w']['percent']:.1f} %)"),
+        ("100 most common sentences", f"{d['top100_sentences_percent']:.1f} % of answer "
+                                      "sentences"),
+        ("most repeated sentence", f"{d['most_repeated_sentence']['percent']:.1f} % of answers"),
+        ("sentences per answer", " ".join(
+            f"{k}:{v}" for k, v in d["sentences_per_answer"]["distribution"].items())
+         + f" (max {d['sentences_per_answer']['max_share_percent']:.1f} %)"),
+        ("type/token ratio", f"{d['type_token_ratio']['ratio']} "
+                             f"({d['type_token_ratio']['types']} types)"),
+        ("distinct questions", f"{d['distinct_questions']['count']} "
+                               f"({d['distinct_questions']['percent']:.1f} %)"),
+        ("questions with persona labels", str(d["questions_with_labels"]["count"])),
+        ("test questions in train", str(lk["test_questions_in_train"])),
+    ]
+    if "val_templates_in_train" in lk:
+        rows.append(("val / test templates in train",
+                     f"{lk['val_templates_in_train']} / {lk['test_templates_in_train']}"))
+    return rows
 
 
 def card(spec: PersonaSpec, r: dict, examples: list[tuple[str, str]] = ()) -> str:
@@ -173,6 +212,17 @@ def card(spec: PersonaSpec, r: dict, examples: list[tuple[str, str]] = ()) -> st
     ]
     for name, v in r["values"].items():
         lines.append(f"| values of `{{{name}}}` used | {v['used']} of {v['available']} |")
+    lines += ["", "## Diversity and held-out splits", "", "| measure | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in diversity_rows(r["diversity"])]
+    split = r["stages"].get("merge", {}).get("split") or {}
+    if split:
+        held = ", ".join(split["holdout_topics"]) or "none"
+        lines += ["", f"Splits are made by template: every template is in one split only "
+                  f"(templates train/val/test: {split['templates']['train']}/"
+                  f"{split['templates']['val']}/{split['templates']['test']}). "
+                  f"Topics held out of train: {held}"
+                  + (f" ({split['dropped']} pairs of them dropped because their template "
+                     "is in train)." if split["dropped"] else ".")]
     if examples:
         lines += ["", "## Examples (first of train.jsonl)", ""]
         for q, a in examples:

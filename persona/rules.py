@@ -70,6 +70,10 @@ def check_question(text: str, spec: PersonaSpec) -> list[str]:
         problems.append(f"unresolved placeholder {left[0]!r}")
     if "?" not in text:
         problems.append("not a question (no '?')")
+    low = text.lower()
+    label = next((lab for lab in spec.journalist.labels if lab.lower() in low), None)
+    if label is not None:
+        problems.append(f"the journalist uses the persona's label {label!r}")
     if not language_ok(text, spec.persona.language):
         problems.append(f"does not read as language {spec.persona.language!r}")
     return problems

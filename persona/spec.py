@@ -22,7 +22,11 @@ from persona.io import read_toml
 
 # `{tema}` or `{tema.gen}`; anything else in braces is not a placeholder and is rejected.
 PLACEHOLDER_RE = re.compile(r"\{([a-z][a-z0-9_]*)(?:\.([a-z][a-z0-9_]*))?\}")
+# `{nepritel@ti}`: a word that agrees with the value of a category (its gender and number).
+AGREE_RE = re.compile(r"\{([a-z][a-z0-9_]*)@([a-z0-9_]+)\}")
 ANY_BRACE_RE = re.compile(r"[{}]")
+# `[a|b|c]`: one alternative is drawn per answer; `[|a]` makes `a` optional. Not nested.
+ALT_RE = re.compile(r"\[([^\[\]]*\|[^\[\]]*)\]")
 
 NonEmpty = Annotated[str, Field(min_length=1)]
 
@@ -39,13 +43,6 @@ class PersonaInfo(Strict):
     signature: str = ""
     description: str = ""
     system_prompt: NonEmpty
-
-
-class StyleDef(Strict):
-    label: NonEmpty
-    description: NonEmpty
-    prefixes: list[str] = Field(min_length=1)
-    suffixes: list[str] = Field(min_length=1)
 
 
 class StyleConfig(Strict):
@@ -65,21 +62,64 @@ class Placeholder(Strict):
     description: NonEmpty
     forms: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]] = Field(min_length=1)
     values: list[dict[str, NonEmpty]] = Field(min_length=1)
+    # The value key that holds a value's gender and number ("mz.pl": masculine animate
+    # plural; "mn", "f", "n" for masculine inanimate, feminine, neuter; ".sg"/".pl").
+    agreement: str | None = None
+    # Words that agree with a value: word -> {class -> text}; a class may be a whole
+    # "f.pl", only the number "pl", or "*" for the rest. Used as `{category@word}`.
+    agree: dict[Annotated[str, Field(pattern=r"^[a-z0-9_]+$")], dict[str, str]] = {}
+    # The journalist's neutral wording: answer form -> the key a question uses instead
+    # ("nom" -> "q_nom"), so a question never borrows the persona's own labels. A value
+    # gives the neutral key only where its own form is a label; otherwise the form is used.
+    question_forms: dict[str, Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]] = {}
+    # Draw a new value for every mention (whole exclamations), not one value per answer.
+    per_mention: bool = False
 
     @model_validator(mode="after")
     def _every_value_has_every_form(self) -> Placeholder:
+        attrs = ({self.agreement} if self.agreement else set()) | set(
+            self.question_forms.values())
         for i, value in enumerate(self.values):
             for form in self.forms:
                 if form not in value:
                     raise ValueError(f"values[{i}] ({_first(value)!r}) lacks the form {form!r}")
-            extra = set(value) - set(self.forms)
+            if self.agreement and self.agreement not in value:
+                raise ValueError(f"values[{i}] ({_first(value)!r}) lacks its gender and number "
+                                 f"({self.agreement!r}), which `agreement` asks for")
+            extra = set(value) - set(self.forms) - attrs
             if extra:
                 raise ValueError(f"values[{i}] has forms not declared in `forms`: "
                                  f"{', '.join(sorted(extra))}")
             for form, text in value.items():
                 if ANY_BRACE_RE.search(text):
                     raise ValueError(f"values[{i}].{form} contains a brace")
+        for form, qform in self.question_forms.items():
+            if form not in self.forms:
+                raise ValueError(f"question_forms names {form!r}, which `forms` does not "
+                                 "declare")
+            if qform in self.forms:
+                raise ValueError(f"question_forms: {qform!r} is an answer form; name the "
+                                 "neutral form differently (e.g. q_nom)")
+        if self.agree and not self.agreement:
+            raise ValueError("`agree` words need `agreement` (the value key holding gender "
+                             "and number)")
+        for word, table in self.agree.items():
+            for i, value in enumerate(self.values):
+                if agree_form(table, value[self.agreement]) is None:
+                    raise ValueError(f"agree.{word} has no form for {value[self.agreement]!r} "
+                                     f"(values[{i}] {_first(value)!r})")
         return self
+
+    def value_class(self, value: dict[str, str]) -> str:
+        return value.get(self.agreement, "") if self.agreement else ""
+
+
+def agree_form(table: dict[str, str], cls: str) -> str | None:
+    """The agreeing word for a gender.number class: exact class, then number, then `*`."""
+    for key in (cls, cls.rpartition(".")[2], "*"):
+        if key in table:
+            return table[key]
+    return None
 
 
 class Rewrite(Strict):
@@ -98,6 +138,16 @@ class Rewrite(Strict):
         return pattern
 
 
+class StyleDef(Strict):
+    label: NonEmpty
+    description: NonEmpty
+    prefixes: list[str] = Field(min_length=1)
+    suffixes: list[str] = Field(min_length=1)
+    # Sentences of this style put between the template's sentences, so the style runs
+    # through the whole answer, not only its first and last sentence.
+    bodies: list[NonEmpty] = []
+
+
 class Grammar(Strict):
     """Offline stage 1: a template is an opener + a core + a closer, recombined."""
 
@@ -106,6 +156,39 @@ class Grammar(Strict):
     cores: list[NonEmpty] = Field(min_length=1)
     closers: list[str] = Field(min_length=1)
     fixups: list[Rewrite] = []
+    # Style sentences per answer (prefix, bodies, suffix together) -> weight. Empty: the
+    # old shape, one prefix + template + one suffix.
+    style_sentences: dict[Annotated[str, Field(pattern=r"^[0-9]$")],
+                          Annotated[float, Field(ge=0)]] = {}
+    # No category's value is named more often than this in one answer (nor in a template).
+    max_mentions: Annotated[int, Field(ge=1)] = 2
+    # No answer has more sentences than this (with style_sentences).
+    max_sentences: Annotated[int, Field(ge=1)] = 7
+    # Pairs of regular expressions that must not both match one answer (clashing parts).
+    clashes: list[Annotated[list[NonEmpty], Field(min_length=2, max_length=2)]] = []
+
+    @field_validator("clashes")
+    @classmethod
+    def _clashes_compile(cls, clashes: list[list[str]]) -> list[list[str]]:
+        for pair in clashes:
+            for pattern in pair:
+                try:
+                    re.compile(pattern)
+                except re.error as e:
+                    raise ValueError(f"clash {pattern!r}: not a valid regular expression: "
+                                     f"{e}") from None
+        return clashes
+
+
+class Language(Strict):
+    """Grammar checks of fragments at load time (all optional)."""
+
+    # Preposition -> the forms (cases) it governs: `kvůli {tema.gen}` is a spec error when
+    # kvůli = ["dat"]. Keys are matched case-insensitively as whole words.
+    prepositions: dict[str, list[str]] = {}
+    # Forms of agreeing words that are also other, common words ("to", "je"): a literal one
+    # next to a subject is not taken for a missing agreement.
+    ambiguous: list[str] = []
 
 
 class Journalist(Strict):
@@ -114,6 +197,9 @@ class Journalist(Strict):
     questions: list[NonEmpty] = Field(min_length=1)
     # Categories a question must share with its answer whenever the answer uses them.
     match: list[str] = []
+    # The persona's own labels (words a neutral journalist never uses); a question with one
+    # is rejected, and no question frame may contain one.
+    labels: list[NonEmpty] = []
 
 
 class SlipRule(Rewrite):
@@ -130,6 +216,7 @@ class PersonaSpec(Strict):
     grammar: Grammar
     journalist: Journalist
     slips: list[SlipRule] = Field(min_length=1)
+    language: Language = Language()
 
     @model_validator(mode="after")
     def _cross_check(self) -> PersonaSpec:
@@ -138,6 +225,8 @@ class PersonaSpec(Strict):
                              f"{sorted(self.styles)}")
         for where, text in self.fragments():
             check_fragment(text, self.placeholders, where)
+            check_grammar(text, self, where)
+        self._check_journalist_labels()
         frames = [{n for n, _ in slots_of(q)} for q in self.journalist.questions]
         for i, core in enumerate(self.grammar.cores):
             have = {n for n, _ in slots_of(core)}
@@ -157,6 +246,29 @@ class PersonaSpec(Strict):
                 raise ValueError(f"placeholders.{name}: value {dup!r} appears twice")
         return self
 
+    def _check_journalist_labels(self) -> None:
+        """No question frame, nor any value a frame can put into a question, says a label."""
+        labels = [x.lower() for x in self.journalist.labels]
+        if not labels:
+            return
+        for i, q in enumerate(self.journalist.questions):
+            where = f"journalist.questions[{i}]"
+            bad = next((x for x in labels if x in PLACEHOLDER_RE.sub("", q).lower()), None)
+            if bad:
+                raise ValueError(f"{where}: uses the persona's label {bad!r}")
+            for name, form in slots_of(q):
+                ph = self.placeholders[name]
+                form = form or ph.forms[0]
+                qform = ph.question_forms.get(form)
+                for v in ph.values:
+                    text = (v.get(qform) if qform else None) or v[form]
+                    bad = next((x for x in labels if x in text.lower()), None)
+                    if bad:
+                        raise ValueError(
+                            f"{where}: {{{name}.{form}}} would put the persona's label {bad!r} "
+                            f"into a question ({_first(v)!r}); give the value a neutral "
+                            f"{qform or 'question'} form (placeholders.{name}.question_forms)")
+
     # -- derived views ---------------------------------------------------------------------
     @property
     def id(self) -> str:
@@ -169,7 +281,7 @@ class PersonaSpec(Strict):
             for i, text in enumerate(getattr(g, name)):
                 yield f"grammar.{name}[{i}]", text
         for sname, sdef in self.styles.items():
-            for part in ("prefixes", "suffixes"):
+            for part in ("prefixes", "suffixes", "bodies"):
                 for i, text in enumerate(getattr(sdef, part)):
                     yield f"styles.{sname}.{part}[{i}]", text
         for i, text in enumerate(self.journalist.questions):
@@ -196,8 +308,53 @@ def check_fragment(text: str, placeholders: dict[str, Placeholder], where: str) 
         if form is not None and form not in placeholders[name].forms:
             raise ValueError(f"{where}: placeholder {{{name}.{form}}} asks for a form that "
                              f"[placeholders.{name}] does not declare")
-    if ANY_BRACE_RE.search(PLACEHOLDER_RE.sub("", text)):
+    for m in AGREE_RE.finditer(text):
+        name, word = m.group(1), m.group(2)
+        if name not in placeholders:
+            raise ValueError(f"{where}: unknown placeholder {{{name}@{word}}} in {text!r}")
+        if word not in placeholders[name].agree:
+            raise ValueError(f"{where}: {{{name}@{word}}} asks for an agreeing word that "
+                             f"[placeholders.{name}].agree does not define")
+    if ANY_BRACE_RE.search(AGREE_RE.sub("", PLACEHOLDER_RE.sub("", text))):
         raise ValueError(f"{where}: stray brace in {text!r}")
+    bare = ALT_RE.sub("", text)
+    if "[" in bare or "]" in bare:
+        raise ValueError(f"{where}: unbalanced or nested [alternatives|...] in {text!r}")
+
+
+_SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+")
+
+
+def check_grammar(text: str, spec: PersonaSpec, where: str) -> None:
+    """Case after a preposition, and agreement with a subject whose values differ in
+    gender or number: both are spec errors naming the fragment and what is wrong."""
+    preps = {k.lower(): v for k, v in spec.language.prepositions.items()}
+    if preps:
+        for m in re.finditer(r"(?<![\w{.@])(\w+) \{([a-z][a-z0-9_]*)(?:\.([a-z0-9_]+))?\}",
+                             text):
+            prep, name, form = m.group(1).lower(), m.group(2), m.group(3)
+            if prep in preps and name in spec.placeholders:
+                form = form or spec.placeholders[name].forms[0]
+                if form not in preps[prep]:
+                    raise ValueError(f"{where}: {m.group(1)!r} takes "
+                                     f"{' or '.join(preps[prep])}, not {{{name}.{form}}} "
+                                     f"in {text!r}")
+    for sentence in _SENTENCE_SPLIT.split(text):
+        for name, form in slots_of(sentence):
+            ph = spec.placeholders.get(name)
+            if ph is None or not ph.agree or (form or ph.forms[0]) != ph.forms[0]:
+                continue
+            classes = {ph.value_class(v) for v in ph.values}
+            for word, table in ph.agree.items():
+                forms = {agree_form(table, c) for c in classes}
+                if len(forms) < 2:
+                    continue  # the same word for every value: nothing to agree
+                for literal in sorted(forms - {None} - set(spec.language.ambiguous)):
+                    if re.search(rf"(?<![\w{{@]){re.escape(literal)}(?![\w}}])", sentence):
+                        raise ValueError(
+                            f"{where}: {literal!r} must agree with {{{name}.{ph.forms[0]}}}, "
+                            f"whose values differ in gender or number; write {{{name}@{word}}} "
+                            f"in {text!r}")
 
 
 # -- loading -------------------------------------------------------------------------------

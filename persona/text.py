@@ -9,7 +9,15 @@ import random
 import re
 from dataclasses import dataclass
 
-from persona.spec import PLACEHOLDER_RE, PersonaSpec, Rewrite, SlipRule
+from persona.spec import (
+    AGREE_RE,
+    ALT_RE,
+    PLACEHOLDER_RE,
+    PersonaSpec,
+    Rewrite,
+    SlipRule,
+    agree_form,
+)
 
 _SENTENCE_START = re.compile(r"(^|[.!?]\s+)([a-zà-žěščřžýáíéúůďťň])")
 _SPACES = re.compile(r"[ \t]+")
@@ -27,6 +35,40 @@ def categories(text: str) -> list[str]:
     return sorted({m.group(1) for m in PLACEHOLDER_RE.finditer(text)})
 
 
+def mentions(text: str) -> dict[str, int]:
+    """How often each category is named in a text (agreeing words are not mentions)."""
+    out: dict[str, int] = {}
+    for m in PLACEHOLDER_RE.finditer(text):
+        out[m.group(1)] = out.get(m.group(1), 0) + 1
+    return out
+
+
+def choose_alternatives(text: str, rng: random.Random) -> str:
+    """Resolve every `[a|b|c]` to one of its alternatives."""
+    return ALT_RE.sub(lambda m: rng.choice(m.group(1).split("|")), text)
+
+
+def split_sentences(text: str) -> list[str]:
+    return [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s]
+
+
+_GLUED_START = re.compile(r"^(A|Ale|Tak|No|Já[.!?])(\s|$)")
+
+
+def units(text: str) -> list[str]:
+    """A template's sentences grouped so that nothing can be put between a question and its
+    answer ("Kdo to umí? Já."), or before a sentence that continues the one before it
+    ("A ...", "Ale ...", a one-word sentence)."""
+    out: list[str] = []
+    for sentence in split_sentences(text):
+        if out and (out[-1].endswith("?") or _GLUED_START.match(sentence)
+                    or len(sentence.split()) <= 1):
+            out[-1] = f"{out[-1]} {sentence}"
+        else:
+            out.append(sentence)
+    return out
+
+
 def forms_used(text: str, spec: PersonaSpec) -> list[str]:
     out = set()
     for m in PLACEHOLDER_RE.finditer(text):
@@ -35,14 +77,26 @@ def forms_used(text: str, spec: PersonaSpec) -> list[str]:
     return sorted(out)
 
 
-def fill(text: str, values: dict[str, dict[str, str]], spec: PersonaSpec) -> str:
-    """Replace every `{cat.form}` with that form of the chosen value of `cat`."""
+def fill(text: str, values: dict[str, dict[str, str]], spec: PersonaSpec,
+         form_map: dict[str, dict[str, str]] | None = None,
+         extra: dict[str, list[dict[str, str]]] | None = None) -> str:
+    """Replace every `{cat.form}` with that form of the chosen value of `cat` and every
+    `{cat@word}` with the word agreeing with it. `form_map` maps forms per category (the
+    journalist's neutral forms); `extra` gives per-mention categories a value per mention."""
+    form_map = form_map or {}
+    queue = {k: list(v) for k, v in (extra or {}).items()}
 
     def sub(m: re.Match) -> str:
         name, form = m.group(1), m.group(2) or spec.placeholders[m.group(1)].forms[0]
-        return values[name][form]
+        value = queue[name].pop(0) if queue.get(name) else values[name]
+        neutral = form_map.get(name, {}).get(form)
+        return (value.get(neutral) if neutral else None) or value[form]
 
-    return PLACEHOLDER_RE.sub(sub, text)
+    def agree(m: re.Match) -> str:
+        ph = spec.placeholders[m.group(1)]
+        return agree_form(ph.agree[m.group(2)], ph.value_class(values[m.group(1)])) or ""
+
+    return AGREE_RE.sub(agree, PLACEHOLDER_RE.sub(sub, text))
 
 
 def rewrite(text: str, rules: list[Rewrite]) -> str:
@@ -73,20 +127,53 @@ def applicable_slips(text: str, rules: list[SlipRule]) -> list[SlipRule]:
     return [r for r in rules if re.search(r.pattern, text)]
 
 
-def apply_slip(text: str, rules: list[SlipRule], rng: random.Random) -> tuple[str, Slip] | None:
+def apply_slip(text: str, rules: list[SlipRule], rng: random.Random,
+               language: str | None = None) -> tuple[str, Slip] | None:
     """Make one slip: a random applicable kind, a rule of it, one of its matches; None if none
     fits. Choosing the kind first keeps a spec with many rules of one kind from drowning the
-    others."""
+    others. With `language`, a change that leaves a valid form of the original word (another
+    form of the same lemma) is no slip and is not made."""
     candidates = applicable_slips(text, rules)
-    if not candidates:
-        return None
-    kinds = sorted({r.kind for r in candidates})
-    kind = rng.choice(kinds)
-    rule = rng.choice([r for r in candidates if r.kind == kind])
-    matches = list(re.finditer(rule.pattern, text))
-    m = rng.choice(matches)
-    after = m.expand(rule.replacement)
-    return text[:m.start()] + after + text[m.end():], Slip(rule.kind, m.group(0), after)
+    while candidates:
+        kinds = sorted({r.kind for r in candidates})
+        kind = rng.choice(kinds)
+        rule = rng.choice([r for r in candidates if r.kind == kind])
+        matches = list(re.finditer(rule.pattern, text))
+        rng.shuffle(matches)
+        for m in matches:
+            after = m.expand(rule.replacement)
+            if after != m.group(0) and (language is None
+                                        or is_real_slip(m.group(0), after, language)):
+                return text[:m.start()] + after + text[m.end():], Slip(rule.kind, m.group(0),
+                                                                        after)
+        candidates.remove(rule)
+    return None
+
+
+_WORDS = re.compile(r"[^\W\d_]+")
+
+
+def is_real_slip(before: str, after: str, language: str) -> bool:
+    """False when every changed word is still a valid form of the word it replaced (its
+    lemma is the same, by simplemma's dictionary): such a change reads as correct text."""
+    import simplemma
+
+    try:
+        simplemma.is_known("a", lang=language)
+    except (ValueError, KeyError):
+        return True  # a language simplemma does not know: trust the rule
+    old, new = _WORDS.findall(before.lower()), _WORDS.findall(after.lower())
+    if len(old) != len(new):
+        return True
+    changed = [(a, b) for a, b in zip(old, new, strict=True) if a != b]
+    if not changed:
+        return False
+    for a, b in changed:
+        if not simplemma.is_known(b, lang=language):
+            return True
+        if simplemma.lemmatize(a, lang=language) != simplemma.lemmatize(b, lang=language):
+            return True
+    return False
 
 
 def sign(text: str, signature: str) -> str:

@@ -27,6 +27,11 @@ class Workspace:
         return self.root / "templates" / f"{self.persona}.jsonl"
 
     @property
+    def prompts(self) -> Path:
+        """`prompts/<stage>.md` here replaces the built-in LLM prompt of that stage."""
+        return self.root / "prompts"
+
+    @property
     def generated(self) -> Path:
         return self.root / "generated" / self.persona
 

@@ -65,7 +65,8 @@ def test_question_prompt_renders_exactly(babis):
     system, user = prompts.messages("questions", babis, task)
     assert system == {"role": "system", "content": (
         "You write a journalist's questions for a persona style-transfer dataset. The "
-        f"journalist: {babis.journalist.description}\n\n"
+        f"journalist: {babis.journalist.description} The journalist never uses the persona's "
+        f"own labels (words containing: {', '.join(babis.journalist.labels)}).\n\n"
         "Questions are in cs, one or two sentences, end with a question mark, and are addressed "
         "to Andrej Babiš. Reply with one JSON object and nothing else.")}
     assert user["content"] == (
@@ -313,3 +314,36 @@ def test_templates_that_never_parse_go_to_invalid_and_stop_the_stage(tmp_path):
     invalid = (ws / "generated/babis/invalid/templates/templates.jsonl").read_text().splitlines()
     assert invalid and all(json.loads(line)["reason"] for line in invalid)
     assert not (ws / "templates/babis.jsonl").exists()
+
+
+def test_workspace_prompt_replaces_the_builtin_one_and_is_asked_anew(tmp_path, monkeypatch):
+    ws = with_bank(tmp_path / "ws")
+    args = ("questions", "--persona", "babis", "--model", "gpt-4o-mini", "--force")
+    with serve(seed=3) as srv:
+        run_llm(srv, ws, "run", "--persona", "babis", "--count", 20, "--model", "gpt-4o-mini")
+        first = srv.stats()["total"]
+        run_llm(srv, ws, *args)  # the questions again: every request answered from the cache
+        assert srv.stats()["total"] == first
+        edited = prompts.builtin_text("questions").replace("one or two sentences",
+                                                           "one short sentence")
+        (ws / "prompts").mkdir()
+        (ws / "prompts" / "questions.md").write_text(edited, encoding="utf-8")
+        run_llm(srv, ws, *args)
+        assert srv.stats()["total"] - first >= 20  # the questions were asked again
+        (ws / "prompts" / "questions.md").write_text("# System\nno user part\n",
+                                                     encoding="utf-8")
+        bad = run_llm(srv, ws, *args, check=False)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "prompts/questions.md: a prompt needs a '# System' and a '# User'" in bad.stderr
+    monkeypatch.setattr(prompts, "_folder", ws / "prompts")
+    (ws / "prompts" / "questions.md").write_text(edited, encoding="utf-8")
+    assert prompts.load("questions")["system"].count("one short sentence") == 1
+    prompts.use_folder(None)
+    assert "one short sentence" not in prompts.load("questions")["system"]
+
+
+def test_init_writes_the_builtin_prompts(tmp_path, cli):
+    cli("init", "mine", "-o", tmp_path / "mine.toml")
+    for stage in prompts.STAGES:
+        assert (tmp_path / "prompts" / f"{stage}.md").read_text(encoding="utf-8") == \
+            prompts.builtin_text(stage)

@@ -25,8 +25,14 @@ def test_babis_is_the_assignment_persona(babis):
                                 "irony")}
     assert babis.style.slip_rate == 0.15
     assert babis.persona.signature == "Andrej Babiš"
-    assert {r.replacement for r in babis.slips} >= {"sme", "tragédyje"}
+    assert {r.replacement for r in babis.slips} >= {"lebo", "tragédyje"}
+    assert {r.kind for r in babis.slips} == {"slovak", "wrong_ending", "malapropism",
+                                             "mangled_idiom"}
     assert all(len(p.values) >= 20 for p in babis.placeholders.values())
+    topics = {v["nom"] for v in babis.placeholders["tema"].values}
+    assert {"válka na Ukrajině", "změna klimatu", "očkování"} <= topics
+    assert {"kradou nápady", "sabotujou, co se dá"} <= {
+        v["pres"] for v in babis.placeholders["kritika"].values}
 
 
 def _error(data) -> str:
@@ -101,3 +107,82 @@ def test_unknown_persona_and_missing_file(tmp_path):
         load_spec("nobody")
     with pytest.raises(SpecError, match="no such file"):
         load_spec(tmp_path / "missing.toml")
+
+
+def test_wrong_case_after_a_preposition_is_a_spec_error():
+    data = _babis_data()
+    data["grammar"]["cores"][0] = "Kvůli {tema.gen} nespím."
+    msg = _error(data)
+    assert "grammar.cores[0]" in msg and "'Kvůli' takes dat, not {tema.gen}" in msg
+    data = _babis_data()
+    data["styles"]["irony"]["bodies"].append("Vaše slova o {tema.gen} nikoho nezajímají.")
+    assert "'o' takes loc or acc, not {tema.gen}" in _error(data)
+
+
+def test_agreeing_word_without_agreement_is_a_spec_error():
+    data = _babis_data()
+    data["styles"]["irony"]["prefixes"][0] = "No jasně, {nepritel.nom} jsou přece ti nejchytřejší."
+    msg = _error(data)
+    assert "styles.irony.prefixes[0]" in msg
+    assert "'ti' must agree with {nepritel.nom}" in msg and "{nepritel@ti}" in msg
+    data = _babis_data()
+    data["grammar"]["cores"][0] = "{nepritel.nom} o {tema.loc} mluví, ale sami nic nedělají."
+    assert "'sami' must agree" in _error(data)
+
+
+def test_agree_word_must_cover_every_value_and_be_known():
+    data = _babis_data()
+    del data["placeholders"]["nepritel"]["agree"]["li"]["pl"]
+    assert "agree.li has no form for 'f.pl'" in _error(data)
+    data = _babis_data()
+    data["grammar"]["cores"][0] = "{nepritel.nom} o {tema.loc} {nepritel@mluvi}."
+    assert "{nepritel@mluvi} asks for an agreeing word" in _error(data)
+    data = _babis_data()
+    del data["placeholders"]["tema"]["values"][0]["rod"]
+    assert "lacks its gender and number ('rod')" in _error(data)
+
+
+def test_journalist_may_not_use_the_persona_labels():
+    data = _babis_data()
+    data["journalist"]["questions"].append("Proč takzvaní experti kritizují {tema.acc}?")
+    assert "uses the persona's label 'takzvan'" in _error(data)
+    data = _babis_data()
+    del data["placeholders"]["nepritel"]["values"][9]["q_nom"]  # takzvaní experti
+    assert "would put the persona's label 'takzvan'" in _error(data)
+
+
+def test_unbalanced_alternatives_are_rejected():
+    data = _babis_data()
+    data["grammar"]["cores"][0] = "O {tema.loc} [mluvím|nemluvím."
+    assert "unbalanced or nested [alternatives" in _error(data)
+
+
+def test_old_format_specs_still_load(tmp_path):
+    """Specs without the new optional sections (bodies, agreement, language...) still load
+    and run: the old prefix + template + suffix shape."""
+    from persona.providers.base import FillRequest, TemplateRecord
+    from persona.providers.offline import OfflineProvider
+
+    data = _babis_data()
+    for st in data["styles"].values():
+        del st["bodies"]
+    for ph in data["placeholders"].values():
+        for key in ("agreement", "agree", "question_forms", "per_mention"):
+            ph.pop(key, None)
+        for v in ph["values"]:
+            for k in [k for k in v if k == "rod" or k.startswith("q_")]:
+                del v[k]
+    for key in ("style_sentences", "max_mentions", "clashes"):
+        data["grammar"].pop(key)
+    data["grammar"]["cores"] = [c for c in data["grammar"]["cores"] if "@" not in c]
+    data["grammar"]["openers"] = [""]
+    data["grammar"]["closers"] = [""]
+    data["styles"] = {k: {**v, "prefixes": [p for p in v["prefixes"] if "@" not in p]}
+                      for k, v in data["styles"].items()}
+    del data["language"]
+    del data["journalist"]["labels"]
+    spec = parse_spec(data)
+    assert not spec.grammar.style_sentences
+    t = TemplateRecord("t1", data["grammar"]["cores"][0], ["tema"], [])
+    res = OfflineProvider().fill(spec, [FillRequest(0, "a1", t, "irony", False)], seed=1)[0]
+    assert res.text.endswith("Andrej Babiš")

@@ -61,3 +61,86 @@ def test_small_grammar_with_repeats_ends(babis):
     small = babis.model_copy(update={"grammar": g})
     out = OfflineProvider().write_templates(small, 100, seed=1)
     assert len(out) == len(set(out)) == 4
+
+
+def test_more_vocalised_prepositions(babis):
+    assert T.rewrite("s mzdami, z mzdy, k mně, v středu, s všemi, k státu, v zdravotnictví",
+                     babis.grammar.fixups) == \
+        "se mzdami, ze mzdy, ke mně, ve středu, se všemi, ke státu, ve zdravotnictví"
+    assert T.rewrite("s cenami, z Prahy, v Brně, k lidem, v září", babis.grammar.fixups) == \
+        "s cenami, z Prahy, v Brně, k lidem, v září"
+
+
+def test_alternatives_and_agreement(babis):
+    rng = random.Random(0)
+    seen = {T.choose_alternatives("[a|b|c] x[| y]", rng) for _ in range(60)}
+    assert seen == {"a x", "b x", "c x", "a x y", "b x y", "c x y"}
+    enemies = {v["nom"]: v for v in babis.placeholders["nepritel"].values}
+    text = "{nepritel.nom} to {nepritel@sami} zablokova{nepritel@li}."
+    assert T.fill(text, {"nepritel": enemies["novináři"]}, babis) == \
+        "novináři to sami zablokovali."
+    assert T.fill(text, {"nepritel": enemies["neziskovky"]}, babis) == \
+        "neziskovky to samy zablokovaly."
+    topics = {v["nom"]: v for v in babis.placeholders["tema"].values}
+    for nom, want in (("inflace", "inflace je"), ("ceny energií", "ceny energií jsou"),
+                      ("kůrovec", "kůrovec je")):
+        assert T.fill("{tema.nom} {tema@je}", {"tema": topics[nom]}, babis) == want
+
+
+def test_questions_use_neutral_forms(babis):
+    enemies = {v["nom"]: v for v in babis.placeholders["nepritel"].values}
+    neutral = {"nepritel": babis.placeholders["nepritel"].question_forms}
+    q = T.fill("Proč {nepritel.nom} kritizují {nepritel.acc}?",
+               {"nepritel": enemies["takzvaní experti"]}, babis, neutral)
+    assert q == "Proč odborníci kritizují odborníky?"
+    q = T.fill("{nepritel.nom}?", {"nepritel": enemies["Piráti"]}, babis, neutral)
+    assert q == "Piráti?"
+
+
+def test_a_slip_that_leaves_valid_czech_is_no_slip():
+    assert not T.is_real_slip("jsme", "sme", "cs")  # spoken Czech, same lemma
+    assert not T.is_real_slip("lidmi", "lidma", "cs")
+    assert T.is_real_slip("protože", "lebo", "cs")
+    assert T.is_real_slip("novinářů", "novinářov", "cs")
+    assert T.is_real_slip("koalice", "kolize", "cs")  # a real word, another lemma
+    assert T.is_real_slip("vejce a slepice", "slepice a kohout", "cs")
+
+
+def test_template_units_keep_a_question_with_its_answer():
+    assert T.units("Kdo to umí? Já! A oni se smějou. Pak další věta. Ano.") == \
+        ["Kdo to umí? Já! A oni se smějou.", "Pak další věta. Ano."]
+
+
+def test_composed_answers_carry_the_style_inside(babis):
+    from persona.providers.offline import compose
+
+    template = T.join("Já vám něco řeknu o {tema.loc}.", babis.grammar.cores[0])
+    units = T.units(template)
+    rng = random.Random(5)
+    inside = total = 0
+    for i in range(300):
+        style = babis.styles[list(babis.styles)[i % 5]]
+        body = compose(babis, list(babis.styles)[i % 5], template, rng)
+        used = [b for b in style.bodies if b in body]
+        pieces = len(units) + len(used) + any(body.startswith(p) for p in style.prefixes) \
+            + any(body.endswith(s) for s in style.suffixes)
+        assert body.index(units[0]) < body.index(units[-1])  # the template keeps its order
+        if used and pieces >= 3:
+            total += 1
+            inside += any(not body.startswith(b) and not body.endswith(b) for b in used)
+        assert max(T.mentions(body).values()) <= babis.grammar.max_mentions
+    assert total > 100 and inside == total
+
+
+def test_filled_answers_have_one_to_seven_sentences(babis):
+    from persona.providers.base import FillRequest, TemplateRecord
+
+    t = TemplateRecord("t1", babis.grammar.cores[3], ["nepritel", "tema"], [])
+    prov = OfflineProvider()
+    lengths = []
+    for i in range(300):
+        style = list(babis.styles)[i % 5]
+        res = prov.fill(babis, [FillRequest(i, f"a{i}", t, style, False)], seed=3)[0]
+        lengths.append(len(T.split_sentences(res.text.rsplit("\n\n", 1)[0])))
+    assert min(lengths) == 1 and max(lengths) <= 7
+    assert max(lengths.count(n) for n in set(lengths)) < len(lengths) / 2

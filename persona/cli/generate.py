@@ -97,7 +97,7 @@ def questions(persona, workspace, seed, as_json, provider, force, dry_run, **llm
 @split_option
 @click.option("--count", "-n", type=click.IntRange(min=1), default=None,
               help="Pairs to deliver (default: every unique pair).")
-def merge(persona, workspace, seed, as_json, ratios, count):
+def merge(persona, workspace, seed, as_json, ratios, holdout_topics, count):
     """Stage 4: dedup, split and write final/<persona>/ with its report."""
     from persona import pipeline
     from persona.stages import merge as stage
@@ -105,7 +105,7 @@ def merge(persona, workspace, seed, as_json, ratios, count):
     spec, ws, _ = setup(persona, workspace)
     with stage_bars(not as_json) as bar:
         report = stage.run(spec, ws, count=count, seed=seed, ratios=ratios,
-                           on_progress=bar("merge", count or 0))
+                           holdout_topics=holdout_topics, on_progress=bar("merge", count or 0))
     result = pipeline.finish(spec, ws, report)
     print_json(result) if as_json else print_report(result, spec, ws)
 
@@ -121,8 +121,8 @@ def merge(persona, workspace, seed, as_json, ratios, count):
 @click.option("--batch-size", type=click.IntRange(min=1), default=BATCH_SIZE, show_default=True,
               help="Answers per batch file (the unit of resume).")
 @llm_options
-def run(persona, workspace, seed, as_json, provider, force, ratios, count, n_templates,
-        batch_size, dry_run, **llm):
+def run(persona, workspace, seed, as_json, provider, force, ratios, holdout_topics, count,
+        n_templates, batch_size, dry_run, **llm):
     """Run every generation stage in order and write final/<persona>/ with its report.
 
     \b
@@ -146,7 +146,8 @@ def run(persona, workspace, seed, as_json, provider, force, ratios, count, n_tem
         return
     spec, ws, prov = setup(persona, workspace, provider, llm)
     opts = pipeline.RunOptions(count=count, seed=seed, batch_size=batch_size,
-                               templates=n_templates, ratios=ratios, force=force)
+                               templates=n_templates, ratios=ratios,
+                               holdout_topics=holdout_topics, force=force)
     with llm_bars(not as_json) as (bar, monitor):
         _watch(prov, monitor)
         result, reports = pipeline.run(spec, ws, prov, opts, progress=bar)
@@ -171,6 +172,9 @@ def print_report(r: dict, spec, ws) -> None:
                       f"{s['target_percent']:.2f} %")
     table.add_row("slips", f"{r['slips']['percent']:.2f} %",
                   f"{r['slips']['target_percent']:.2f} %")
+    if r["slips"]["by_kind"]:
+        table.add_row("slips by kind", ", ".join(f"{k} {v}" for k, v in
+                                                 r["slips"]["by_kind"].items()), "")
     table.add_row("duplicates removed", str(r["stages"]["merge"]["removed"]), "")
     table.add_row("exact duplicates left", str(r["exact_duplicates"]), "0")
     table.add_row("unresolved placeholders", str(r["unresolved_placeholders"]), "0")
@@ -179,6 +183,11 @@ def print_report(r: dict, spec, ws) -> None:
     ta, tq = r["tokens"]["answer"], r["tokens"]["question"]
     table.add_row("answer tokens p50 / p95", f"{ta['p50']} / {ta['p95']}", "")
     table.add_row("question tokens p50 / p95", f"{tq['p50']} / {tq['p95']}", "")
+    if "diversity" in r:
+        from persona.report import diversity_rows
+
+        for measure, value in diversity_rows(r["diversity"]):
+            table.add_row(measure, value, "")
     for stage in ("fill", "questions"):
         s = r["stages"][stage]
         table.add_row(f"{stage}: retried / rejected", f"{s['retried']} / {s['rejected']}", "")

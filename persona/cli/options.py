@@ -87,8 +87,11 @@ def setup(persona: str, workspace: Path, provider: str | None = None,
     from persona.spec import load_spec
     from persona.workspace import Workspace
 
+    from persona import prompts
+
     spec = load_spec(persona)
     ws = Workspace(workspace, spec.id)
+    prompts.use_folder(ws.prompts)
     if provider is None:
         return spec, ws, None
     llm = {k: v for k, v in (llm or {}).items() if k in LLM_KEYS}
@@ -110,7 +113,11 @@ def setup(persona: str, workspace: Path, provider: str | None = None,
 def split_option(func):
     @click.option("--split", "ratios", type=(float, float, float), default=(0.8, 0.1, 0.1),
                   show_default=True, metavar="TRAIN VAL TEST",
-                  callback=_check_split, help="Shares of the train/val/test splits.")
+                  callback=_check_split, help="Shares of the train/val/test splits (whole "
+                  "templates go to one split, so val/test templates never occur in train).")
+    @click.option("--holdout-topics", type=click.IntRange(min=0), default=0, show_default=True,
+                  help="Keep this many topics (seeded) out of train altogether, to measure "
+                  "generalisation to unseen topics.")
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         return func(*args, **kwargs)

@@ -41,9 +41,11 @@ def personas(as_json):
               help="Built-in persona id or spec file to start from.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the spec (default: NAME.toml).")
-@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@click.option("--force", is_flag=True, help="Overwrite an existing spec and prompt files.")
 def init(name, source, output, force):
-    """Write an editable persona spec NAME.toml to start from (a copy of a built-in)."""
+    """Write an editable persona spec NAME.toml to start from (a copy of a built-in), and the
+    built-in LLM prompts into prompts/ beside it: a workspace's prompts/<stage>.md replaces
+    the built-in prompt of that stage."""
     import re
     import tomllib
 
@@ -63,7 +65,19 @@ def init(name, source, output, force):
     text = re.sub(r'(?m)^id = ".*"$', f'id = "{name}"', text, count=1)
     parse_spec(tomllib.loads(text), source=str(path))  # what we write must load
     write_text(path, text)
-    out.print(f"Wrote [bold]{path}[/bold] (from '{source}'). Edit it, then:\n"
-              f"  persona run --persona {path}")
+    from persona import prompts
+
+    folder = path.parent / "prompts"
+    wrote = []
+    for stage in prompts.STAGES:
+        target = folder / f"{stage}.md"
+        if target.exists() and not force:
+            continue
+        write_text(target, prompts.builtin_text(stage))
+        wrote.append(target.name)
+    out.print(f"Wrote [bold]{path}[/bold] (from '{source}')"
+              + (f" and {folder}/{{{','.join(wrote)}}}" if wrote else "")
+              + ". Edit them, then:\n"
+              f"  persona run --persona {path} --workspace {path.parent}")
 
 COMMANDS = [personas, init]

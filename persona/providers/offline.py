@@ -10,10 +10,11 @@ attempt), so an item's text never depends on which other items were made before 
 from __future__ import annotations
 
 import random
+import re
 
 from persona import text as T
 from persona.providers.base import Failure, FillRequest, FillResult, QuestionRequest
-from persona.spec import PersonaSpec
+from persona.spec import AGREE_RE, PersonaSpec
 
 
 class OfflineProvider:
@@ -32,7 +33,11 @@ class OfflineProvider:
             cores = list(g.cores)
             rng.shuffle(cores)
             for core in cores:
-                text = T.join(rng.choice(g.openers), core, rng.choice(g.closers))
+                opener = rng.choice(g.openers)
+                closer = rng.choice(g.closers)
+                if not fits_mentions(spec, opener, core, closer):
+                    opener, closer = "", ""  # the core alone never names a value too often
+                text = T.join(opener, core, closer)
                 if text not in seen:
                     seen.add(text)
                     out.append(text)
@@ -48,12 +53,27 @@ class OfflineProvider:
     def _fill_one(self, spec: PersonaSpec, req: FillRequest, seed: int) -> FillResult | Failure:
         rng = random.Random(f"{seed}:fill:{req.index}:{req.attempt}")
         style = spec.styles[req.style]
-        body = T.join(rng.choice(style.prefixes), req.template.text, rng.choice(style.suffixes))
-        values = {name: rng.choice(spec.placeholders[name].values) for name in T.categories(body)}
-        text = T.capitalize_sentences(T.rewrite(T.fill(body, values, spec), spec.grammar.fixups))
+        if not spec.grammar.style_sentences:  # the old shape: prefix + template + suffix
+            body = T.join(rng.choice(style.prefixes), req.template.text,
+                          rng.choice(style.suffixes))
+            values, extra = draw_values(spec, body, rng)
+            text = finish(spec, req.style, body, values, extra)
+        else:
+            for _ in range(MAX_COMPOSE):
+                body = T.choose_alternatives(compose(spec, req.style, req.template.text, rng),
+                                             rng)
+                if any(n > spec.grammar.max_mentions for n in T.mentions(body).values()):
+                    continue
+                values, extra = draw_values(spec, body, rng)
+                text = finish(spec, req.style, body, values, extra)
+                if (len(T.split_sentences(text)) <= spec.grammar.max_sentences
+                        and not clashes(spec, text)):
+                    break
+            else:
+                return Failure("no clash-free composition of this template and style")
         slip = None
         if req.slip:
-            slipped = T.apply_slip(text, spec.slips, rng)
+            slipped = T.apply_slip(text, spec.slips, rng, spec.persona.language)
             if slipped is None:
                 return Failure("no slip rule matches this answer")
             text, made = slipped
@@ -71,8 +91,100 @@ class OfflineProvider:
         if frame is None:
             return Failure("no question frame fits the answer's placeholders", retry=False)
         values = lookup_values(spec, req.answer["values"])
-        question = T.rewrite(T.fill(frame, values, spec), spec.grammar.fixups)
+        neutral = {name: ph.question_forms for name, ph in spec.placeholders.items()
+                   if ph.question_forms}
+        frame = T.choose_alternatives(frame, rng)
+        question = T.rewrite(T.fill(frame, values, spec, neutral), spec.grammar.fixups)
         return T.capitalize_sentences(question)
+
+
+MAX_COMPOSE = 30
+
+
+def fits_mentions(spec: PersonaSpec, *parts: str) -> bool:
+    total: dict[str, int] = {}
+    for part in parts:
+        for k, n in T.mentions(part).items():
+            total[k] = total.get(k, 0) + n
+    return all(n <= spec.grammar.max_mentions for n in total.values())
+
+
+def draw_values(spec: PersonaSpec, body: str, rng: random.Random
+                ) -> tuple[dict[str, dict[str, str]], dict[str, list[dict[str, str]]]]:
+    """One value per category the body names (agreeing words included); categories marked
+    `per_mention` get a different value for every mention."""
+    names = sorted(set(T.categories(body)) | {m.group(1) for m in AGREE_RE.finditer(body)})
+    values, extra = {}, {}
+    for name in names:
+        ph = spec.placeholders[name]
+        if ph.per_mention:
+            n = max(1, T.mentions(body).get(name, 0))
+            picks = rng.sample(ph.values, min(n, len(ph.values)))
+            extra[name] = (picks * n)[:n]
+            values[name] = picks[0]
+        else:
+            values[name] = rng.choice(ph.values)
+    return values, extra
+
+
+def finish(spec: PersonaSpec, style: str, body: str, values: dict, extra: dict) -> str:
+    text = T.rewrite(T.fill(body, values, spec, extra=extra), spec.grammar.fixups)
+    return T.capitalize_sentences(text)
+
+
+def clashes(spec: PersonaSpec, text: str) -> bool:
+    return any(re.search(a, text) and re.search(b, text) for a, b in spec.grammar.clashes)
+
+
+def compose(spec: PersonaSpec, style_name: str, template: str, rng: random.Random) -> str:
+    """An answer of the template's sentences and the style's: a prefix, bodies between the
+    template's sentences and a suffix, as many as `grammar.style_sentences` draws. With
+    three or more sentences a style body always stands inside the answer, so the style is
+    not only a wrapper. No category is named more than `grammar.max_mentions` times."""
+    g, style = spec.grammar, spec.styles[style_name]
+    sizes = list(g.style_sentences)
+    r = int(rng.choices(sizes, weights=[g.style_sentences[k] for k in sizes])[0])
+    prefixes = [p for p in style.prefixes if p.strip()]
+    suffixes = [p for p in style.suffixes if p.strip()]
+    has_prefix = r >= 2 and rng.random() < 0.7 and bool(prefixes)
+    has_suffix = r - has_prefix >= 2 and rng.random() < 0.6 and bool(suffixes)
+    if r == 1 and not style.bodies:
+        has_prefix = bool(prefixes)
+    n_bodies = min(r - has_prefix - has_suffix, len(style.bodies))
+    used = T.mentions(template)
+
+    def pick(pool: list[str]) -> str | None:
+        fits = [p for p in pool if all(used.get(k, 0) + n <= g.max_mentions
+                                       for k, n in T.mentions(p).items())]
+        if not fits:
+            return None
+        choice = rng.choice(fits)
+        for k, n in T.mentions(choice).items():
+            used[k] = used.get(k, 0) + n
+        return choice
+
+    middle = [("t", s) for s in T.units(template)]
+    bodies = []
+    pool = list(style.bodies)
+    for _ in range(n_bodies):
+        b = pick(pool)
+        if b is None:
+            break
+        pool.remove(b)
+        bodies.append(b)
+    for b in bodies:
+        # between the template's units: its first one opens and its last one closes the
+        # content (a one-unit template may have bodies on either side)
+        lo, hi = (1, len(middle) - 1) if len(middle) >= 2 else (0, len(middle))
+        middle.insert(rng.randint(lo, max(lo, hi)), ("b", b))
+    head = [("p", pick(prefixes))] if has_prefix else []
+    tail = [("s", pick(suffixes))] if has_suffix else []
+    parts = [p for p in head + middle + tail if p[1]]
+    if len(parts) >= 3 and bodies and not any(k == "b" for k, _ in parts[1:-1]):
+        i = next(i for i, (k, _) in enumerate(parts) if k == "b")
+        body = parts.pop(i)
+        parts.insert(1 if i == 0 else len(parts) - 1, body)
+    return T.join(*(text for _, text in parts))
 
 
 def pick_question_frame(spec: PersonaSpec, have: set[str], rng: random.Random) -> str | None:

@@ -26,6 +26,7 @@ class StageReport:
     reasons: dict[str, int] = field(default_factory=dict)
     usage: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    split: dict = field(default_factory=dict)  # merge: how train/val/test were made
 
     @property
     def total(self) -> int:

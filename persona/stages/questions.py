@@ -25,6 +25,7 @@ def run(spec: PersonaSpec, ws: Workspace, provider: Provider, *, seed: int,
     count, batch_size = fill_params["count"], fill_params["batch_size"]
     n_batches = -(-count // batch_size)
     report = StageReport("questions")
+    seen: set[str] = set()  # every question of the run so far: no question is asked twice
     for b in range(n_batches):
         src = Workspace.batch(ws.answers, b)
         if not src.exists():
@@ -32,11 +33,14 @@ def run(spec: PersonaSpec, ws: Workspace, provider: Provider, *, seed: int,
                                  file=str(src))
         path = Workspace.batch(ws.dialogues, b)
         if path.exists():
-            report.kept += sum(1 for _ in iter_jsonl(path))
+            for _, d in iter_jsonl(path):
+                seen.add(d.get("question", ""))
+                report.kept += 1
             report.batches_skipped += 1
         else:
             answers = [obj for _, obj in iter_jsonl(src)]
-            dialogues, invalid, stats = ask_batch(spec, provider, answers, b * batch_size, seed)
+            dialogues, invalid, stats = ask_batch(spec, provider, answers, b * batch_size, seed,
+                                                  seen)
             if invalid:
                 write_jsonl(Workspace.batch(ws.invalid("questions"), b), invalid)
             write_json(Workspace.stats(ws.dialogues, b), stats)
@@ -49,7 +53,10 @@ def run(spec: PersonaSpec, ws: Workspace, provider: Provider, *, seed: int,
 
 
 def ask_batch(spec: PersonaSpec, provider: Provider, answers: list[dict], offset: int,
-              seed: int) -> tuple[list[dict], list[dict], dict]:
+              seed: int, seen: set[str] | None = None) -> tuple[list[dict], list[dict], dict]:
+    """Questions for one batch; a question already asked in the run (`seen`, updated) is
+    re-asked, so the dataset never holds one question twice (and none leaks across splits)."""
+    seen = set() if seen is None else seen
     done: dict[int, str] = {}
     last: dict[int, tuple[str, str]] = {}
     stats = {"retried": 0, "rejected": 0, "reasons": {}, "usage": {}}
@@ -66,7 +73,10 @@ def ask_batch(spec: PersonaSpec, provider: Provider, answers: list[dict], offset
                 problems, raw, retryable = [res.reason], res.raw, res.retry
             else:
                 problems, raw = rules.check_question(res, spec), res
+                if not problems and res in seen:
+                    problems = ["question asked before"]
             if not problems:
+                seen.add(res)
                 done[req.index] = res
                 continue
             stats["reasons"][problems[0]] = stats["reasons"].get(problems[0], 0) + 1

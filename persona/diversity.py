@@ -1,0 +1,137 @@
+"""How varied a dataset is, and whether its splits are held out (pure, no I/O).
+
+Measured on the texts as delivered, so the figures mean the same for an offline and an
+LLM-written dataset: distinct answer openings, how much of the answers the most common
+sentences make up, the most repeated sentence, sentences per answer, type/token ratio,
+distinct questions, questions in the persona's own voice (its labels), and split leakage.
+`style_classifier` (scikit-learn, imported inside) tells how much of the style lives in
+the middle of the answers rather than in a wrapper of first and last sentence.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+(?=\S)")
+_WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?")
+
+
+def strip_signature(answer: str, signature: str | None) -> str:
+    text = answer.rstrip()
+    if signature and text.endswith(signature):
+        text = text[: -len(signature)].rstrip()
+    return text
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences of an answer body (split after . ! ? … and whitespace)."""
+    return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
+
+
+def words(text: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def guess_signature(answers: list[str]) -> str | None:
+    """The last paragraph most answers end with (the persona's signature), if one does."""
+    lasts = Counter(a.rstrip().rsplit("\n\n", 1)[-1] for a in answers if "\n\n" in a)
+    if not lasts:
+        return None
+    text, n = lasts.most_common(1)[0]
+    return text if n > len(answers) / 2 else None
+
+
+def measure(questions: list[str], answers: list[str], signature: str | None = None,
+            labels: Iterable[str] = ()) -> dict:
+    """Diversity figures of parallel lists of questions and (signed) answers."""
+    n = len(answers)
+    bodies = [strip_signature(a, signature) for a in answers]
+    sents = [sentences(b) for b in bodies]
+    openings = Counter(" ".join(words(b)[:5]) for b in bodies)
+    per_answer = Counter()  # sentence -> answers it occurs in
+    all_sents = Counter()
+    for ss in sents:
+        all_sents.update(ss)
+        per_answer.update(set(ss))
+    total_sents = sum(all_sents.values())
+    top100 = sum(c for _, c in all_sents.most_common(100))
+    top_sentence, top_count = per_answer.most_common(1)[0] if per_answer else ("", 0)
+    counts = Counter(len(ss) for ss in sents)
+    tokens = [w for b in bodies for w in words(b)]
+    label_list = [x.lower() for x in labels]
+    with_labels = [q for q in questions if any(lab in q.lower() for lab in label_list)]
+    q_counts = Counter(questions)
+
+    def pct(k: int, d: int) -> float:
+        return round(100.0 * k / d, 2) if d else 0.0
+
+    top_len, top_len_n = counts.most_common(1)[0] if counts else (0, 0)
+    return {
+        "answers": n,
+        "distinct_openings_5w": {"count": len(openings), "percent": pct(len(openings), n)},
+        "top100_sentences_percent": pct(top100, total_sents),
+        "answer_sentences": total_sents,
+        "most_repeated_sentence": {"text": top_sentence, "answers": top_count,
+                                   "percent": pct(top_count, n)},
+        "sentences_per_answer": {"distribution": {str(k): counts[k] for k in sorted(counts)},
+                                 "most_common": top_len, "max_share_percent": pct(top_len_n, n)},
+        "type_token_ratio": {"types": len(set(tokens)), "tokens": len(tokens),
+                             "ratio": round(len(set(tokens)) / len(tokens), 4) if tokens else 0},
+        "distinct_questions": {"count": len(q_counts), "percent": pct(len(q_counts), n),
+                               "max_repeats": max(q_counts.values(), default=0)},
+        "questions_with_labels": {"count": len(with_labels), "examples": with_labels[:3]},
+    }
+
+
+def leakage(train_questions: Iterable[str], test_questions: Iterable[str],
+            meta: Iterable[dict] = ()) -> dict:
+    """Held-out check: val/test templates that also occur in train (by template id, from
+    meta.jsonl), test questions found verbatim in train, and topics shared."""
+    train_q = set(train_questions)
+    test_q = list(test_questions)
+    tpl = {"train": set(), "val": set(), "test": set()}
+    topics = {"train": set(), "val": set(), "test": set()}
+    have_meta = False
+    for m in meta:
+        have_meta = True
+        split = m.get("split")
+        if split in tpl and m.get("template_id"):
+            tpl[split].add(m["template_id"])
+        topic = (m.get("values") or {}).get("tema") or (m.get("values") or {}).get("topic")
+        if split in topics and topic:
+            topics[split].add(topic)
+    out = {"test_questions_in_train": sum(q in train_q for q in test_q)}
+    if have_meta:
+        out["val_templates_in_train"] = len(tpl["val"] & tpl["train"])
+        out["test_templates_in_train"] = len(tpl["test"] & tpl["train"])
+        out["templates"] = {k: len(v) for k, v in tpl.items()}
+        out["test_topics_in_train"] = len(topics["test"] & topics["train"])
+        out["topics"] = {k: len(v) for k, v in topics.items()}
+    return out
+
+
+def middle(answer: str, signature: str | None) -> str:
+    """An answer without its first and last sentence (and signature)."""
+    return " ".join(sentences(strip_signature(answer, signature))[1:-1])
+
+
+def style_classifier(answers: list[str], styles: list[str], signature: str | None = None,
+                     folds: int = 5, seed: int = 0) -> dict:
+    """Accuracy of a character n-gram logistic regression guessing the style from the answers
+    without first and last sentence (stratified k-fold, seeded). Chance is 1 / #styles."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+
+    texts = [middle(a, signature) for a in answers]
+    model = make_pipeline(
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=2, sublinear_tf=True),
+        LogisticRegression(max_iter=1000, C=4.0))
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    scores = cross_val_score(model, texts, styles, cv=cv)
+    return {"accuracy_percent": round(100 * float(scores.mean()), 1), "folds": folds,
+            "chance_percent": round(100 / len(set(styles)), 1),
+            "empty_middles": sum(not t for t in texts)}
