@@ -50,9 +50,11 @@ def test_markers_follow_the_spec():
     assert S.signature("Tohle mě štve.", babis) == 0
     assert S.signature("cokoli", load_spec("neutral")) is None  # an unsigned persona
     # the slip rule \b([Kk])dyž\b -> \1eď: "Keď" is a slip, "teď" is correct Czech
-    assert S.slips("Keď to řeknu, tak sme hotoví.", babis) == 2
-    assert S.slips("Teď to řeknu, tak jsme hotoví.", babis) == 0
-    assert S.catchphrases("Já vám řeknu jednu věc. Tohle mě fakt vytáčí!", babis) >= 2
+    assert S.slips("Keď to řeknu, tak som hotovej.", babis) == 2
+    assert S.slips("Teď to řeknu, tak jsem hotovej.", babis) == 0
+    assert S.slips("Ta inflamace je hrozná.", babis) == 1  # \1nflamac\2 with both groups
+    assert S.catchphrases("Tohle mě fakt vytáčí! To mě fakt štve!", babis) == 2
+    assert S.catchphrases("Děkuji za otázku. Vláda situaci sleduje.", babis) == 0
     assert S.slips("Protože je to tak.", load_spec("neutral")) == 0  # no-op rule skipped
 
 
@@ -86,16 +88,36 @@ def test_judge_outcomes_never_count_position_bias_as_a_win():
 
 # -- held-out questions --------------------------------------------------------------------
 
-def test_held_out_refuses_questions_seen_in_train(data):
-    h = held_out(data["babis"])
+def test_held_out_refuses_questions_seen_in_train(tmp_path):
+    from tests.bad_inputs.bench import _pair, dataset
+
+    d = dataset(tmp_path, test=_pair("Otázka číslo 3 na inflaci?", "a")
+                + _pair("Nová otázka na daně?", "b") + _pair("OTÁZKA  číslo 7 na inflaci?", "c"))
+    h = held_out(d)
+    assert h.refused == 2  # case and spaces do not hide a training question
+    assert [q.question for q in h.questions] == ["Nová otázka na daně?"]
+
+
+def test_held_out_topics_come_from_val_and_test_never_train(tmp_path):
+    ws = tmp_path / "ws"
+    proc = subprocess.run([sys.executable, "-m", "persona", "run", "--persona", "babis",
+                           "--count", "300", "--holdout-topics", "3", "-w", str(ws)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    final = ws / "final" / "babis"
+    meta = [json.loads(line) for line in (final / "meta.jsonl").read_text().splitlines()]
+    held_ids = {m["id"] for m in meta if m.get("heldout_topic")}
+    h = held_out(final)
+    n_test = len((final / "test.jsonl").read_text().splitlines())
+    val_held = sum(1 for m in meta if m["split"] == "val" and m.get("heldout_topic"))
+    assert len(h.questions) + h.refused == n_test + val_held
+    assert val_held and h.splits.get("val (held-out topic)") == val_held
+    by_id = {q.id: q for q in h.questions}
+    assert all(by_id[i].split.endswith("(held-out topic)") for i in held_ids if i in by_id)
     train_q = {norm(json.loads(line)["messages"][1]["content"])
-               for line in (data["babis"] / "train.jsonl").read_text().splitlines()}
-    test_q = [json.loads(line)["messages"][1]["content"]
-              for line in (data["babis"] / "test.jsonl").read_text().splitlines()]
-    assert h.refused == sum(norm(q) in train_q for q in test_q)
-    assert len(h.questions) == len(test_q) - h.refused > 0
+               for line in (final / "train.jsonl").read_text().splitlines()}
     assert not any(norm(q.question) in train_q for q in h.questions)
-    assert all(q.id.startswith("babis-d") and q.values for q in h.questions)  # from meta
+    assert "val.jsonl" in h.hashes
 
 
 # -- the remote path, the judge and the sheet ----------------------------------------------

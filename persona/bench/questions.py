@@ -1,8 +1,9 @@
 """Held-out questions: the test split of a `final/<persona>/` dataset, never a training one.
 
 The test split's questions are read with their reference answers and, where `meta.jsonl`
-records them, their ids and slot values. Items whose split is a held-out-topics split (any
-split other than train/val recorded in meta.jsonl) are included too. A question that also
+records them, their ids and slot values. Where meta.jsonl marks items of held-out topics
+(`heldout_topic`, from `persona merge --holdout-topics N`: topics kept out of train), those
+in the val split are included too; so is any further split meta.jsonl names. A question that also
 occurs in train.jsonl (after case and whitespace folding) is refused and counted: a benchmark
 on questions the model was trained on measures memory, not style transfer.
 """
@@ -83,24 +84,31 @@ def held_out(final_dir: Path, limit: int | None = None) -> HeldOut:
         if s:
             systems[s] += 1
     meta = _meta_by_split(meta_f)
-    test_meta = meta.get("test", [])
-    questions, refused = [], 0
-    rows = [(lineno, *_pair(test_f, lineno, obj)) for lineno, obj in iter_jsonl(test_f)]
-    use_meta = len(test_meta) == len(rows)
-    for i, (lineno, q, a, _s) in enumerate(rows):
-        m = test_meta[i] if use_meta else {}
-        if norm(q) in train_q:
-            refused += 1
-            continue
-        questions.append(Question(m.get("id") or f"test-{lineno:05d}", q, a, "test",
-                                  m.get("values") or {}))
-    questions += _holdout_topic_questions(final_dir, meta, train_q)
+    questions: list[Question] = []
+    refused = 0
+    for split in _held_out_splits(final_dir, meta):
+        rows = [(lineno, *_pair(final_dir / f"{split}.jsonl", lineno, obj))
+                for lineno, obj in iter_jsonl(final_dir / f"{split}.jsonl")]
+        metas = meta.get(split, [])
+        use_meta = len(metas) == len(rows)
+        for i, (lineno, q, a, _s) in enumerate(rows):
+            m = metas[i] if use_meta else {}
+            held_topic = bool(m.get("heldout_topic"))
+            if split == "val" and not held_topic:
+                continue  # val counts only for its held-out topics
+            if norm(q) in train_q:
+                refused += 1
+                continue
+            label = f"{split} (held-out topic)" if held_topic else split
+            questions.append(Question(m.get("id") or f"{split}-{lineno:05d}", q, a, label,
+                                      m.get("values") or {}))
     if not questions:
         raise InputError(f"no held-out question left ({refused} occur in train)",
                          file=str(test_f))
     if limit:
         questions = questions[:limit]
-    hashes = {f.name: sha256(f) for f in (train_f, test_f, meta_f) if f.is_file()}
+    hashes = {f.name: sha256(f) for f in (train_f, final_dir / "val.jsonl", test_f, meta_f)
+              if f.is_file()}
     return HeldOut(questions, refused, systems.most_common(1)[0][0] if systems else None,
                    train_answers, hashes, dict(Counter(q.split for q in questions)))
 
@@ -114,20 +122,13 @@ def _meta_by_split(meta_f: Path) -> dict[str, list[dict]]:
     return out
 
 
-def _holdout_topic_questions(final_dir: Path, meta: dict[str, list[dict]],
-                             train_q: set[str]) -> list[Question]:
-    """Items of held-out-topic splits (meta.jsonl splits other than train/val/test), read from
-    `<split>.jsonl` next to test.jsonl, in meta order."""
-    out: list[Question] = []
-    for split, rows in sorted(meta.items()):
-        if split in (*TRAIN_SPLITS, "test", "None"):
-            continue
-        f = final_dir / f"{split}.jsonl"
-        if not f.is_file():
-            continue
-        pairs = [_pair(f, lineno, obj) for lineno, obj in iter_jsonl(f)]
-        for m, (q, a, _s) in zip(rows, pairs, strict=False):
-            if norm(q) not in train_q:
-                out.append(Question(m.get("id") or f"{split}-{len(out):05d}", q, a, split,
-                                    m.get("values") or {}))
+def _held_out_splits(final_dir: Path, meta: dict[str, list[dict]]) -> list[str]:
+    """test; val when meta.jsonl marks held-out topics in it; any other split meta.jsonl
+    names whose file exists (train never)."""
+    out = ["test"]
+    if any(m.get("heldout_topic") for m in meta.get("val", [])) and \
+            (final_dir / "val.jsonl").is_file():
+        out.append("val")
+    out += sorted(s for s in meta if s not in (*TRAIN_SPLITS, "test", "None")
+                  and (final_dir / f"{s}.jsonl").is_file())
     return out

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from persona.spec import PersonaSpec, slots_of
+from persona.spec import PersonaSpec
 from persona.text import is_signed
 
 WORD_RE = re.compile(r"\w+", re.U)
@@ -81,25 +81,48 @@ def _per_spec(func):
     return wrapper
 
 
+_ALT_RE = re.compile(r"\[([^\[\]]*)\]")
+_CLAUSE_SPLIT_RE = re.compile(r"\{[^}]*\}|[.!?,;:–—\"„“]")
+MAX_EXPANSIONS = 64
+
+
+def expand_alternatives(text: str, limit: int = MAX_EXPANSIONS) -> list[str]:
+    """Every variant of a fragment with `[a|b|c]` alternatives (at most `limit`)."""
+    out = [text]
+    while any(_ALT_RE.search(t) for t in out):
+        nxt = []
+        for t in out:
+            m = _ALT_RE.search(t)
+            if not m:
+                nxt.append(t)
+                continue
+            nxt += [t[:m.start()] + alt + t[m.end():] for alt in m.group(1).split("|")]
+        out = nxt[:limit]
+    return out
+
+
 @_per_spec
 def _phrases(spec: PersonaSpec) -> tuple[str, ...]:
-    """The spec's fixed catch-phrases: style prefixes/suffixes, openers and closers without
-    placeholders, of at least two words, case-folded."""
+    """The spec's fixed catch-phrases: the clauses of its style phrases, openers and closers
+    (every `[a|b]` variant) that contain no placeholder and have at least three words,
+    case-folded."""
     out = set()
     texts = [*spec.grammar.openers, *spec.grammar.closers]
     for s in spec.styles.values():
-        texts += [*s.prefixes, *s.suffixes]
+        texts += [*s.prefixes, *s.suffixes, *getattr(s, "bodies", [])]
     for t in texts:
-        t = t.strip().rstrip(".!?").strip()
-        if t and not slots_of(t) and len(words(t)) >= 2:
-            out.add(t.casefold())
+        for variant in expand_alternatives(t):
+            for clause in _CLAUSE_SPLIT_RE.split(variant):
+                clause = " ".join(clause.split())
+                if len(words(clause)) >= 3:
+                    out.add(clause.casefold())
     return tuple(sorted(out))
 
 
 def catchphrases(answer: str, spec: PersonaSpec) -> int:
-    """How many of the spec's fixed phrases occur in the answer."""
-    low = answer.casefold()
-    return sum(1 for p in _phrases(spec) if p in low)
+    """How many of the spec's fixed phrases occur in the answer (whole words)."""
+    low = " " + " ".join(words(answer)) + " "
+    return sum(1 for p in _phrases(spec) if f" {' '.join(words(p))} " in low)
 
 
 @_per_spec
