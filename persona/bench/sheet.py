@@ -22,6 +22,10 @@ from persona.io import atomic_writer, write_json, write_text
 CHART_KEYS = ("style", "signature", "relevance", "distinct2", "repetition", "embed_sim")
 TEXT_COLS = ("question", "reference", "before", "after")
 HUMAN_COLS = ("human before", "human after")
+# Colour-scale ends of the scores whose range is known (by header prefix).
+FIXED_SCALES = {"style probability": (0, 1), "signature": (0, 1), "relevance": (0, 1),
+                "distinct-2": (0, 1), "repetition": (0, 1), "embedding similarity": (0, 1),
+                "judge score": (1, 10)}
 
 
 def columns(result: dict) -> list[tuple[str, Any]]:
@@ -128,9 +132,14 @@ def write_xlsx(result: dict, path: Path) -> None:
             rng = f"{letter}2:{letter}{n + 1}"
             low_good = any(h.startswith(x) for x in ("perplexity", "repetition"))
             lo, hi = ("63BE7B", "F8696B") if low_good else ("F8696B", "63BE7B")
+            # Fixed ends where the scale is known, so a column of all 1s is green, not "min".
+            ends = next((e for prefix, e in FIXED_SCALES.items() if h.startswith(prefix)), None)
+            kind, (a, b) = ("num", ends) if ends else ("min", (None, None))
             cmp_ws.conditional_formatting.add(rng, ColorScaleRule(
-                start_type="min", start_color=lo, mid_type="percentile", mid_value=50,
-                mid_color="FFEB84", end_type="max", end_color=hi))
+                start_type=kind, start_value=a, start_color=lo,
+                mid_type="percentile" if not ends else "num",
+                mid_value=50 if not ends else (a + b) / 2, mid_color="FFEB84",
+                end_type="max" if not ends else "num", end_value=b, end_color=hi))
         if h in HUMAN_COLS:
             for i in range(2, n + 2):
                 cmp_ws.cell(i, j).fill = PatternFill("solid", fgColor="FFF7D6")
@@ -215,6 +224,14 @@ def write_xlsx(result: dict, path: Path) -> None:
     conf.column_dimensions["B"].width = 100
     for row in conf.iter_rows(min_row=2):
         row[1].alignment = Alignment(wrap_text=True, vertical="top")
+    # Printing / PDF export: landscape, one page wide; Summary on one page; the Comparison
+    # header repeated on every page.
+    for ws, tall in ((summ, 1), (cmp_ws, 0), (conf, 0)):
+        ws.page_setup.orientation = "landscape"
+        ws.page_setup.paperSize = ws.PAPERSIZE_A4
+        ws.sheet_properties.pageSetUpPr.fitToPage = True
+        ws.page_setup.fitToWidth, ws.page_setup.fitToHeight = 1, tall
+    cmp_ws.print_title_rows = "1:1"
     with atomic_writer(path, "wb") as fh:
         wb.save(fh)
 
