@@ -210,3 +210,47 @@ def test_rescore_reads_human_scores_from_a_reordered_filtered_sheet(cli, data, t
     assert (out / "bench.human.xlsx").is_file()  # the person's own file is kept
     back = openpyxl.load_workbook(out / "bench.xlsx")["Comparison"]
     assert back.max_row == 13  # the rewritten sheet has every question again
+
+
+def _synthetic_result(n: int = 5) -> dict:
+    from persona.bench.run import summarize
+
+    rows = [{"id": f"q{i}", "split": "test", "question": f"Otázka {i}?", "reference": "r",
+             "before": "Děkuji za otázku.", "after": "Hele, to je jasný.\x07\n\nAndrej Babiš",
+             "scores": {"style_before": 0.1, "style_after": 0.9, "signature_before": 0,
+                        "signature_after": 1, "words_before": 3, "words_after": 6},
+             "judge": None, "human_before": None, "human_after": None} for i in range(n)]
+    config = {"persona": "babis", "models": {"before": {"given": "a"}, "after": {"given": "b"}},
+              "decoding": {"seed": 1}, "held_out": {"by_split": {"test": n},
+                                                    "refused_in_train": 0},
+              "classifier": {"persona_answers": 1, "neutral_answers": 1,
+                             "holdout_accuracy": 1.0}}
+    return {"config": config, "summary": summarize(rows, False), "rows": rows}
+
+
+def test_sheet_drops_control_characters_and_keeps_them_in_json(tmp_path):
+    from persona.bench.sheet import write_all
+
+    paths = write_all(_synthetic_result(), tmp_path)
+    cell = openpyxl.load_workbook(paths["xlsx"])["Comparison"]["E2"].value
+    assert cell == "Hele, to je jasný.\n\nAndrej Babiš"
+    assert "\x07" in json.loads(paths["json"].read_text())["rows"][0]["after"]
+
+
+def test_libreoffice_renders_every_sheet(tmp_path):
+    import shutil
+
+    if not (shutil.which("soffice") and shutil.which("pdfinfo")):
+        pytest.skip("LibreOffice (soffice) / poppler not installed")
+    from persona.bench.sheet import write_xlsx
+
+    write_xlsx(_synthetic_result(), tmp_path / "bench.xlsx")
+    proc = subprocess.run(["soffice", "--headless", "--convert-to", "pdf", "--outdir",
+                           str(tmp_path), str(tmp_path / "bench.xlsx")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and (tmp_path / "bench.pdf").is_file(), proc.stderr
+    info = subprocess.run(["pdfinfo", str(tmp_path / "bench.pdf")], capture_output=True,
+                          text=True).stdout
+    pages = int(next(line.split()[-1] for line in info.splitlines()
+                     if line.startswith("Pages:")))
+    assert pages >= 3  # Summary, Comparison and Config each print
