@@ -223,7 +223,7 @@ def write_xlsx(result: dict, path: Path) -> None:
     conf.column_dimensions["A"].width = 40
     conf.column_dimensions["B"].width = 100
     for row in conf.iter_rows(min_row=2):
-        row[1].alignment = Alignment(wrap_text=True, vertical="top")
+        row[1].alignment = Alignment(wrap_text=True, vertical="top", horizontal="left")
     # Printing / PDF export: landscape, one page wide; Summary on one page; the Comparison
     # header repeated on every page.
     for ws, tall in ((summ, 1), (cmp_ws, 0), (conf, 0)):
