@@ -254,3 +254,21 @@ def test_libreoffice_renders_every_sheet(tmp_path):
     pages = int(next(line.split()[-1] for line in info.splitlines()
                      if line.startswith("Pages:")))
     assert pages >= 3  # Summary, Comparison and Config each print
+
+
+def test_answer_identity_is_the_weights_not_the_path_spelling(tmp_path, monkeypatch):
+    from persona.bench.generate import parse_model
+
+    run = tmp_path / "runs" / "m"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    (run / "model.safetensors").write_bytes(b"weights-1")
+    monkeypatch.chdir(tmp_path)
+    assert parse_model("runs/m").identity() == parse_model(str(run)).identity()
+    other = tmp_path / "copy"
+    other.mkdir()
+    (other / "config.json").write_text("{}")
+    (other / "model.safetensors").write_bytes(b"weights-2")
+    assert parse_model(str(other)).identity() != parse_model(str(run)).identity()
+    assert parse_model("openai:gpt-4o-mini").identity() == {"kind": "openai",
+                                                            "model": "gpt-4o-mini"}

@@ -42,6 +42,21 @@ class ModelRef:
     base: str | None = None  # for an adapter folder: its base model
     adapter: str | None = None
 
+    def identity(self) -> dict:
+        """What makes its answers what they are: weights by content hash where local files
+        have one (so `runs/x` and `/abs/runs/x` share answers), else the name."""
+        d = self.describe()
+        if self.kind == "openai":
+            return {"kind": "openai", "model": self.name}
+        weights = d.get("adapter_sha256") or d.get("weights_sha256")
+        if self.adapter:
+            base = ModelRef(self.base, "local", self.base).identity() if self.base else None
+            return {"adapter": weights or str(Path(self.adapter).resolve()), "base": base}
+        if weights:
+            return {"weights": weights}
+        return {"model": str(Path(self.name).resolve()) if Path(self.name).exists()
+                else self.name}
+
     def describe(self) -> dict:
         d = {"given": self.spec, "kind": self.kind, "model": self.name}
         if self.adapter:
@@ -325,7 +340,7 @@ def answer_side(ref: ModelRef, ids: list[str], questions: list[str], system: str
                 dec: Decoding, store: AnswerStore, *, remote: dict | None = None,
                 on_progress: Progress | None = None, model_tok=None) -> tuple[list[str], int]:
     """Answers for every question (cached ones reused), and how many were reused."""
-    ident = ref.describe()
+    ident = ref.identity()
     keys = [answer_key(ident, system, dec, q) for q in questions]
     todo = [i for i, k in enumerate(keys) if k not in store.found]
     reused = len(questions) - len(todo)

@@ -151,7 +151,7 @@ def _all_cached(ref: ModelRef, ids, qs, system, opts: BenchOptions, side: str) -
     from persona.bench.generate import answer_key
 
     store = AnswerStore(Path(opts.out) / "answers" / f"{side}.jsonl")
-    ident = ref.describe()
+    ident = ref.identity()
     return all(answer_key(ident, system, opts.decoding, q) in store.found for q in qs)
 
 
