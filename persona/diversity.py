@@ -43,54 +43,90 @@ def guess_signature(answers: list[str]) -> str | None:
     return text if n > len(answers) / 2 else None
 
 
+class Counter_:
+    """Diversity figures accumulated one pair at a time, keeping hashes, not texts, so memory
+    grows slowly with the dataset (the report streams it)."""
+
+    def __init__(self, signature: str | None = None, labels: Iterable[str] = ()):
+        self.signature = signature
+        self.labels = [x.lower() for x in labels]
+        self.n = 0
+        self.openings: set[int] = set()
+        self.per_answer: Counter = Counter()  # sentence hash -> answers it occurs in
+        self.all_sents: Counter = Counter()
+        self.lengths: Counter = Counter()
+        self.types: set[str] = set()
+        self.tokens = 0
+        self.questions: Counter = Counter()
+        self.with_labels: list[str] = []
+        self.top: tuple[str, int] = ("", 0)  # the most repeated sentence so far, its count
+
+    def add(self, question: str, answer: str) -> None:
+        self.n += 1
+        body = strip_signature(answer, self.signature)
+        ws = words(body)
+        self.openings.add(hash(" ".join(ws[:5])))
+        self.types.update(ws)
+        self.tokens += len(ws)
+        texts = {hash(x): x for x in sentences(body)}
+        self.lengths[len(sentences(body))] += 1
+        self.all_sents.update(hash(x) for x in sentences(body))
+        self.per_answer.update(texts.keys())
+        for h, text in texts.items():
+            if self.per_answer[h] > self.top[1]:
+                self.top = (text, self.per_answer[h])
+        self.questions[hash(question)] += 1
+        low = question.lower()
+        if any(lab in low for lab in self.labels):
+            self.with_labels.append(question)
+
+    def result(self) -> dict:
+        n = self.n
+
+        def pct(k: int, d: int) -> float:
+            return round(100.0 * k / d, 2) if d else 0.0
+
+        total_sents = sum(self.all_sents.values())
+        top100 = sum(c for _, c in self.all_sents.most_common(100))
+        top_text, top_count = self.top
+        top_len, top_len_n = self.lengths.most_common(1)[0] if self.lengths else (0, 0)
+        return {
+            "answers": n,
+            "distinct_openings_5w": {"count": len(self.openings),
+                                     "percent": pct(len(self.openings), n)},
+            "top100_sentences_percent": pct(top100, total_sents),
+            "answer_sentences": total_sents,
+            "most_repeated_sentence": {"text": top_text,
+                                       "answers": top_count, "percent": pct(top_count, n)},
+            "sentences_per_answer": {
+                "distribution": {str(k): self.lengths[k] for k in sorted(self.lengths)},
+                "most_common": top_len, "max_share_percent": pct(top_len_n, n)},
+            "type_token_ratio": {"types": len(self.types), "tokens": self.tokens,
+                                 "ratio": round(len(self.types) / self.tokens, 4)
+                                 if self.tokens else 0},
+            "distinct_questions": {"count": len(self.questions),
+                                   "percent": pct(len(self.questions), n),
+                                   "max_repeats": max(self.questions.values(), default=0)},
+            "questions_with_labels": {"count": len(self.with_labels),
+                                      "examples": self.with_labels[:3]},
+        }
+
+
 def measure(questions: list[str], answers: list[str], signature: str | None = None,
             labels: Iterable[str] = ()) -> dict:
     """Diversity figures of parallel lists of questions and (signed) answers."""
-    n = len(answers)
-    bodies = [strip_signature(a, signature) for a in answers]
-    sents = [sentences(b) for b in bodies]
-    openings = Counter(" ".join(words(b)[:5]) for b in bodies)
-    per_answer = Counter()  # sentence -> answers it occurs in
-    all_sents = Counter()
-    for ss in sents:
-        all_sents.update(ss)
-        per_answer.update(set(ss))
-    total_sents = sum(all_sents.values())
-    top100 = sum(c for _, c in all_sents.most_common(100))
-    top_sentence, top_count = per_answer.most_common(1)[0] if per_answer else ("", 0)
-    counts = Counter(len(ss) for ss in sents)
-    tokens = [w for b in bodies for w in words(b)]
-    label_list = [x.lower() for x in labels]
-    with_labels = [q for q in questions if any(lab in q.lower() for lab in label_list)]
-    q_counts = Counter(questions)
-
-    def pct(k: int, d: int) -> float:
-        return round(100.0 * k / d, 2) if d else 0.0
-
-    top_len, top_len_n = counts.most_common(1)[0] if counts else (0, 0)
-    return {
-        "answers": n,
-        "distinct_openings_5w": {"count": len(openings), "percent": pct(len(openings), n)},
-        "top100_sentences_percent": pct(top100, total_sents),
-        "answer_sentences": total_sents,
-        "most_repeated_sentence": {"text": top_sentence, "answers": top_count,
-                                   "percent": pct(top_count, n)},
-        "sentences_per_answer": {"distribution": {str(k): counts[k] for k in sorted(counts)},
-                                 "most_common": top_len, "max_share_percent": pct(top_len_n, n)},
-        "type_token_ratio": {"types": len(set(tokens)), "tokens": len(tokens),
-                             "ratio": round(len(set(tokens)) / len(tokens), 4) if tokens else 0},
-        "distinct_questions": {"count": len(q_counts), "percent": pct(len(q_counts), n),
-                               "max_repeats": max(q_counts.values(), default=0)},
-        "questions_with_labels": {"count": len(with_labels), "examples": with_labels[:3]},
-    }
+    c = Counter_(signature, labels)
+    for q, a in zip(questions, answers, strict=True):
+        c.add(q, a)
+    return c.result()
 
 
-def leakage(train_questions: Iterable[str], test_questions: Iterable[str],
-            meta: Iterable[dict] = ()) -> dict:
+def leakage(train_questions: Iterable, test_questions: Iterable,
+            meta: Iterable[dict] = (), topic_key: str | None = None) -> dict:
     """Held-out check: val/test templates that also occur in train (by template id, from
     meta.jsonl), test questions found verbatim in train, and topics shared."""
-    train_q = set(train_questions)
-    test_q = list(test_questions)
+    train_q = {hash(q) for q in train_questions}
+    test_q = [hash(q) for q in test_questions]
     tpl = {"train": set(), "val": set(), "test": set()}
     topics = {"train": set(), "val": set(), "test": set()}
     have_meta = False
@@ -99,7 +135,8 @@ def leakage(train_questions: Iterable[str], test_questions: Iterable[str],
         split = m.get("split")
         if split in tpl and m.get("template_id"):
             tpl[split].add(m["template_id"])
-        topic = (m.get("values") or {}).get("tema") or (m.get("values") or {}).get("topic")
+        values = m.get("values") or {}
+        topic = values.get(topic_key) if topic_key else values.get("tema") or values.get("topic")
         if split in topics and topic:
             topics[split].add(topic)
     out = {"test_questions_in_train": sum(q in train_q for q in test_q)}

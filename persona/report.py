@@ -45,9 +45,8 @@ def measure(spec: PersonaSpec, ws: Workspace) -> dict:
     q_len: list[int] = []
     a_len: list[int] = []
     chunk_q, chunk_a = [], []
-    questions: list[str] = []
-    answers: list[str] = []
-    split_q: dict[str, list[str]] = {"train": [], "test": []}
+    div = diversity.Counter_(signature, spec.journalist.labels)
+    question_hashes: list[int] = []
 
     def flush():
         q_len.extend(len(t) for t in enc.encode_ordinary_batch(chunk_q))
@@ -69,18 +68,22 @@ def measure(spec: PersonaSpec, ws: Workspace) -> dict:
         seen.add(key)
         chunk_q.append(q)
         chunk_a.append(a)
-        questions.append(q)
-        answers.append(a)
+        div.add(q, a)
+        question_hashes.append(hash(q))
         if len(chunk_q) >= 1000:
             flush()
     flush()
 
     styles, slips, splits, templates = Counter(), Counter(), Counter(), Counter()
     values = {name: Counter() for name in spec.placeholders}
-    metas = []
-    for _, m in iter_jsonl(ws.final / "meta.jsonl"):
-        metas.append({"split": m["split"], "template_id": m["template_id"],
-                      "values": m["values"]})
+    topic_key = spec.journalist.match[0] if spec.journalist.match else None
+    metas = []  # the few fields the leakage check needs, not whole records
+    split_q: dict[str, list[int]] = {"train": [], "test": []}
+    for i, (_, m) in enumerate(iter_jsonl(ws.final / "meta.jsonl")):
+        topic = {k: v for k, v in m["values"].items() if k == topic_key}
+        metas.append({"split": m["split"], "template_id": m["template_id"], "values": topic})
+        if m["split"] in split_q and i < len(question_hashes):
+            split_q[m["split"]].append(question_hashes[i])
         styles[m["style"]] += 1
         splits[m["split"]] += 1
         templates[m["template_id"]] += 1
@@ -91,10 +94,9 @@ def measure(spec: PersonaSpec, ws: Workspace) -> dict:
 
     pct = (lambda k: round(100.0 * k / n, 2)) if n else (lambda k: 0.0)  # noqa: E731
     uses = list(templates.values())
-    for split in split_q:
-        split_q[split] = [questions[i] for i, m in enumerate(metas) if m["split"] == split]
-    div = diversity.measure(questions, answers, signature, spec.journalist.labels)
-    div["leakage"] = diversity.leakage(split_q["train"], split_q["test"], metas)
+    diversity_figures = div.result()
+    diversity_figures["leakage"] = diversity.leakage(split_q["train"], split_q["test"], metas,
+                                                      topic_key)
     return {
         "persona": spec.id,
         "count": n,
@@ -115,7 +117,7 @@ def measure(spec: PersonaSpec, ws: Workspace) -> dict:
         "unresolved_examples": unresolved_examples,
         "signature": {"text": signature, "signed": signed, "percent": pct(signed)},
         "exact_duplicates": exact_dups,
-        "diversity": div,
+        "diversity": diversity_figures,
     }
 
 

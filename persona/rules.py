@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from persona.spec import PLACEHOLDER_RE, PersonaSpec, check_fragment
-from persona.text import is_signed, unresolved
+from persona.text import is_signed, split_sentences, unresolved
 
 _WORD = re.compile(r"[^\W\d_]+")
 _LANG_WORDS = {
@@ -59,6 +59,22 @@ def check_answer(text: str, spec: PersonaSpec, style: str) -> list[str]:
     if not language_ok(text, spec.persona.language):
         problems.append(f"does not read as language {spec.persona.language!r}")
     return problems
+
+
+def misplaced_endings(text: str, spec: PersonaSpec) -> list[str]:
+    """Sentences of an answer that may only end it (grammar.last_only) but stand before
+    another sentence, and any second one; the signature is not a sentence of the answer."""
+    body = text.rstrip()
+    sig = spec.persona.signature
+    if body.endswith(sig):
+        body = body[: -len(sig)]
+    sentences = split_sentences(body)
+    hits = [i for i, s in enumerate(sentences) if spec.grammar.ending(s) is not None]
+    out = [f"{sentences[i]!r} ends the answer but more follows" for i in hits
+           if i != len(sentences) - 1]
+    if len(hits) > 1 and not out:
+        out.append(f"{len(hits)} sentences end the answer")
+    return out
 
 
 def check_question(text: str, spec: PersonaSpec) -> list[str]:

@@ -166,6 +166,33 @@ class Grammar(Strict):
     max_sentences: Annotated[int, Field(ge=1)] = 7
     # Pairs of regular expressions that must not both match one answer (clashing parts).
     clashes: list[Annotated[list[NonEmpty], Field(min_length=2, max_length=2)]] = []
+    # Sentences that end an answer (refusals, wrap-ups: "To nebudu komentovat."): a sentence
+    # in which one of these regexes is found (case-insensitively) may only be an answer's
+    # last sentence, and an answer has at most one. Only closers and style suffixes may hold
+    # one (checked at load); a template ending with one gets no style suffix after it.
+    last_only: list[NonEmpty] = []
+
+    @field_validator("last_only")
+    @classmethod
+    def _last_only_compile(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise ValueError(f"last_only {pattern!r}: not a valid regular expression: "
+                                 f"{e}") from None
+        return patterns
+
+    def ending(self, text: str) -> str | None:
+        """The first sentence of `text` (any of its alternatives) that may only end an
+        answer, or None."""
+        if not self.last_only:
+            return None
+        for variant in expansions(text):
+            for sentence in _SENTENCE_SPLIT.split(variant.strip()):
+                if any(re.search(p, sentence, re.IGNORECASE) for p in self.last_only):
+                    return sentence
+        return None
 
     @field_validator("clashes")
     @classmethod
@@ -200,6 +227,9 @@ class Journalist(Strict):
     # The persona's own labels (words a neutral journalist never uses); a question with one
     # is rejected, and no question frame may contain one.
     labels: list[NonEmpty] = []
+    # Context sentences put before a question (some first questions, every re-asked one), so
+    # questions stay distinct in large datasets; same placeholder rules as the frames.
+    leads: list[NonEmpty] = []
 
 
 class SlipRule(Rewrite):
@@ -227,6 +257,7 @@ class PersonaSpec(Strict):
             check_fragment(text, self.placeholders, where)
             check_grammar(text, self, where)
         self._check_journalist_labels()
+        self._check_endings()
         frames = [{n for n, _ in slots_of(q)} for q in self.journalist.questions]
         for i, core in enumerate(self.grammar.cores):
             have = {n for n, _ in slots_of(core)}
@@ -246,13 +277,29 @@ class PersonaSpec(Strict):
                 raise ValueError(f"placeholders.{name}: value {dup!r} appears twice")
         return self
 
+    def _check_endings(self) -> None:
+        """A refusal or wrap-up (grammar.last_only) stands only where nothing follows it."""
+        g = self.grammar
+        where = [(f"grammar.{n}[{i}]", t) for n in ("openers", "cores")
+                 for i, t in enumerate(getattr(g, n))]
+        where += [(f"styles.{s}.{part}[{i}]", t) for s, d in self.styles.items()
+                  for part in ("prefixes", "bodies") for i, t in enumerate(getattr(d, part))]
+        for field, text in where:
+            sentence = g.ending(text)
+            if sentence is not None:
+                raise ValueError(f"{field}: {sentence!r} may only end an answer "
+                                 "(grammar.last_only); put it among the closers or a style's "
+                                 "suffixes")
+
     def _check_journalist_labels(self) -> None:
         """No question frame, nor any value a frame can put into a question, says a label."""
         labels = [x.lower() for x in self.journalist.labels]
         if not labels:
             return
-        for i, q in enumerate(self.journalist.questions):
-            where = f"journalist.questions[{i}]"
+        frames = [(f"journalist.questions[{i}]", q)
+                  for i, q in enumerate(self.journalist.questions)]
+        frames += [(f"journalist.leads[{i}]", q) for i, q in enumerate(self.journalist.leads)]
+        for where, q in frames:
             bad = next((x for x in labels if x in PLACEHOLDER_RE.sub("", q).lower()), None)
             if bad:
                 raise ValueError(f"{where}: uses the persona's label {bad!r}")
@@ -286,6 +333,8 @@ class PersonaSpec(Strict):
                     yield f"styles.{sname}.{part}[{i}]", text
         for i, text in enumerate(self.journalist.questions):
             yield f"journalist.questions[{i}]", text
+        for i, text in enumerate(self.journalist.leads):
+            yield f"journalist.leads[{i}]", text
 
     def fingerprint(self) -> str:
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
@@ -293,6 +342,17 @@ class PersonaSpec(Strict):
 
 def _first(value: dict[str, str]) -> str:
     return next(iter(value.values()), "")
+
+
+def expansions(text: str, limit: int = 512) -> list[str]:
+    """Every way of resolving the `[a|b]` alternatives of a text (at most `limit`)."""
+    out = [""]
+    pos = 0
+    for m in ALT_RE.finditer(text):
+        head = text[pos:m.start()]
+        out = [o + head + alt for o in out for alt in m.group(1).split("|")][:limit]
+        pos = m.end()
+    return [o + text[pos:] for o in out]
 
 
 def slots_of(text: str) -> list[tuple[str, str | None]]:

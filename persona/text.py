@@ -5,6 +5,7 @@ No I/O and no global randomness: every random choice takes an explicit `random.R
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from dataclasses import dataclass
@@ -32,15 +33,25 @@ def value_key(value: dict[str, str]) -> str:
 
 def categories(text: str) -> list[str]:
     """Placeholder categories a text uses, sorted, without duplicates."""
-    return sorted({m.group(1) for m in PLACEHOLDER_RE.finditer(text)})
+    return list(_categories(text))
+
+
+@functools.lru_cache(maxsize=8192)
+def _categories(text: str) -> tuple[str, ...]:
+    return tuple(sorted({m.group(1) for m in PLACEHOLDER_RE.finditer(text)}))
 
 
 def mentions(text: str) -> dict[str, int]:
     """How often each category is named in a text (agreeing words are not mentions)."""
+    return dict(_mentions(text))
+
+
+@functools.lru_cache(maxsize=8192)
+def _mentions(text: str) -> tuple[tuple[str, int], ...]:
     out: dict[str, int] = {}
     for m in PLACEHOLDER_RE.finditer(text):
         out[m.group(1)] = out.get(m.group(1), 0) + 1
-    return out
+    return tuple(out.items())
 
 
 def choose_alternatives(text: str, rng: random.Random) -> str:
@@ -92,11 +103,17 @@ def fill(text: str, values: dict[str, dict[str, str]], spec: PersonaSpec,
         neutral = form_map.get(name, {}).get(form)
         return (value.get(neutral) if neutral else None) or value[form]
 
+    return fill_agreement(PLACEHOLDER_RE.sub(sub, text), values, spec)
+
+
+def fill_agreement(text: str, values: dict[str, dict[str, str]], spec: PersonaSpec) -> str:
+    """Replace every `{cat@word}` with the word agreeing with the chosen value of `cat`."""
+
     def agree(m: re.Match) -> str:
         ph = spec.placeholders[m.group(1)]
         return agree_form(ph.agree[m.group(2)], ph.value_class(values[m.group(1)])) or ""
 
-    return AGREE_RE.sub(agree, PLACEHOLDER_RE.sub(sub, text))
+    return AGREE_RE.sub(agree, text)
 
 
 def rewrite(text: str, rules: list[Rewrite]) -> str:
@@ -153,6 +170,7 @@ def apply_slip(text: str, rules: list[SlipRule], rng: random.Random,
 _WORDS = re.compile(r"[^\W\d_]+")
 
 
+@functools.lru_cache(maxsize=4096)
 def is_real_slip(before: str, after: str, language: str) -> bool:
     """False when every changed word is still a valid form of the word it replaced (its
     lemma is the same, by simplemma's dictionary): such a change reads as correct text."""

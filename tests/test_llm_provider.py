@@ -299,9 +299,11 @@ def test_batch_api_killed_while_polling_resumes_the_recorded_batch(tmp_path):
         stats = srv.state.snapshot()
     assert len(stats["batch_inputs"]) == len(set(stats["batch_inputs"]))  # no round twice
     assert stats["batch_lines"]["fill"] < 400  # the killed round's 300 were not sent again
-    assert json.loads(next(records.glob("fill-*.json")).read_text()) == {
-        "batch_id": first, "input_file_id": "file-000001", "kind": "fill",
-        "model": "gpt-4o-mini", "requests": 300, "status": "completed"}
+    # the killed round's record was resumed, not replaced (a later retry round of a few
+    # near-duplicate answers may add its own record)
+    fill_records = [json.loads(p.read_text()) for p in records.glob("fill-*.json")]
+    assert {"batch_id": first, "input_file_id": "file-000001", "kind": "fill",
+            "model": "gpt-4o-mini", "requests": 300, "status": "completed"} in fill_records
     assert validate_file(ws / "final" / "babis" / "train.jsonl").ok
 
 

@@ -1,6 +1,7 @@
 """The offline pipeline end to end, through the real CLI."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -9,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from persona import rules
 from persona.checks.validate import validate_file
 from persona.stages.fill import apportion, slip_schedule, style_schedule, template_schedule
+from persona.text import split_sentences
 from tests.conftest import ROOT, run_persona
 
 FINAL = ("all.jsonl", "train.jsonl", "val.jsonl", "test.jsonl", "meta.jsonl", "report.json",
@@ -207,6 +210,29 @@ def test_diversity_figures_meet_the_issue(run3000):
     lk = d["leakage"]
     assert lk["val_templates_in_train"] == lk["test_templates_in_train"] == 0
     assert lk["test_questions_in_train"] == 0
+
+
+# The reviewer's refusals and wrap-ups (written independently of the spec's own
+# grammar.last_only list, so a pattern dropped there still fails here).
+REFUSAL = re.compile(r"(?i)komentovat|vyjadřovat|neodpovídám|\bneřešim\b|bavit nebud|"
+                     r"nebud(u|eme) bavit|k tomu řeknu|víc k tomu|nemám čas\.|věci na práci")
+ANSWER_PROMISE = re.compile(r"(?i)já vám odpovím|na rovinu|já vám něco řeknu")
+
+
+def test_refusals_only_end_an_answer(run3000, babis):
+    """A refusal or wrap-up is the last sentence before the signature: never followed by
+    another sentence, never two in one answer, never after a promise to answer."""
+    ws, _ = run3000
+    seen = 0
+    for ex in lines(ws / "final/babis/all.jsonl"):
+        text = ex["messages"][-1]["content"]
+        assert not rules.misplaced_endings(text, babis), text
+        sentences = split_sentences(text.removesuffix(babis.persona.signature))
+        hits = [i for i, s in enumerate(sentences) if REFUSAL.search(s)]
+        assert all(i == len(sentences) - 1 for i in hits), text
+        assert not (hits and ANSWER_PROMISE.search(text)), text
+        seen += bool(hits)
+    assert seen >= 100  # the rule is exercised, not vacuous
 
 
 def test_splits_are_held_out_by_template(run3000):

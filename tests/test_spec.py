@@ -119,6 +119,32 @@ def test_wrong_case_after_a_preposition_is_a_spec_error():
     assert "'o' takes loc or acc, not {tema.gen}" in _error(data)
 
 
+def test_a_refusal_before_other_sentences_is_a_spec_error():
+    data = _babis_data()
+    data["styles"]["dismissive"]["prefixes"][0] = "[Tohle|To] nebudu komentovat."
+    msg = _error(data)
+    assert "styles.dismissive.prefixes[0]" in msg and "may only end an answer" in msg
+    data = _babis_data()
+    data["grammar"]["openers"][1] = "Víc k tomu neřeknu."
+    assert "grammar.openers[1]" in _error(data)
+
+
+def test_a_closing_template_gets_no_suffix_and_nothing_after_it(babis):
+    import random
+
+    from persona import rules
+    from persona.providers.offline import compose
+
+    template = "{nepritel.nom} pořád mluví o {tema.loc}. [Nic víc k tomu nemám|Víc k tomu nemám]."
+    for i in range(200):
+        text = compose(babis, "dismissive", template, random.Random(i))
+        assert text.endswith("k tomu nemám].")
+    assert rules.misplaced_endings("To nebudu komentovat. Lidi to vědí.", babis)
+    assert rules.misplaced_endings("Neřešim. Víc k tomu neřeknu.", babis)
+    assert not rules.misplaced_endings("Lidi to vědí. To nebudu komentovat.\n\nAndrej Babiš",
+                                       babis)
+
+
 def test_agreeing_word_without_agreement_is_a_spec_error():
     data = _babis_data()
     data["styles"]["irony"]["prefixes"][0] = "No jasně, {nepritel.nom} jsou přece ti nejchytřejší."
@@ -181,6 +207,7 @@ def test_old_format_specs_still_load(tmp_path):
                       for k, v in data["styles"].items()}
     del data["language"]
     del data["journalist"]["labels"]
+    del data["journalist"]["leads"]
     spec = parse_spec(data)
     assert not spec.grammar.style_sentences
     t = TemplateRecord("t1", data["grammar"]["cores"][0], ["tema"], [])

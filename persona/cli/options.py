@@ -83,11 +83,10 @@ LLM_KEYS = ("base_url", "model", "api_key_env", "concurrency", "rpm", "tpm", "ma
 
 def setup(persona: str, workspace: Path, provider: str | None = None,
            llm: dict | None = None):
+    from persona import prompts
     from persona.providers import make_provider, resolve_name
     from persona.spec import load_spec
     from persona.workspace import Workspace
-
-    from persona import prompts
 
     spec = load_spec(persona)
     ws = Workspace(workspace, spec.id)

@@ -13,8 +13,13 @@ import random
 from persona import prompts
 from persona import text as T
 from persona.providers.base import Failure, FillRequest, FillResult, QuestionRequest
-from persona.providers.offline import OfflineProvider, lookup_values, pick_question_frame
-from persona.spec import PersonaSpec
+from persona.providers.offline import (
+    OfflineProvider,
+    lookup_values,
+    pick_question_frame,
+    render_question,
+)
+from persona.spec import AGREE_RE, PersonaSpec
 
 TEMPLATES_PER_REQUEST = 20
 MAX_TOKENS = {"templates": 2048, "fill": 512, "questions": 256}
@@ -71,11 +76,20 @@ def fill_request(spec: PersonaSpec, req: FillRequest, seed: int, reask: int = 0
     again after a malformed answer (same values; the number makes it a new request)."""
     rng = random.Random(f"{seed}:fill:{req.index}:{req.attempt}")
     style = spec.styles[req.style]
-    phrases = [rng.choice(style.prefixes), rng.choice(style.suffixes)]
-    body = " ".join([req.template.text, *phrases])
-    values = {name: rng.choice(spec.placeholders[name].values) for name in T.categories(body)}
+    # Alternatives and agreeing words are resolved here, so the model sees only {cat.form}
+    # slots and the values to put in them.
+    template = T.choose_alternatives(req.template.text, rng)
+    phrases = [T.choose_alternatives(rng.choice(style.prefixes), rng),
+               T.choose_alternatives(rng.choice(style.suffixes), rng)]
+    body = " ".join([template, *phrases])
+    names = set(T.categories(body)) | {m.group(1) for m in AGREE_RE.finditer(body)}
+    values = {name: rng.choice(spec.placeholders[name].values) for name in sorted(names)}
+    template = T.fill_agreement(template, values, spec)
+    phrases = [T.fill_agreement(p, values, spec) for p in phrases]
+    values = {k: v for k, v in values.items() if k in T.categories(" ".join([template,
+                                                                               *phrases]))}
     task = {"task": "fill", "id": req.id, "attempt": req.attempt, "style": req.style,
-            "template": req.template.text, "style_phrases": phrases, "values": values,
+            "template": template, "style_phrases": phrases, "values": values,
             "slip": req.slip,
             "slip_rules": [r.model_dump(include={"kind", "pattern", "replacement"})
                            for r in spec.slips] if req.slip else [],
@@ -115,7 +129,7 @@ def question_request(spec: PersonaSpec, req: QuestionRequest, seed: int, reask: 
         frame = pick_question_frame(spec, set(keys), rng)
         if frame is None:
             return Failure("no question frame fits the answer's placeholders", retry=False)
-        q = T.capitalize_sentences(T.rewrite(T.fill(frame, values, spec), spec.grammar.fixups))
+        q = render_question(spec, frame, values, rng, lead=req.attempt > 0)
         if q not in examples:
             examples.append(q)
     task = {"task": "questions", "id": req.answer["id"], "attempt": req.attempt,

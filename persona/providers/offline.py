@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import re
 
+from persona import rules
 from persona import text as T
 from persona.providers.base import Failure, FillRequest, FillResult, QuestionRequest
 from persona.spec import AGREE_RE, PersonaSpec
@@ -67,7 +68,8 @@ class OfflineProvider:
                 values, extra = draw_values(spec, body, rng)
                 text = finish(spec, req.style, body, values, extra)
                 if (len(T.split_sentences(text)) <= spec.grammar.max_sentences
-                        and not clashes(spec, text)):
+                        and not clashes(spec, text)
+                        and not rules.misplaced_endings(text, spec)):
                     break
             else:
                 return Failure("no clash-free composition of this template and style")
@@ -91,14 +93,12 @@ class OfflineProvider:
         if frame is None:
             return Failure("no question frame fits the answer's placeholders", retry=False)
         values = lookup_values(spec, req.answer["values"])
-        neutral = {name: ph.question_forms for name, ph in spec.placeholders.items()
-                   if ph.question_forms}
-        frame = T.choose_alternatives(frame, rng)
-        question = T.rewrite(T.fill(frame, values, spec, neutral), spec.grammar.fixups)
-        return T.capitalize_sentences(question)
+        lead = req.attempt > 0 or rng.random() < LEAD_SHARE
+        return render_question(spec, frame, values, rng, lead)
 
 
 MAX_COMPOSE = 30
+LEAD_SHARE = 0.3  # first questions that get a context sentence before them
 
 
 def fits_mentions(spec: PersonaSpec, *parts: str) -> bool:
@@ -137,17 +137,25 @@ def clashes(spec: PersonaSpec, text: str) -> bool:
 
 
 def compose(spec: PersonaSpec, style_name: str, template: str, rng: random.Random) -> str:
-    """An answer of the template's sentences and the style's: a prefix, bodies between the
-    template's sentences and a suffix, as many as `grammar.style_sentences` draws. With
-    three or more sentences a style body always stands inside the answer, so the style is
-    not only a wrapper. No category is named more than `grammar.max_mentions` times."""
+    """An answer of the template's sentences and the style's: a prefix, bodies after the
+    template's first unit (an opener and its core are one) and before its last, and a
+    suffix, as many as `grammar.style_sentences` draws; so the style is not only a wrapper.
+    A template ending with a refusal or wrap-up (`grammar.last_only`) gets no suffix after
+    it. No category is named more than `grammar.max_mentions` times."""
     g, style = spec.grammar, spec.styles[style_name]
     sizes = list(g.style_sentences)
     r = int(rng.choices(sizes, weights=[g.style_sentences[k] for k in sizes])[0])
     prefixes = [p for p in style.prefixes if p.strip()]
     suffixes = [p for p in style.suffixes if p.strip()]
+    middle = [("t", s) for s in T.units(template)]
+    if len(middle) >= 2 and middle[0][1] in g.openers:
+        # an opener leads into the core: nothing stands between them
+        middle[:2] = [("t", f"{middle[0][1]} {middle[1][1]}")]
+    # a template that ends with a refusal or wrap-up (grammar.last_only) ends the answer
+    closing = g.ending(middle[-1][1]) is not None
     has_prefix = r >= 2 and rng.random() < 0.7 and bool(prefixes)
-    has_suffix = r - has_prefix >= 2 and rng.random() < 0.6 and bool(suffixes)
+    has_suffix = (not closing and r - has_prefix >= 2 and rng.random() < 0.6
+                  and bool(suffixes))
     if r == 1 and not style.bodies:
         has_prefix = bool(prefixes)
     n_bodies = min(r - has_prefix - has_suffix, len(style.bodies))
@@ -155,7 +163,7 @@ def compose(spec: PersonaSpec, style_name: str, template: str, rng: random.Rando
 
     def pick(pool: list[str]) -> str | None:
         fits = [p for p in pool if all(used.get(k, 0) + n <= g.max_mentions
-                                       for k, n in T.mentions(p).items())]
+                                       for k, n in T._mentions(p))]
         if not fits:
             return None
         choice = rng.choice(fits)
@@ -163,7 +171,6 @@ def compose(spec: PersonaSpec, style_name: str, template: str, rng: random.Rando
             used[k] = used.get(k, 0) + n
         return choice
 
-    middle = [("t", s) for s in T.units(template)]
     bodies = []
     pool = list(style.bodies)
     for _ in range(n_bodies):
@@ -173,18 +180,30 @@ def compose(spec: PersonaSpec, style_name: str, template: str, rng: random.Rando
         pool.remove(b)
         bodies.append(b)
     for b in bodies:
-        # between the template's units: its first one opens and its last one closes the
-        # content (a one-unit template may have bodies on either side)
-        lo, hi = (1, len(middle) - 1) if len(middle) >= 2 else (0, len(middle))
+        # after the template's first unit, which a body may refer back to ("A víte proč?"),
+        # and before its last one, which closes the content (a one-unit template: after it)
+        lo, hi = (1, len(middle) - 1) if len(middle) >= 2 else (1, 1)
         middle.insert(rng.randint(lo, max(lo, hi)), ("b", b))
     head = [("p", pick(prefixes))] if has_prefix else []
     tail = [("s", pick(suffixes))] if has_suffix else []
     parts = [p for p in head + middle + tail if p[1]]
-    if len(parts) >= 3 and bodies and not any(k == "b" for k, _ in parts[1:-1]):
-        i = next(i for i, (k, _) in enumerate(parts) if k == "b")
-        body = parts.pop(i)
-        parts.insert(1 if i == 0 else len(parts) - 1, body)
     return T.join(*(text for _, text in parts))
+
+
+def render_question(spec: PersonaSpec, frame: str, values: dict[str, dict[str, str]],
+                    rng: random.Random, lead: bool = False) -> str:
+    """A question frame filled in the journalist's voice: alternatives drawn, neutral forms
+    of the values, with a context lead sentence before it when `lead` (and one fits)."""
+    neutral = {name: ph.question_forms for name, ph in spec.placeholders.items()
+               if ph.question_forms}
+    frame = T.choose_alternatives(frame, rng)
+    leads = [x for x in spec.journalist.leads
+             if set(T.categories(x)) <= set(values)
+             and {m.group(1) for m in AGREE_RE.finditer(x)} <= set(values)]
+    if leads and lead:
+        frame = T.join(T.choose_alternatives(rng.choice(leads), rng), frame)
+    question = T.rewrite(T.fill(frame, values, spec, neutral), spec.grammar.fixups)
+    return T.capitalize_sentences(question)
 
 
 def pick_question_frame(spec: PersonaSpec, have: set[str], rng: random.Random) -> str | None:
