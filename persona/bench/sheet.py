@@ -128,7 +128,9 @@ def write_xlsx(result: dict, path: Path) -> None:
         cmp_ws.column_dimensions[letter].width = 48 if wide else (14 if h != "id" else 18)
         for i in range(2, n + 2):
             cmp_ws.cell(i, j).alignment = Alignment(wrap_text=True, vertical="top")
-        if n and h not in (*TEXT_COLS, "id", "split", "judge verdict", *HUMAN_COLS):
+        values = {cmp_ws.cell(i, j).value for i in range(2, n + 2)} - {None}
+        if len(values) > 1 and h not in (*TEXT_COLS, "id", "split", "judge verdict",
+                                         *HUMAN_COLS):
             rng = f"{letter}2:{letter}{n + 1}"
             low_good = any(h.startswith(x) for x in ("perplexity", "repetition"))
             lo, hi = ("63BE7B", "F8696B") if low_good else ("F8696B", "63BE7B")
@@ -224,6 +226,9 @@ def write_xlsx(result: dict, path: Path) -> None:
     conf.column_dimensions["B"].width = 100
     for row in conf.iter_rows(min_row=2):
         row[1].alignment = Alignment(wrap_text=True, vertical="top", horizontal="left")
+        long = len(str(row[1].value or ""))
+        if long > 100:  # spreadsheet programs do not grow rows for wrapped text on open
+            conf.row_dimensions[row[1].row].height = 15 * (long // 100 + 1)
     # Printing / PDF export: landscape, one page wide; Summary on one page; the Comparison
     # header repeated on every page.
     for ws, tall in ((summ, 1), (cmp_ws, 0), (conf, 0)):
