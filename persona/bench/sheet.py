@@ -225,6 +225,7 @@ def write_xlsx(result: dict, path: Path) -> None:
     conf.column_dimensions["A"].width = 40
     conf.column_dimensions["B"].width = 100
     for row in conf.iter_rows(min_row=2):
+        row[0].alignment = Alignment(vertical="top")
         row[1].alignment = Alignment(wrap_text=True, vertical="top", horizontal="left")
         long = len(str(row[1].value or ""))
         if long > 100:  # spreadsheet programs do not grow rows for wrapped text on open
