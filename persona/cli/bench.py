@@ -71,8 +71,10 @@ def bench_cmd(final_dir: Path | None, before: str | None, after: str | None, out
     Writes bench.xlsx (Summary, Comparison, Config), bench.csv, bench.json, report.md and
     bench.png into --out. A rerun reuses the answers already generated.
     """
+    from persona.bench import require_bench_deps
     from persona.errors import InputError
 
+    require_bench_deps()
     if rescore is not None:
         if final_dir or before or after:
             raise InputError("--rescore takes only the sheet (and --out); no dataset or models")
