@@ -216,6 +216,10 @@ def test_diversity_figures_meet_the_issue(run3000):
 # grammar.last_only list, so a pattern dropped there still fails here).
 REFUSAL = re.compile(r"(?i)komentovat|vyjadřovat|neodpovídám|\bneřešim\b|bavit nebud|"
                      r"nebud(u|eme) bavit|k tomu řeknu|víc k tomu|nemám čas\.|věci na práci")
+# A refusal proper (not a wrap-up such as "Víc k tomu říkat nebudu.") never follows a
+# promise to answer.
+REFUSAL_PROPER = re.compile(r"(?i)komentovat|vyjadřovat|neodpovídám|\bneřešim\b|bavit nebud|"
+                            r"nebud(u|eme) bavit")
 ANSWER_PROMISE = re.compile(r"(?i)já vám odpovím|na rovinu|já vám něco řeknu")
 
 
@@ -230,7 +234,7 @@ def test_refusals_only_end_an_answer(run3000, babis):
         sentences = split_sentences(text.removesuffix(babis.persona.signature))
         hits = [i for i, s in enumerate(sentences) if REFUSAL.search(s)]
         assert all(i == len(sentences) - 1 for i in hits), text
-        assert not (hits and ANSWER_PROMISE.search(text)), text
+        assert not (REFUSAL_PROPER.search(text) and ANSWER_PROMISE.search(text)), text
         seen += bool(hits)
     assert seen >= 100  # the rule is exercised, not vacuous
 

@@ -114,7 +114,9 @@ def test_template_units_keep_a_question_with_its_answer():
 def test_composed_answers_carry_the_style_inside(babis):
     from persona.providers.offline import compose
 
-    template = T.join("Já vám něco řeknu o {tema.loc}.", babis.grammar.cores[0])
+    opener = next(o for o in babis.grammar.openers if "Řeknu vám jednu věc" in o)
+    closer = next(c for c in babis.grammar.closers if "Lidi to" in c)
+    template = T.join(opener, babis.grammar.cores[0], closer)
     units = T.units(template)
     rng = random.Random(5)
     inside = total = 0
@@ -125,10 +127,16 @@ def test_composed_answers_carry_the_style_inside(babis):
         pieces = len(units) + len(used) + any(body.startswith(p) for p in style.prefixes) \
             + any(body.endswith(s) for s in style.suffixes)
         assert body.index(units[0]) < body.index(units[-1])  # the template keeps its order
+        # the opener leads straight into its core, and no body opens the answer
+        assert f"{units[0]} {units[1]}" in body
+        assert not any(body.startswith(b) for b in used if b not in style.prefixes)
         if used and pieces >= 3:
             total += 1
-            inside += any(not body.startswith(b) and not body.endswith(b) for b in used)
+            head, tail = f"{units[0]} {units[1]}", units[2]
+            inside += all(body.index(head) + len(head) <= body.index(b) < body.rindex(tail)
+                          for b in used if b not in style.prefixes + style.suffixes)
         assert max(T.mentions(body).values()) <= babis.grammar.max_mentions
+    # bodies go between the template's groups (opener + core, closer), never around them
     assert total > 100 and inside == total
 
 
