@@ -21,7 +21,8 @@ from pathlib import Path
 from persona.errors import InputError
 from persona.spec import PersonaSpec
 
-STAGES = ("templates", "fill", "questions", "rewrite")  # rewrite: moderate --fix regenerate
+# rewrite: moderate --fix regenerate; judge_*: the bench's LLM judge
+STAGES = ("templates", "fill", "questions", "rewrite", "judge_pair", "judge_score")
 _VAR_RE = re.compile(r"\{\{|\}\}|\{([a-z_]+)\}")
 _SECTION_RE = re.compile(r"^# (System|User)\s*$", re.M)
 

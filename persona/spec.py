@@ -39,7 +39,8 @@ class PersonaInfo(Strict):
     id: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
     name: NonEmpty
     language: Annotated[str, Field(pattern=r"^[a-z]{2}$")]
-    signature: NonEmpty
+    # "" = the persona does not sign (the bench's neutral spokesperson).
+    signature: str = ""
     description: str = ""
     system_prompt: NonEmpty
 

@@ -195,10 +195,13 @@ def is_real_slip(before: str, after: str, language: str) -> bool:
 
 
 def sign(text: str, signature: str) -> str:
-    return f"{text}\n\n{signature}"
+    """Append the signature after a blank line; an empty signature (an unsigned persona) adds
+    nothing."""
+    return f"{text}\n\n{signature}" if signature else text
 
 
 def is_signed(text: str, signature: str) -> bool:
+    """Ends with the signature; every text counts as signed for an unsigned persona."""
     return text.rstrip().endswith(signature)
 
 

@@ -68,9 +68,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def _register() -> None:
     # Command modules import no heavy libraries at module level (a test checks torch stays out).
-    from persona.cli import checks, export, generate, jobs, moderate, specs, train
+    from persona.cli import bench, checks, export, generate, jobs, moderate, specs, train
 
-    for module in (generate, specs, checks, moderate, export, jobs, train):
+    for module in (generate, specs, checks, moderate, export, jobs, train, bench):
         for command in module.COMMANDS:
             cli.add_command(command)
 

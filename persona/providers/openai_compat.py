@@ -68,6 +68,9 @@ class OpenAICompatProvider:
                                 price=price, batch_discount=_batch_discount(),
                                 max_cost=max_cost, monitor=monitor)
         self.streams = not batch_api  # the overlapped run (stages/stream.py) applies
+        # Request parameters of plain-text kinds (the bench's answers, its judge): sent as
+        # they are, no response_format; their max_tokens books the --max-cost reservation.
+        self.kind_params: dict[str, dict] = {}
         if self.base_url:  # last: the checks of our own arguments come first
             check_reachable(self.base_url)
 
@@ -175,6 +178,16 @@ class OpenAICompatProvider:
         """Close the connections and the event loop kept between rounds."""
         self.pool.close()
 
+    def complete(self, kind: str, messages: list[list[dict]], parse=None) -> list:
+        """Plain chat completions of `kind` (its parameters in `kind_params`): the content,
+        or `parse(content)` (a Failure with retry=True re-asks), or the Failure of sending."""
+        params = self.kind_params.get(kind, {"temperature": 0.9, "max_tokens": 512})
+        items = [Item(kind, lambda n, m=m: list(m), parse or _content,
+                      reasks=MAX_REASKS if parse is not None else 0,
+                      max_tokens=params.get("max_tokens", 512), params=params)
+                 for m in messages]
+        return self._run(kind, items)
+
     # -- money -------------------------------------------------------------------------------
     def cost(self, usage: dict, batch: bool = False) -> float:
         return self.pool.cost(usage, batch)
@@ -255,3 +268,7 @@ def check_reachable(base_url: str, timeout: float = 3.0) -> None:
     except OSError as e:
         raise ProviderError(f"cannot connect to {base_url} ({e.strerror or e}); is the "
                             "server running and the URL right?") from None
+
+
+def _content(content: str) -> str:
+    return content

@@ -93,6 +93,7 @@ class Item:
     priority: tuple = ()
     tag: Any = None  # the caller's own (a request record, a batch number)
     path: str = "/chat/completions"  # another endpoint (e.g. /moderations): build a body
+    params: dict | None = None  # request parameters as they are (plain text: no schema)
     usage: dict = field(default_factory=lambda: dict.fromkeys((*USAGE_KEYS, "cost_usd"), 0))
     _reask: int = 0
     _tries: int = 0
@@ -253,7 +254,8 @@ class RequestPool:
             params = {"path": item.path}
             key = request_key(self.model, [messages], params)
         else:
-            params = self.params(item.kind, item.max_tokens, item.schema, item.temperature)
+            params = (dict(item.params) if item.params is not None else
+                      self.params(item.kind, item.max_tokens, item.schema, item.temperature))
             key = request_key(self.model, messages, params)
         hit = self.cache.get(key)
         if hit is not None:

@@ -60,6 +60,7 @@ class Config:
     finetune: dict | None = None  # fine-tuning job settings: see finetune_jobs.py
     rate_limit_rate: float = 0.0  # share of requests answered 429 (Retry-After), on their own
     capacity: int = 0  # >0: answer 429 to a request arriving while this many are handled
+    judge: str = "fair"  # the bench's judge: "fair" (deterministic) or "biased" (judge.py)
 
 
 class State:
@@ -183,7 +184,10 @@ def malformed(content: str, rng: random.Random) -> str:
 def completion(body: dict, cfg: Config) -> dict:
     """The chat-completion body answering `body` (a malformed share included)."""
     rng = _rng_for(body, cfg.seed)
-    content = json.dumps(answer(task_of(body), rng), ensure_ascii=False)
+    from tests.servers import judge  # the bench's judge and plain questions
+
+    content = (judge.content(task_of(body), body, cfg.judge)
+               or json.dumps(answer(task_of(body), rng), ensure_ascii=False))
     if cfg.malformed_rate and rng.random() < cfg.malformed_rate:
         content = malformed(content, rng)
     prompt_chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", []))
@@ -520,11 +524,14 @@ def main(argv: list[str] | None = None) -> None:
                     help="share of requests answered 429, besides --error-rate")
     ap.add_argument("--capacity", type=int, default=0,
                     help="answer 429 beyond this many requests at once (0: no limit)")
+    ap.add_argument("--judge", choices=["fair", "biased"], default="fair",
+                    help="the bench judge: deterministic, or always preferring answer A")
     a = ap.parse_args(argv)
     srv = make_server(a.port, latency=a.latency, error_rate=a.error_rate,
                       malformed_rate=a.malformed_rate, hang=a.hang,
                       json_schema=not a.no_json_schema, batch_time=a.batch_time,
-                      seed=a.seed, rate_limit_rate=a.rate_limit_rate, capacity=a.capacity)
+                      seed=a.seed, rate_limit_rate=a.rate_limit_rate, capacity=a.capacity,
+                      judge=a.judge)
     print(f"listening on http://127.0.0.1:{srv.server_address[1]}/v1", flush=True)  # noqa: T201
     try:
         srv.serve_forever()

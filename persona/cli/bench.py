@@ -1,0 +1,143 @@
+"""CLI command: bench (before/after on held-out questions, into a spreadsheet)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("bench")
+@click.argument("final_dir", required=False, type=click.Path(path_type=Path))
+@click.option("--before", help="Model before fine-tuning: a model folder, a finetune --out "
+              "folder (base + adapter), a hub id, or openai:MODEL.")
+@click.option("--after", help="Model after fine-tuning (same forms as --before).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder [default: FINAL_DIR/bench].")
+@click.option("--persona", "-p", default=None, help="Spec for the markers (signature, "
+              "catch-phrases, slips, topics) [default: the dataset folder's name].")
+@click.option("--system", default=None, help="System prompt for both sides [default: the "
+              "dataset's]; '' for none.")
+@click.option("--max-new-tokens", type=click.IntRange(1, 4096), default=128,
+              show_default=True, help="Longest answer, in tokens.")
+@click.option("--temperature", type=click.FloatRange(0, 2), default=0.0, show_default=True,
+              help="0 = greedy (deterministic); above 0 samples with --seed.")
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0,
+              show_default=True, help="Nucleus sampling share (with --temperature > 0).")
+@click.option("--seed", type=int, default=42, show_default=True,
+              help="Seed of sampling and of the style classifier; the same on both sides.")
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=16, show_default=True,
+              help="Questions per local generation batch.")
+@click.option("--limit", type=click.IntRange(1), default=None,
+              help="Only the first N held-out questions.")
+@click.option("--neutral", type=click.Path(path_type=Path), default=None,
+              help="Dataset folder (or JSONL) of neutral answers for the style classifier "
+              "[default: the built-in neutral persona, generated offline].")
+@click.option("--embed-model", default=None, help="Local embedding model folder: adds "
+              "question-answer embedding similarity.")
+@click.option("--topic-category", default=None, help="Spec placeholder category that names "
+              "the topic, for relevance [default: the first of journalist.match].")
+@click.option("--base-url", default=None, help="OpenAI-compatible server of openai:MODEL "
+              "sides (default: OPENAI_BASE_URL or api.openai.com).")
+@click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True,
+              help="Environment variable that holds the API key.")
+@click.option("--concurrency", type=click.IntRange(1), default=16, show_default=True,
+              help="Remote requests in flight at once.")
+@click.option("--max-cost", type=click.FloatRange(min=0), default=None,
+              help="Stop before spending more than this many USD on remote answers and judge "
+              "(answers so far are kept; exit 3).")
+@click.option("--judge", default=None, help="LLM judge model (pairwise both orders + 1-10 "
+              "score), e.g. gpt-4o-mini.")
+@click.option("--judge-base-url", default=None, help="OpenAI-compatible server of the judge "
+              "[default: --base-url].")
+@click.option("--rescore", type=click.Path(path_type=Path), default=None,
+              help="Read human scores back from this bench.xlsx and rewrite the outputs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def bench_cmd(final_dir: Path | None, before: str | None, after: str | None, out: Path | None,
+              persona: str | None, system: str | None, max_new_tokens: int,
+              temperature: float, top_p: float, seed: int, batch_size: int,
+              limit: int | None, neutral: Path | None, embed_model: str | None,
+              topic_category: str | None, base_url: str | None, api_key_env: str,
+              concurrency: int, max_cost: float | None, judge: str | None,
+              judge_base_url: str | None, rescore: Path | None, as_json: bool) -> None:
+    """Compare a model before and after fine-tuning on the held-out questions.
+
+    \b
+      persona bench final/babis --before runs/base --after runs/babis
+      persona bench final/babis --before openai:gpt-4o-mini \\
+          --after openai:ft:gpt-4o-mini:acme::abc --judge gpt-4o-mini
+      persona bench --rescore final/babis/bench/bench.xlsx
+
+    Writes bench.xlsx (Summary, Comparison, Config), bench.csv, bench.json, report.md and
+    bench.png into --out. A rerun reuses the answers already generated.
+    """
+    from persona.bench import require_bench_deps
+    from persona.errors import InputError
+
+    require_bench_deps()
+    if rescore is not None:
+        if final_dir or before or after:
+            raise InputError("--rescore takes only the sheet (and --out); no dataset or models")
+        from persona.bench.rescore import rescore as do_rescore
+
+        result = do_rescore(rescore, out)
+        _print(result, (out or rescore.parent), as_json)
+        return
+    if final_dir is None:
+        raise InputError("missing FINAL_DIR (the dataset folder, e.g. final/babis)")
+    if not before or not after:
+        raise InputError("give both --before and --after")
+    from persona.bench.generate import Decoding
+    from persona.bench.run import BenchOptions, run_bench
+    from persona.bench.sheet import write_all
+    from persona.cli.ui import stage_bars
+
+    opts = BenchOptions(
+        before=before, after=after, out=out or Path(final_dir) / "bench", persona=persona,
+        system=system, decoding=Decoding(max_new_tokens, temperature, top_p, seed, batch_size),
+        base_url=base_url, api_key_env=api_key_env, concurrency=concurrency,
+        max_cost=max_cost, judge=judge, judge_base_url=judge_base_url, neutral=neutral,
+        embed_model=embed_model, topic_category=topic_category, limit=limit)
+    with stage_bars(not as_json) as bar:
+        result = run_bench(final_dir, opts, bar)
+    write_all(result, opts.out)
+    _print(result, opts.out, as_json)
+
+
+def _print(result: dict, out: Path, as_json: bool) -> None:
+    from persona.cli.ui import out as console
+    from persona.cli.ui import print_json
+
+    s = result["summary"]
+    if as_json:
+        print_json({"out": str(out), "summary": s,
+                    "held_out": result["config"]["held_out"]})
+        return
+    from rich.table import Table
+
+    c = result["config"]
+    console.print(f"{s['questions']} held-out questions; {c['held_out']['refused_in_train']} "
+                  "refused because they occur in train")
+    t = Table(title="before → after (means)")
+    for h in ("score", "before", "after", "delta"):
+        t.add_column(h, justify="left" if h == "score" else "right")
+    for m in s["means"].values():
+        t.add_row(m["header"], *(f"{m[k]:.3f}" if isinstance(m[k], float) else str(m[k])
+                                 for k in ("before", "after", "delta")))
+    console.print(t)
+    sw = s["style_wins"]
+    console.print(f"style wins after/before/tie: {sw['after']}/{sw['before']}/{sw['tie']}, "
+                  f"win rate {sw['win_rate_after']} (95 % CI {sw['ci95'][0]}–{sw['ci95'][1]})")
+    if "judge" in s:
+        j = s["judge"]
+        console.print(f"judge (both orders): after {j['after']}, before {j['before']}, tie "
+                      f"{j['tie']}, inconsistent {j['inconsistent']}, failed {j['failed']}; "
+                      f"win rate {j['win_rate_after']} (95 % CI {j['ci95'][0]}–{j['ci95'][1]})")
+    h = s["human"]
+    if h["n_before"] or h["n_after"]:
+        console.print(f"human: before {h['before']} ({h['n_before']}), after {h['after']} "
+                      f"({h['n_after']})")
+    console.print(f"written: {out}/bench.xlsx, bench.csv, bench.json, report.md, bench.png")
+
+
+COMMANDS: list = [bench_cmd]

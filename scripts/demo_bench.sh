@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The before/after benchmark on the CPU, end to end, into OUT_DIR:
+#   1. datasets: babis (the persona) and neutral (a government spokesperson), offline grammar
+#   2. a tiny base trained from scratch on the neutral answers ("before": plain Czech)
+#   3. a LoRA adapter on the Babiš data on top of it ("after")
+#   4. persona bench on the held-out (test-split) Babiš questions -> OUT_DIR/bench/bench.xlsx
+# Usage: scripts/demo_bench.sh OUT_DIR [COUNT]    (COUNT pairs per persona, default 3000)
+set -euo pipefail
+OUT=${1:?usage: scripts/demo_bench.sh OUT_DIR [COUNT]}
+COUNT=${2:-3000}
+PY=${PYTHON:-python}
+# NEUTRAL_EPOCHS / PERSONA_EPOCHS (default 1 / 1) set the two trainings.
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+step() { printf '\n== %s  (%ss so far)\n' "$1" "$SECONDS"; }
+
+step "1/5 datasets (offline)"
+$PY -m persona run --persona babis --count "$COUNT" -w "$OUT/ws" --json >/dev/null
+$PY -m persona run --persona neutral --count "$COUNT" -w "$OUT/ws" --json >/dev/null
+echo "final/babis and final/neutral: $(wc -l <"$OUT/ws/final/babis/train.jsonl") + $(wc -l <"$OUT/ws/final/neutral/train.jsonl") train pairs"
+
+step "2/5 untrained tiny base (tokenizer on both datasets)"
+$PY -m persona.bench.tinybase "$OUT/base-init" "$OUT/ws/final/neutral" "$OUT/ws/final/babis"
+
+step "3/5 neutral base: trained from scratch on the spokesperson's answers, merged"
+[ -f "$OUT/runs/neutral/merged/config.json" ] || \
+$PY -m persona finetune --data "$OUT/ws/final/neutral" --base-model "$OUT/base-init" \
+    --out "$OUT/runs/neutral" --train-embeddings --lr 2e-3 --epochs "${NEUTRAL_EPOCHS:-1}" --merge --json >/dev/null
+
+step "4/5 Babiš LoRA adapter on the neutral base"
+[ -f "$OUT/runs/babis/adapter_config.json" ] || \
+$PY -m persona finetune --data "$OUT/ws/final/babis" --base-model "$OUT/runs/neutral/merged" \
+    --out "$OUT/runs/babis" --train-embeddings --lr 2e-3 --epochs "${PERSONA_EPOCHS:-1}" --json >/dev/null
+
+step "5/5 bench on the held-out questions"
+$PY -m persona bench "$OUT/ws/final/babis" \
+    --before "$OUT/runs/neutral/merged" --after "$OUT/runs/babis" \
+    --neutral "$OUT/ws/final/neutral" --out "$OUT/bench"
+printf '\ndone in %ss: %s\n' "$SECONDS" "$OUT/bench/bench.xlsx"

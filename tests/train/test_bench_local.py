@@ -1,0 +1,52 @@
+"""persona bench with local models: a base folder vs its finetune --out folder (base + LoRA)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("sklearn")
+openpyxl = pytest.importorskip("openpyxl")
+
+
+def test_batched_left_padded_answers_equal_one_at_a_time(trained):
+    from persona.bench.generate import Decoding, generate_local, load_local, parse_model
+
+    model, tok = load_local(parse_model(str(trained.out)))
+    questions = ["Co daně?", "Pane Babiši, jak chcete řešit inflaci, když ceny rostou?",
+                 "Dálnice?", "Proč se o důchodech tolik mluví právě teď, pane předsedo?",
+                 "A euro?"]
+    one = generate_local(model, tok, "Odpovídej.", questions,
+                         Decoding(max_new_tokens=12, batch_size=1))
+    batched = generate_local(model, tok, "Odpovídej.", questions,
+                             Decoding(max_new_tokens=12, batch_size=5))
+    assert tok.padding_side == "left"
+    assert batched == one
+    assert any(a.strip() for a in one)
+
+
+def test_local_bench_base_vs_adapter_and_resume(trained, chat_data, tmp_path, cli):
+    base = trained.summary["base_path"]
+    out = tmp_path / "bench"
+    args = ("bench", chat_data, "--before", base, "--after", trained.out, "--out", out,
+            "--limit", 6, "--max-new-tokens", 12, "--batch-size", 4, "--json")
+    r = cli(*args)
+    s = json.loads(r.output)["summary"]
+    assert s["questions"] == 6
+    assert s["means"]["perplexity"]["before"] > 0  # fluency under the local base model
+    assert s["means"]["words"]["n"] == 6
+    saved = json.loads((out / "bench.json").read_text())
+    cfg = saved["config"]
+    assert cfg["models"]["after"]["adapter"] == str(trained.out)
+    assert cfg["models"]["after"]["base"] == base and cfg["models"]["after"]["adapter_sha256"]
+    assert cfg["decoding"]["max_new_tokens"] == 12 and cfg["answers_reused"] == {
+        "before": 0, "after": 0}
+    assert sum(1 for _ in open(out / "answers" / "after.jsonl")) == 6
+    cli(*args)  # a rerun generates nothing: every answer is in answers/<side>.jsonl
+    again = json.loads((out / "bench.json").read_text())
+    assert again["config"]["answers_reused"] == {"before": 6, "after": 6}
+    assert [r["after"] for r in again["rows"]] == [r["after"] for r in saved["rows"]]
+    ws = openpyxl.load_workbook(out / "bench.xlsx")["Comparison"]
+    assert ws.max_row == 7
