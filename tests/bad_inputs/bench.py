@@ -128,7 +128,7 @@ CASES: list[Case] = [
     Case("bench-server-down", ("bench", "{ws}/final/babis", "--before", "openai:gpt-4o-mini",
                                "--after", "openai:gpt-4o-mini", "--base-url",
                                "http://127.0.0.1:9/v1"), setup=_ok,
-         stderr="failed after retries", timeout=120),
+         stderr="cannot connect", timeout=120),
     Case("bench-max-cost-unpriced-model", ("bench", "{ws}/final/babis", "--before",
                                            "openai:my-local-model", "--after", "openai:n",
                                            "--base-url", "http://127.0.0.1:9/v1",
