@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README "Tests"; .ci/run calls it).
 # Builds its own virtual environment from scratch — torch==2.13.0 (CPU) first, so nothing
-# pulls a CUDA build — installs the project with [train,dev] (disk_manager included), runs pytest.
+# pulls a CUDA build — installs the project with [train,bench,hf,dev] (disk_manager included), runs pytest.
 # Outside CI the environment is reused while pyproject files are unchanged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +14,7 @@ if [ "${CI:-}" = "true" ] || [ ! -f "$VENV/.stamp" ] || [ "$(cat "$VENV/.stamp")
   "$PY" -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip
   "$VENV/bin/pip" install -q torch==2.13.0
-  "$VENV/bin/pip" install -q -e '.[train,dev]'   # ships disk_manager too
+  "$VENV/bin/pip" install -q -e '.[train,bench,hf,dev]'   # ships disk_manager too
   echo "$stamp" > "$VENV/.stamp"
 fi
 
