@@ -190,7 +190,9 @@ def test_pii_is_masked_in_every_output_and_in_the_printed_report(planted, tmp_pa
     src.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in examples))
     proc = run_persona("moderate", src, "--fix", "drop", check=False)
     val = run_persona("validate", src, check=False)
-    assert proc.returncode == 1 and val.returncode == 1
+    assert proc.returncode == 0 and val.returncode == 1  # the fixed file is clean; src not
+    fixed = run_persona("validate", tmp_path / "moderation" / "fixed.jsonl", check=False)
+    assert fixed.returncode == 0 and "no problems found" in fixed.stdout
     report = json.loads((tmp_path / "moderation" / "report.json").read_text())
     assert report["pii_by_kind"] == {"birth_number": 1, "card": 1, "email": 2, "iban": 1,
                                      "phone": 1, "url": 1}
@@ -198,7 +200,7 @@ def test_pii_is_masked_in_every_output_and_in_the_printed_report(planted, tmp_pa
         (i + 1, "messages[2].content") for i in range(6)}
     outputs = [p.read_text() for p in (tmp_path / "moderation").rglob("*") if p.is_file()]
     for value in PII_VALUES:
-        for text in [*outputs, proc.stdout, proc.stderr, val.stdout]:
+        for text in [*outputs, proc.stdout, proc.stderr, val.stdout, fixed.stdout]:
             assert value not in text
     assert "pii_email" in val.stdout
 
