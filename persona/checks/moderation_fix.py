@@ -195,6 +195,7 @@ class LLMRewriter:
         from persona.moderators.client import Job, input_key
 
         jobs, keys = [], {}
+        objs = {line: mask_example(obj) for line, obj in objs.items()}  # no PII to the LLM
         for line, obj in objs.items():
             body = {"model": self.model, "temperature": 0.7, "max_tokens": 800,
                     "messages": rewrite_messages(obj, flagged[line], rnd)}
