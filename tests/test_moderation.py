@@ -145,7 +145,9 @@ def test_fix_on_a_final_folder_leaves_clean_consistent_files(planted, cli, mode)
     assert sum(len(v) for v in after.values()) == n
     assert len(_lines(final / "all.jsonl")) == n
     assert sum(len(_lines(final / f"{s}.jsonl")) for s in ("train", "val", "test")) == n
-    assert json.loads((final / "report.json").read_text())["count"] == n
+    measured = json.loads((final / "report.json").read_text())
+    assert measured["count"] == n and measured["exact_duplicates"] == 0
+    assert measured["stages"]["moderation"]["flagged"] == 30
     assert f"{n} question/answer pairs" in (final / "DATASET_CARD.md").read_text()
     # nothing lost: every original is kept, with its replacement
     replaced = [json.loads(x) for x in _lines(final / "moderation" / "replaced.jsonl")]

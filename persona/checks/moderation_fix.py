@@ -4,7 +4,8 @@ regenerate asks a rewriter for a new version of every flagged example, moderates
 versions, and asks again for those still flagged, up to `rounds`; what is still flagged after
 the last round is dropped (and counted). Two rewriters:
 - offline (a final/<persona>/ folder): another template and other values through the offline
-  generation provider, the same style and slip as before, a new question to match;
+  generation provider, the same style and slip as before, a new question to match; a new
+  answer that duplicates one in the folder (merge's measure) is not taken;
 - LLM (any chat JSONL): the answer rewritten by an OpenAI-compatible model, told to keep the
   persona, style and satire and to drop what was flagged (persona/prompts/rewrite.md).
 Nothing is lost: every original and its replacement (or null when dropped) is appended to
@@ -140,6 +141,21 @@ class OfflineRewriter:
         self.templates = [t for _, t in iter_jsonl(ws.templates_file)]
         self.metas = {i: m for i, (_, m) in enumerate(iter_jsonl(final / "meta.jsonl"), 1)}
         self.new_meta: dict[int, dict] = {}
+        self.final = final
+        self._index = None  # the answers that stay, for the duplicate check (built lazily)
+
+    def _dedup(self, flagged: dict):
+        """An index of every answer not being rewritten: a new answer that duplicates one
+        (exactly or nearly, as merge measures it) is not taken, so the folder stays
+        deduplicated."""
+        from persona.dedup import DedupIndex
+
+        if self._index is None:
+            self._index = DedupIndex(self.spec.persona.signature)
+            for i, (_, ex) in enumerate(iter_jsonl(self.final / "all.jsonl"), 1):
+                if i not in flagged:
+                    self._index.offer(ex["messages"][-1]["content"])
+        return self._index
 
     def rewrite(self, objs: dict[int, dict], flagged: dict, rnd: int) -> dict[int, dict]:
         from persona.providers.base import (
@@ -170,6 +186,8 @@ class OfflineRewriter:
                                                      1000 + rnd)], self.seed)[0]
             if isinstance(got, Failure) or isinstance(q, Failure):
                 continue  # stays flagged; dropped if no round succeeds
+            if self._dedup(flagged).offer(got.text).kind is not None:
+                continue  # a duplicate: the next round tries another template
             out[line] = chat_example(self.spec.persona.system_prompt, q, got.text)
             self.new_meta[line] = {"template_id": t["id"], "values": got.values,
                                    "slip": got.slip}
