@@ -173,6 +173,10 @@ def card(spec: PersonaSpec, r: dict, examples: list[tuple[str, str]] = ()) -> st
     ]
     for name, v in r["values"].items():
         lines.append(f"| values of `{{{name}}}` used | {v['used']} of {v['available']} |")
+    mod = r["stages"].get("moderation")
+    if mod:  # `persona moderate --fix` rewrote this folder
+        lines.append(f"| moderation fix ({mod['mode']}) | {mod['flagged']} flagged: "
+                     f"{mod['regenerated']} regenerated, {mod['dropped']} dropped |")
     if examples:
         lines += ["", "## Examples (first of train.jsonl)", ""]
         for q, a in examples:

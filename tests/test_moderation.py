@@ -148,7 +148,8 @@ def test_fix_on_a_final_folder_leaves_clean_consistent_files(planted, cli, mode)
     measured = json.loads((final / "report.json").read_text())
     assert measured["count"] == n and measured["exact_duplicates"] == 0
     assert measured["stages"]["moderation"]["flagged"] == 30
-    assert f"{n} question/answer pairs" in (final / "DATASET_CARD.md").read_text()
+    card = (final / "DATASET_CARD.md").read_text()
+    assert f"{n} question/answer pairs" in card and f"moderation fix ({mode})" in card
     # nothing lost: every original is kept, with its replacement
     replaced = [json.loads(x) for x in _lines(final / "moderation" / "replaced.jsonl")]
     assert sorted(r["line"] for r in replaced) == sorted(lines)
