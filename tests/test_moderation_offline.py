@@ -63,7 +63,25 @@ def test_one_weak_entry_does_not_flag_two_do(screen):
 
 def test_evidence_names_the_entries(screen):
     v = screen.check_one("Toho novináře bych zastřelil.")
-    assert v.evidence == {"violence": ["zastřel*", "zastřelit"]}
+    assert v.evidence == {"violence": ["harm:zastřel* + person:novinář*", "zastřel*",
+                                       "zastřelit"]}
+
+
+def test_combination_needs_every_set_in_one_sentence(screen):
+    # utopit alone is politics (to sink money), beside a person it is a threat
+    assert screen.check_one("Utopili v tom miliardy.").flagged == []
+    v = screen.check_one("Utopíme ho v rybníce.")
+    assert v.flagged == ["violence"] and v.evidence["violence"] == ["harm:utopit + person:ho"]
+    # the same two words in different sentences are not a combination
+    assert screen.check_one("Utopili miliardy. Zeptejte se ho.").flagged == []
+    assert screen.check_one("The grouse believed in progress until the shooting season, "
+                            "you will recall.").flagged == []
+    assert "hate" in screen.check_one("Those migrants are vermin.").flagged
+
+
+def test_one_word_counts_once(screen):
+    # krad* and krást both match "kradou": one word, one weak piece of evidence
+    assert screen.check_one("Ministři kradou nápady.").scores.get("illicit") == 0.4
 
 
 @pytest.mark.parametrize(("answer", "codes"), [
