@@ -5,7 +5,8 @@ content and crime (persona/data/moderation/<lang>.toml, the format is described 
 not intent, irony or context. Czech words are matched by their form and by their lemma
 (simplemma), so one entry covers its inflections (zabít: zabiju, zabil, zabíjel …); an entry
 ending in `*` matches a prefix of the form or lemma, which covers what the lemmatizer misses
-(podřízn*: podříznu). Every verdict names the entries that matched (`evidence`).
+(podřízn*: podříznu); one starting with `=` matches that form only, not its lemma (=shoot:
+not "shooting"). Every verdict names the entries that matched (`evidence`).
 
 Combination rules carry most of the generalisation: a list names word *sets* (`[sets]`: harm
 verbs, weapons, persons, group nouns, dehumanising predicates …) and a category lists rules
@@ -40,7 +41,7 @@ _CZECH_LETTERS = re.compile("[ěščřžůďťň]")
 class Entry:
     category: str
     text: str  # as written in the list, shown as evidence
-    words: tuple[tuple[str, bool], ...]  # (word, is_prefix)
+    words: tuple[tuple[str, str], ...]  # (word, how: "word" form or lemma, "prefix", "form")
     weight: float
 
 
@@ -74,13 +75,16 @@ class OfflineScreen:
             tokens = list(_WORD.finditer(lower))
             forms = [(m.group(0), _lemma(m.group(0), wl.language) if lemmas else m.group(0))
                      for m in tokens]
-            for entry, at in wl.match(forms):
-                hits.setdefault(entry.category, {})[entry.text] = entry.weight
-                spots.setdefault(entry.category, {})[entry.text] = (wl.language, at)
-            if wl.rules:
-                sentences = [sentence_of(m.start()) for m in tokens]
-                for category, text in wl.combinations(forms, sentences):
-                    hits.setdefault(category, {})[text] = STRONG
+            # Entries and combinations match within one sentence: the words of "rozbít hlav*"
+            # in "… to zase rozbili. No hlavně …" are not one entry.
+            sentences = [sentence_of(m.start()) for m in tokens]
+            for a, b in _runs(sentences):
+                for entry, at in wl.match(forms[a:b]):
+                    hits.setdefault(entry.category, {})[entry.text] = entry.weight
+                    spots.setdefault(entry.category, {})[entry.text] = (wl.language, a + at)
+                if wl.rules:
+                    for category, text in wl.combinations(forms[a:b], sentences[a:b]):
+                        hits.setdefault(category, {})[text] = STRONG
             for category, pattern in wl.patterns:
                 for m in pattern.finditer(lower):
                     hits.setdefault(category, {})[m.group(0)] = STRONG
@@ -113,9 +117,11 @@ class WordList:
         self.patterns = patterns
         self.exact: dict[str, list[Entry]] = {}  # first word (exact) -> entries
         self.prefix: dict[str, list[Entry]] = {}  # first word (prefix) -> entries
+        self.form: dict[str, list[Entry]] = {}  # first word (this form only) -> entries
         for e in entries:
-            word, is_prefix = e.words[0]
-            (self.prefix if is_prefix else self.exact).setdefault(word, []).append(e)
+            word, how = e.words[0]
+            {"word": self.exact, "prefix": self.prefix, "form": self.form}[how].setdefault(
+                word, []).append(e)
         self.prefix_lengths = sorted({len(w) for w in self.prefix})
 
     def match(self, forms: list[tuple[str, str]]) -> list[tuple[Entry, int]]:
@@ -148,7 +154,7 @@ class WordList:
         return out
 
     def _starting(self, form: str, lemma: str) -> list[Entry]:
-        out = list(self.exact.get(form, ()))
+        out = list(self.exact.get(form, ())) + self.form.get(form, [])
         if lemma != form:
             out += self.exact.get(lemma, ())
         for n in self.prefix_lengths:
@@ -160,9 +166,9 @@ class WordList:
 
 def _rest_matches(words, forms, start: int, max_gap: int) -> bool:
     pos = start
-    for word, is_prefix in words:
+    for word, how in words:
         for j in range(pos, min(pos + max_gap + 1, len(forms))):
-            if _word_matches(word, is_prefix, *forms[j]):
+            if _word_matches(word, how, *forms[j]):
                 pos = j + 1
                 break
         else:
@@ -174,8 +180,8 @@ def _rest_anywhere(words, forms, at: int, max_gap: int) -> bool:
     """The other words of an entry, each at its own position near `at`, in any order."""
     span = len(words) + max_gap
     free = [j for j in range(max(0, at - span), min(len(forms), at + span + 1)) if j != at]
-    for word, is_prefix in words:
-        j = next((j for j in free if _word_matches(word, is_prefix, *forms[j])), None)
+    for word, how in words:
+        j = next((j for j in free if _word_matches(word, how, *forms[j])), None)
         if j is None:
             return False
         free.remove(j)
@@ -204,14 +210,26 @@ def _combine(options, sentences, window: int, chosen=()):
 _SENTENCE_END = re.compile(r"[.!?;\n]+")
 
 
+def _runs(ids: list[int]) -> list[tuple[int, int]]:
+    """(start, end) of every run of equal sentence numbers."""
+    runs, start = [], 0
+    for i in range(1, len(ids) + 1):
+        if i == len(ids) or ids[i] != ids[start]:
+            runs.append((start, i))
+            start = i
+    return runs
+
+
 def _sentence_ids(text: str):
     """A function from a character offset to the number of its sentence."""
     ends = [m.end() for m in _SENTENCE_END.finditer(text)]
     return lambda offset: bisect.bisect_right(ends, offset)
 
 
-def _word_matches(word: str, is_prefix: bool, form: str, lemma: str) -> bool:
-    if is_prefix:
+def _word_matches(word: str, how: str, form: str, lemma: str) -> bool:
+    if how == "form":
+        return word == form
+    if how == "prefix":
         return form.startswith(word) or lemma.startswith(word)
     return word in (form, lemma)
 
@@ -253,7 +271,9 @@ def _load(language: str) -> WordList:
 
 
 def _entry(category: str, raw: str, weight: float) -> Entry:
-    words = tuple((w.rstrip("*"), w.endswith("*")) for w in raw.lower().split())
+    words = tuple((w[1:], "form") if w.startswith("=") else
+                  (w[:-1], "prefix") if w.endswith("*") else (w, "word")
+                  for w in raw.lower().split())
     return Entry(category, raw, words, weight)
 
 
