@@ -251,13 +251,14 @@ def _load(language: str) -> WordList:
     data = tomllib.loads(text)
     entries, patterns, rules = [], [], []
     max_gap, free_order = int(data.get("max_gap", 0)), bool(data.get("free_order", False))
-    set_entries = [_entry(name, raw, 0.0) for name, words in data.get("sets", {}).items()
+    stems = _Stems(data.get("verb_endings", []), int(data.get("min_stem", 5)))
+    set_entries = [_entry(name, raw, 0.0, stems) for name, words in data.get("sets", {}).items()
                    for raw in words]
     for category, table in data.items():
         if not isinstance(table, dict) or category == "sets":
             continue
         for tier, weight in (("strong", STRONG), ("weak", WEAK)):
-            entries += [_entry(category, raw, weight) for raw in table.get(tier, [])]
+            entries += [_entry(category, raw, weight, stems) for raw in table.get(tier, [])]
         patterns += [(category, re.compile(p)) for p in table.get("patterns", [])]
         for rule in table.get("combine", []):
             names = tuple(n.strip() for n in rule.split("+"))
@@ -270,9 +271,26 @@ def _load(language: str) -> WordList:
                     int(data.get("combine_window", 8)))
 
 
-def _entry(category: str, raw: str, weight: float) -> Entry:
+@dataclass(frozen=True)
+class _Stems:
+    """Infinitive endings (cs: -ovat, -nout, -at, -it …): an entry word that ends in one and
+    keeps `min_length` letters without it matches as a prefix of its stem, so every form the
+    lemmatizer does not know is found too (pořezat: pořezala, pořežu is not)."""
+
+    endings: list[str]
+    min_length: int
+
+    def __call__(self, word: str) -> tuple[str, str]:
+        for ending in sorted(self.endings, key=len, reverse=True):
+            if word.endswith(ending) and len(word) - len(ending) >= self.min_length:
+                return word[: -len(ending)], "prefix"
+        return word, "word"
+
+
+def _entry(category: str, raw: str, weight: float, stems: _Stems | None = None) -> Entry:
     words = tuple((w[1:], "form") if w.startswith("=") else
-                  (w[:-1], "prefix") if w.endswith("*") else (w, "word")
+                  (w[:-1], "prefix") if w.endswith("*") else
+                  stems(w) if stems else (w, "word")
                   for w in raw.lower().split())
     return Entry(category, raw, words, weight)
 
