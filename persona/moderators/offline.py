@@ -189,11 +189,12 @@ def _rest_anywhere(words, forms, at: int, max_gap: int) -> bool:
 
 
 def _combine(options, sentences, window: int, chosen=()):
-    """One word of each set, at different positions of one sentence, within `window`."""
+    """One word of each set, different words at different positions of one sentence, within
+    `window` (a rule naming one set twice needs two different entries of it)."""
     if not options:
         return [t for _, t in chosen]
     for i, text in options[0]:
-        if any(i == j for j, _ in chosen):
+        if any(i == j or text == t for j, t in chosen):
             continue
         if chosen:
             if sentences[i] != sentences[chosen[0][0]]:
