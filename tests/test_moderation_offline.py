@@ -91,3 +91,28 @@ def test_one_word_counts_once(screen):
 ])
 def test_llama_guard_answers(answer, codes):
     assert parse_answer(answer) == codes
+
+
+def test_czech_verb_entries_match_their_stem(screen):
+    # "pořezat se": the lemmatizer does not know "pořezala"; the stem pořez* does
+    assert "self-harm" in screen.check_one("Dneska jsem se zase pořezala.").flagged
+
+
+def test_form_only_entry_and_one_sentence(screen):
+    assert screen.check_one("I'll shoot you.").flagged == ["violence"]
+    # "No hlavně" in the next sentence is not the head of "rozbít hlav*"
+    assert screen.check_one("Poslanci to zase rozbili. No hlavně, že mají pravdu.").flagged == []
+
+
+def test_a_rule_naming_a_set_twice_needs_two_entries(screen):
+    assert screen.check_one("Lidi platí víc a víc a víc.").flagged == []
+    v = screen.check_one("Her moans filled the room as he went down on her.")
+    assert v.flagged == ["sexual"]
+
+
+def test_political_anger_is_not_violence(screen):
+    for text in ["To je kampaň! Zloději, banda zlodějů, zavřít je!",
+                 "Utopili v tom miliardy a teď nás chtějí sejmout.",
+                 "Kradou nápady a mlátí prázdnou slámu.",
+                 "Já tu nebudu mlžit, to zase rozbili úředníci."]:
+        assert screen.check_one(text).flagged == [], text
