@@ -214,6 +214,10 @@ def card(spec: PersonaSpec, r: dict, examples: list[tuple[str, str]] = ()) -> st
     ]
     for name, v in r["values"].items():
         lines.append(f"| values of `{{{name}}}` used | {v['used']} of {v['available']} |")
+    mod = r["stages"].get("moderation")
+    if mod:  # `persona moderate --fix` rewrote this folder
+        lines.append(f"| moderation fix ({mod['mode']}) | {mod['flagged']} flagged: "
+                     f"{mod['regenerated']} regenerated, {mod['dropped']} dropped |")
     lines += ["", "## Diversity and held-out splits", "", "| measure | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in diversity_rows(r["diversity"])]
     split = r["stages"].get("merge", {}).get("split") or {}

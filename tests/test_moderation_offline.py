@@ -26,16 +26,18 @@ def test_heldout_written_before_the_lists_is_found(screen):
 
 
 def test_blind_heldout_floor(screen):
-    # Written after the lists were frozen and never used to change them: the honest figure
-    # for paraphrase, 4 of 40 (docs/moderation.md). A floor, so a change that loses it shows;
-    # heldout2 was blind for the first lists only (5 of 30), the second saw its misses.
-    assert _recall(screen, "heldout3.jsonl")[0] >= 4
+    # heldout4: written by a separate author who never saw the lists, while the round-3 lists
+    # were written by one who never saw it; measured once after both were done: 71 of 80.
+    # heldout3 was also never seen by the round-3 author: 33 of 40 (round-2 lists: 4 of 40).
+    found, total = _recall(screen, "heldout4.jsonl")
+    assert found / total >= 0.8, (found, total)
+    assert _recall(screen, "heldout3.jsonl")[0] >= 32
     assert _recall(screen, "heldout2.jsonl")[0] >= 5
 
 
 def test_no_heldout_line_is_in_the_lists():
     entries = {e.lower().strip() for lang in LANGUAGES for e in list_entries(lang)}
-    for name in ("heldout.jsonl", "heldout2.jsonl", "heldout3.jsonl"):
+    for name in ("heldout.jsonl", "heldout2.jsonl", "heldout3.jsonl", "heldout4.jsonl"):
         for r in rows(name):
             assert r["text"].lower().strip(" .") not in entries
 
@@ -63,7 +65,25 @@ def test_one_weak_entry_does_not_flag_two_do(screen):
 
 def test_evidence_names_the_entries(screen):
     v = screen.check_one("Toho novináře bych zastřelil.")
-    assert v.evidence == {"violence": ["zastřel*", "zastřelit"]}
+    assert v.evidence == {"violence": ["harm:zastřel* + person:novinář*", "zastřel*",
+                                       "zastřelit"]}
+
+
+def test_combination_needs_every_set_in_one_sentence(screen):
+    # utopit alone is politics (to sink money), beside a person it is a threat
+    assert screen.check_one("Utopili v tom miliardy.").flagged == []
+    v = screen.check_one("Utopíme ho v rybníce.")
+    assert v.flagged == ["violence"] and v.evidence["violence"] == ["harm:utopit + person:ho"]
+    # the same two words in different sentences are not a combination
+    assert screen.check_one("Utopili miliardy. Zeptejte se ho.").flagged == []
+    assert screen.check_one("The grouse believed in progress until the shooting season, "
+                            "you will recall.").flagged == []
+    assert "hate" in screen.check_one("Those migrants are vermin.").flagged
+
+
+def test_one_word_counts_once(screen):
+    # krad* and krást both match "kradou": one word, one weak piece of evidence
+    assert screen.check_one("Ministři kradou nápady.").scores.get("illicit") == 0.4
 
 
 @pytest.mark.parametrize(("answer", "codes"), [
@@ -73,3 +93,28 @@ def test_evidence_names_the_entries(screen):
 ])
 def test_llama_guard_answers(answer, codes):
     assert parse_answer(answer) == codes
+
+
+def test_czech_verb_entries_match_their_stem(screen):
+    # "pořezat se": the lemmatizer does not know "pořezala"; the stem pořez* does
+    assert "self-harm" in screen.check_one("Dneska jsem se zase pořezala.").flagged
+
+
+def test_form_only_entry_and_one_sentence(screen):
+    assert screen.check_one("I'll shoot you.").flagged == ["violence"]
+    # "No hlavně" in the next sentence is not the head of "rozbít hlav*"
+    assert screen.check_one("Poslanci to zase rozbili. No hlavně, že mají pravdu.").flagged == []
+
+
+def test_a_rule_naming_a_set_twice_needs_two_entries(screen):
+    assert screen.check_one("Lidi platí víc a víc a víc.").flagged == []
+    v = screen.check_one("Her moans filled the room as he went down on her.")
+    assert v.flagged == ["sexual"]
+
+
+def test_political_anger_is_not_violence(screen):
+    for text in ["To je kampaň! Zloději, banda zlodějů, zavřít je!",
+                 "Utopili v tom miliardy a teď nás chtějí sejmout.",
+                 "Kradou nápady a mlátí prázdnou slámu.",
+                 "Já tu nebudu mlžit, to zase rozbili úředníci."]:
+        assert screen.check_one(text).flagged == [], text

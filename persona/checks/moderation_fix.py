@@ -4,7 +4,8 @@ regenerate asks a rewriter for a new version of every flagged example, moderates
 versions, and asks again for those still flagged, up to `rounds`; what is still flagged after
 the last round is dropped (and counted). Two rewriters:
 - offline (a final/<persona>/ folder): another template and other values through the offline
-  generation provider, the same style and slip as before, a new question to match;
+  generation provider, the same style and slip as before, a new question to match; a new
+  answer that duplicates one in the folder (merge's measure) is not taken;
 - LLM (any chat JSONL): the answer rewritten by an OpenAI-compatible model, told to keep the
   persona, style and satire and to drop what was flagged (persona/prompts/rewrite.md).
 Nothing is lost: every original and its replacement (or null when dropped) is appended to
@@ -122,6 +123,9 @@ def refresh_report(final: Path, spec, fix_info: dict) -> None:
 
 # -- rewriters -----------------------------------------------------------------------------
 
+TEMPLATE_TRIES = 8  # templates tried per flagged answer and round
+
+
 class OfflineRewriter:
     """Another template and other values for the same slot (style, slip kept), and a new
     question for the new answer: the offline generation provider does the writing."""
@@ -140,6 +144,21 @@ class OfflineRewriter:
         self.templates = [t for _, t in iter_jsonl(ws.templates_file)]
         self.metas = {i: m for i, (_, m) in enumerate(iter_jsonl(final / "meta.jsonl"), 1)}
         self.new_meta: dict[int, dict] = {}
+        self.final = final
+        self._index = None  # the answers that stay, for the duplicate check (built lazily)
+
+    def _dedup(self, flagged: dict):
+        """An index of every answer not being rewritten: a new answer that duplicates one
+        (exactly or nearly, as merge measures it) is not taken, so the folder stays
+        deduplicated."""
+        from persona.dedup import DedupIndex
+
+        if self._index is None:
+            self._index = DedupIndex(self.spec.persona.signature)
+            for i, (_, ex) in enumerate(iter_jsonl(self.final / "all.jsonl"), 1):
+                if i not in flagged:
+                    self._index.offer(ex["messages"][-1]["content"])
+        return self._index
 
     def rewrite(self, objs: dict[int, dict], flagged: dict, rnd: int) -> dict[int, dict]:
         from persona.providers.base import (
@@ -157,22 +176,28 @@ class OfflineRewriter:
             rng = random.Random(f"{self.seed}:moderate:{line}:{rnd}")
             pool = [t for t in self.templates if t["id"] != meta["template_id"]] or \
                 self.templates
-            t = rng.choice(pool)
-            req = FillRequest(index=line, id=meta["answer_id"], style=meta["style"],
-                              slip=bool(meta.get("slip")), attempt=1000 + rnd,
-                              template=TemplateRecord(t["id"], t["text"], t["placeholders"],
-                                                      t["forms"]))
-            got = prov.fill(self.spec, [req], self.seed)[0]
-            if isinstance(got, Failure):  # no slip rule fits this template: no slip then
-                req = FillRequest(**{**req.__dict__, "slip": False})
+            for attempt in range(TEMPLATE_TRIES):  # a template may fit no slip, no clash rule
+                t = rng.choice(pool)
+                req = FillRequest(index=line, id=meta["answer_id"], style=meta["style"],
+                                  slip=bool(meta.get("slip")), attempt=1000 + rnd * 100 + attempt,
+                                  template=TemplateRecord(t["id"], t["text"], t["placeholders"],
+                                                          t["forms"]))
                 got = prov.fill(self.spec, [req], self.seed)[0]
-            q = prov.ask(self.spec, [QuestionRequest(line, {"values": got.values},
-                                                     1000 + rnd)], self.seed)[0]
-            if isinstance(got, Failure) or isinstance(q, Failure):
-                continue  # stays flagged; dropped if no round succeeds
-            out[line] = chat_example(self.spec.persona.system_prompt, q, got.text)
-            self.new_meta[line] = {"template_id": t["id"], "values": got.values,
-                                   "slip": got.slip}
+                if isinstance(got, Failure):  # no slip rule fits this template: no slip then
+                    req = FillRequest(**{**req.__dict__, "slip": False})
+                    got = prov.fill(self.spec, [req], self.seed)[0]
+                if isinstance(got, Failure):
+                    continue
+                q = prov.ask(self.spec, [QuestionRequest(line, {"values": got.values},
+                                                         req.attempt)], self.seed)[0]
+                if isinstance(q, Failure):
+                    continue
+                if self._dedup(flagged).offer(got.text).kind is not None:
+                    continue  # a duplicate: try another template
+                out[line] = chat_example(self.spec.persona.system_prompt, q, got.text)
+                self.new_meta[line] = {"template_id": t["id"], "values": got.values,
+                                       "slip": got.slip}
+                break  # else it stays flagged: the next round tries again, dropped if none
         return out
 
 
@@ -195,6 +220,7 @@ class LLMRewriter:
         from persona.moderators.client import Job, input_key
 
         jobs, keys = [], {}
+        objs = {line: mask_example(obj) for line, obj in objs.items()}  # no PII to the LLM
         for line, obj in objs.items():
             body = {"model": self.model, "temperature": 0.7, "max_tokens": 800,
                     "messages": rewrite_messages(obj, flagged[line], rnd)}

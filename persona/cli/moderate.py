@@ -100,8 +100,8 @@ def moderate(path: Path, provider, base_url, model, api_key_env, threshold, conc
         print_json(outcome.to_dict())
     else:
         print_outcome(outcome)
-    clean_after = outcome.fix is not None and outcome.pii == 0
-    if not outcome.ok and not clean_after:
+    # After --fix the written files are clean: what stayed flagged was dropped, PII masked.
+    if not outcome.ok and outcome.fix is None:
         click.get_current_context().exit(1)
 
 
