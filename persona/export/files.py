@@ -8,18 +8,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from persona.errors import PersonaError
-from persona.io import atomic_writer, dumps
+from persona.io import write_jsonl as write_jsonl  # the one JSONL writer, re-exported
 
 PARQUET_BATCH = 1_000  # rows per parquet write: memory stays flat on any dataset size
-
-
-def write_jsonl(path: Path, rows: Iterable[dict]) -> int:
-    n = 0
-    with atomic_writer(path) as fh:
-        for row in rows:
-            fh.write(dumps(row) + "\n")
-            n += 1
-    return n
 
 
 def write_parquet(path: Path, rows: Iterable[dict]) -> int:
