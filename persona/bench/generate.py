@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from persona.errors import InputError, ProviderError
+from persona.finetune.chat import NO_REPEAT_NGRAM, REPETITION_PENALTY
 from persona.io import iter_jsonl
 
 Progress = Callable[[int, int], None]
@@ -32,6 +33,10 @@ class Decoding:
     top_p: float = 1.0
     seed: int = 42
     batch_size: int = 16
+    # Local models only, as in `persona chat`: greedy decoding of a small model loops on one
+    # sentence; 1.0 and 0 switch these off. OpenAI-compatible servers have no such knobs.
+    repetition_penalty: float = REPETITION_PENALTY
+    no_repeat_ngram: int = NO_REPEAT_NGRAM
 
 
 @dataclass(frozen=True)
@@ -161,7 +166,8 @@ def generate_local(model, tok, system: str | None, questions: list[str], dec: De
                    on_batch: Callable[[list[int], list[str]], None] | None = None
                    ) -> list[str]:
     """Answers in the questions' order. Batches of similar prompt length (left-padded), KV
-    cache on; greedy when temperature is 0, else sampled with torch seeded per batch."""
+    cache on; greedy when temperature is 0, else sampled with torch seeded per batch; the
+    repetition penalty and n-gram ban of `dec` on both."""
     import torch
 
     texts = [tok.apply_chat_template(chat_messages(tok, system, q), tokenize=False,
@@ -179,6 +185,10 @@ def generate_local(model, tok, system: str | None, questions: list[str], dec: De
                       pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
         if sample:
             kwargs.update(temperature=dec.temperature, top_p=dec.top_p)
+        if dec.repetition_penalty != 1.0:
+            kwargs["repetition_penalty"] = dec.repetition_penalty
+        if dec.no_repeat_ngram:
+            kwargs["no_repeat_ngram_size"] = dec.no_repeat_ngram
         with torch.no_grad():
             ids = model.generate(**enc, **kwargs)
         new = ids[:, enc["input_ids"].shape[1]:]

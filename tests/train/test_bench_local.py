@@ -43,6 +43,9 @@ def test_local_bench_base_vs_adapter_and_resume(trained, chat_data, tmp_path, cl
     assert cfg["models"]["after"]["base"] == base and cfg["models"]["after"]["adapter_sha256"]
     assert cfg["decoding"]["max_new_tokens"] == 12 and cfg["answers_reused"] == {
         "before": 0, "after": 0}
+    # the anti-repetition of `persona chat`, recorded, the same on both sides
+    assert (cfg["decoding"]["repetition_penalty"], cfg["decoding"]["no_repeat_ngram"]) == \
+        (1.15, 4)
     assert sum(1 for _ in open(out / "answers" / "after.jsonl")) == 6
     cli(*args)  # a rerun generates nothing: every answer is in answers/<side>.jsonl
     again = json.loads((out / "bench.json").read_text())
@@ -50,3 +53,10 @@ def test_local_bench_base_vs_adapter_and_resume(trained, chat_data, tmp_path, cl
     assert [r["after"] for r in again["rows"]] == [r["after"] for r in saved["rows"]]
     ws = openpyxl.load_workbook(out / "bench.xlsx")["Comparison"]
     assert ws.max_row == 7
+    # other decoding is other answers: nothing is reused, and the Config records it
+    off = cli(*args[:-1], "--repetition-penalty", 1.0, "--no-repeat-ngram", 0, "--json")
+    assert json.loads(off.output)["summary"]["questions"] == 6
+    cfg = json.loads((out / "bench.json").read_text())["config"]
+    assert cfg["answers_reused"] == {"before": 0, "after": 0}
+    assert (cfg["decoding"]["repetition_penalty"], cfg["decoding"]["no_repeat_ngram"]) == \
+        (1.0, 0)
