@@ -27,6 +27,22 @@ def test_batched_left_padded_answers_equal_one_at_a_time(trained):
     assert any(a.strip() for a in one)
 
 
+def test_anti_repetition_counts_the_answer_not_the_prompt():
+    import torch
+
+    from persona.bench.generate import answer_only_repetition
+
+    ids = torch.tensor([[7, 8, 1, 2, 3, 1, 2], [0, 0, 4, 5, 6, 7, 8]])  # prompt: 2 tokens
+    scores = torch.tensor([[2.0] * 10, [-2.0] * 10])
+    out = answer_only_repetition(2, 2.0, 3)(ids, scores.clone())
+    assert out[0, 3] == -float("inf")  # "1 2 3" again is banned, nothing else is
+    assert (out[0, [1, 2]] == 1.0).all() and (out[0, [0, 7, 8, 9]] == 2.0).all()
+    assert (out[1, 4:9] == -4.0).all() and out[1, 0] == -2.0  # prompt / pad tokens untouched
+    assert torch.isfinite(out[1]).all()
+    same = answer_only_repetition(2, 1.0, 0)(ids, scores.clone())
+    assert torch.equal(same, scores)
+
+
 def test_local_bench_base_vs_adapter_and_resume(trained, chat_data, tmp_path, cli):
     base = trained.summary["base_path"]
     out = tmp_path / "bench"
