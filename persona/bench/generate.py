@@ -204,8 +204,8 @@ def answer_only_repetition(prompt_len: int, penalty: float, ngram: int):
     """A logits processor: `persona chat`'s repetition penalty and n-gram ban, counted on the
     answer's own tokens only. transformers' built-in ones also count the prompt, so a small
     model may not name the question's topic again (a topic of 4+ tokens is a banned n-gram)
-    and mangles words of the question ("ktekrétní"); and a padded row would see its pads. Rows are independent,
-    so batched answers stay equal to one-at-a-time answers."""
+    and mangles words of the question ("ktekrétní"); and a padded row would see its pads.
+    Rows are independent, so batched answers stay equal to one-at-a-time answers."""
     import torch
     from transformers import LogitsProcessor
 
