@@ -163,6 +163,7 @@ def test_remote_bench_with_fair_judge_writes_a_sheet_that_reads_back(cli, data, 
     config = {row[0].value: row[1].value for row in wb["Config"].iter_rows(min_row=2)}
     assert config["models.after.given"] == "openai:ft:gpt-4o-mini:acme::x1"
     assert config["decoding.seed"] == 42 and config["data_sha256.test.jsonl"]
+    assert (config["decoding.repetition_penalty"], config["decoding.no_repeat_ngram"]) == (1.15, 4)
     assert config["versions.openpyxl"]
     csv_lines = (out / "bench.csv").read_text().splitlines()
     assert csv_lines[0].startswith("id,split,question,before,after")

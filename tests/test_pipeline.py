@@ -105,6 +105,32 @@ def test_question_matches_its_answer(run3000, babis):
                     (name, question, values[name])
 
 
+def test_neutral_persona_delivers_3000_distinct_questions_with_resolved_wording(tmp_path):
+    """The bench's neutral class and the CPU demo's base need the full count: its questions
+    (leads, frames, alternatives) never run out, and the old answer shape (no
+    style_sentences) resolves its [a|b] alternatives too."""
+    from persona.providers.offline import lookup_values
+    from persona.spec import load_spec
+
+    ws = tmp_path / "ws"
+    run_persona("run", "--persona", "neutral", "--count", 3000, "--workspace", ws)
+    r = json.loads((ws / "final/neutral/report.json").read_text(encoding="utf-8"))
+    assert r["count"] == 3000 and sum(r["splits"].values()) == 3000
+    examples = lines(ws / "final/neutral/all.jsonl")
+    meta = lines(ws / "final/neutral/meta.jsonl")
+    questions = [ex["messages"][1]["content"] for ex in examples]
+    answers = [ex["messages"][2]["content"] for ex in examples]
+    assert len(questions) == len(set(questions)) == 3000
+    assert not any(re.search(r"[\[\]|{}]", t) for t in questions + answers)
+    assert not any(a.endswith("\n") or "\n\n" in a for a in answers)  # unsigned
+    openings = {" ".join(a.split()[:5]) for a in answers}
+    assert len(openings) > 450  # 15 % before the alternatives were resolved
+    spec = load_spec("neutral")
+    for q, m in zip(questions, meta, strict=True):
+        topic = lookup_values(spec, m["values"])["tema"]
+        assert any(f in q or f[:1].upper() + f[1:] in q for f in topic.values()), (q, topic)
+
+
 def test_same_seed_same_bytes_other_seed_other_bytes(run3000, tmp_path):
     ws, _ = run3000
     again = tmp_path / "again"

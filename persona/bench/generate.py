@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from persona.errors import InputError, ProviderError
+from persona.finetune.chat import NO_REPEAT_NGRAM, REPETITION_PENALTY
 from persona.io import iter_jsonl
 
 Progress = Callable[[int, int], None]
@@ -32,6 +33,11 @@ class Decoding:
     top_p: float = 1.0
     seed: int = 42
     batch_size: int = 16
+    # Local models only, `persona chat`'s values: greedy decoding of a small model loops on
+    # one sentence. Counted on the answer's tokens, not the question's (answer_only_repetition);
+    # 1.0 and 0 switch them off. OpenAI-compatible servers have no such knobs.
+    repetition_penalty: float = REPETITION_PENALTY
+    no_repeat_ngram: int = NO_REPEAT_NGRAM
 
 
 @dataclass(frozen=True)
@@ -161,7 +167,8 @@ def generate_local(model, tok, system: str | None, questions: list[str], dec: De
                    on_batch: Callable[[list[int], list[str]], None] | None = None
                    ) -> list[str]:
     """Answers in the questions' order. Batches of similar prompt length (left-padded), KV
-    cache on; greedy when temperature is 0, else sampled with torch seeded per batch."""
+    cache on; greedy when temperature is 0, else sampled with torch seeded per batch; the
+    repetition penalty and n-gram ban of `dec` on both."""
     import torch
 
     texts = [tok.apply_chat_template(chat_messages(tok, system, q), tokenize=False,
@@ -179,6 +186,9 @@ def generate_local(model, tok, system: str | None, questions: list[str], dec: De
                       pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
         if sample:
             kwargs.update(temperature=dec.temperature, top_p=dec.top_p)
+        if dec.repetition_penalty != 1.0 or dec.no_repeat_ngram:
+            kwargs["logits_processor"] = [answer_only_repetition(
+                enc["input_ids"].shape[1], dec.repetition_penalty, dec.no_repeat_ngram)]
         with torch.no_grad():
             ids = model.generate(**enc, **kwargs)
         new = ids[:, enc["input_ids"].shape[1]:]
@@ -188,6 +198,37 @@ def generate_local(model, tok, system: str | None, questions: list[str], dec: De
         if on_batch:
             on_batch(idx, answers)
     return out
+
+
+def answer_only_repetition(prompt_len: int, penalty: float, ngram: int):
+    """A logits processor: `persona chat`'s repetition penalty and n-gram ban, counted on the
+    answer's own tokens only. transformers' built-in ones also count the prompt, so a small
+    model may not name the question's topic again (a topic of 4+ tokens is a banned n-gram)
+    and mangles words of the question ("ktekrétní"); and a padded row would see its pads.
+    Rows are independent, so batched answers stay equal to one-at-a-time answers."""
+    import torch
+    from transformers import LogitsProcessor
+
+    class _AnswerOnly(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            gen = input_ids[:, prompt_len:]
+            if gen.shape[1] == 0:
+                return scores
+            if penalty != 1.0:
+                seen = torch.gather(scores, 1, gen)
+                seen = torch.where(seen < 0, seen * penalty, seen / penalty)
+                scores = scores.scatter(1, gen, seen)
+            if ngram and gen.shape[1] >= ngram:
+                rows = gen.tolist()
+                for r, g in enumerate(rows):
+                    tail = g[len(g) - ngram + 1:]
+                    banned = {g[i + ngram - 1] for i in range(len(g) - ngram + 1)
+                              if g[i:i + ngram - 1] == tail}
+                    if banned:
+                        scores[r, list(banned)] = -float("inf")
+            return scores
+
+    return _AnswerOnly()
 
 
 def perplexity(model, tok, system: str | None, questions: list[str], answers: list[str],

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from persona.finetune.chat import NO_REPEAT_NGRAM, REPETITION_PENALTY
+
 
 @click.command("bench")
 @click.argument("final_dir", required=False, type=click.Path(path_type=Path))
@@ -24,6 +26,14 @@ import click
               help="0 = greedy (deterministic); above 0 samples with --seed.")
 @click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0,
               show_default=True, help="Nucleus sampling share (with --temperature > 0).")
+@click.option("--repetition-penalty", type=click.FloatRange(1.0, 10.0),
+              default=REPETITION_PENALTY,
+              show_default=True, help="Local models: penalty on tokens already in the text, "
+              "as in `persona chat` (1.0: none); the same on both sides.")
+@click.option("--no-repeat-ngram", type=click.IntRange(0, 64), default=NO_REPEAT_NGRAM,
+              show_default=True,
+              help="Local models: never repeat a run of this many tokens (0: allowed); the "
+              "same on both sides.")
 @click.option("--seed", type=int, default=42, show_default=True,
               help="Seed of sampling and of the style classifier; the same on both sides.")
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=16, show_default=True,
@@ -55,7 +65,8 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def bench_cmd(final_dir: Path | None, before: str | None, after: str | None, out: Path | None,
               persona: str | None, system: str | None, max_new_tokens: int,
-              temperature: float, top_p: float, seed: int, batch_size: int,
+              temperature: float, top_p: float, repetition_penalty: float,
+              no_repeat_ngram: int, seed: int, batch_size: int,
               limit: int | None, neutral: Path | None, embed_model: str | None,
               topic_category: str | None, base_url: str | None, api_key_env: str,
               concurrency: int, max_cost: float | None, judge: str | None,
@@ -94,7 +105,8 @@ def bench_cmd(final_dir: Path | None, before: str | None, after: str | None, out
 
     opts = BenchOptions(
         before=before, after=after, out=out or Path(final_dir) / "bench", persona=persona,
-        system=system, decoding=Decoding(max_new_tokens, temperature, top_p, seed, batch_size),
+        system=system, decoding=Decoding(max_new_tokens, temperature, top_p, seed, batch_size,
+                                        repetition_penalty, no_repeat_ngram),
         base_url=base_url, api_key_env=api_key_env, concurrency=concurrency,
         max_cost=max_cost, judge=judge, judge_base_url=judge_base_url, neutral=neutral,
         embed_model=embed_model, topic_category=topic_category, limit=limit)

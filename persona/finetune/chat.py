@@ -44,6 +44,7 @@ def _read_json(path: Path) -> dict:
 
 # Greedy decoding of a small model loops ("Já jsem to říkal stokrát." twice): a mild penalty
 # on tokens already in the text and a ban on repeating any 4-gram stop it, still greedy.
+# `persona bench` decodes with the same defaults (persona.bench.generate.Decoding).
 REPETITION_PENALTY = 1.15
 NO_REPEAT_NGRAM = 4
 

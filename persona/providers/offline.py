@@ -55,8 +55,9 @@ class OfflineProvider:
         rng = random.Random(f"{seed}:fill:{req.index}:{req.attempt}")
         style = spec.styles[req.style]
         if not spec.grammar.style_sentences:  # the old shape: prefix + template + suffix
-            body = T.join(rng.choice(style.prefixes), req.template.text,
-                          rng.choice(style.suffixes))
+            body = T.choose_alternatives(T.join(rng.choice(style.prefixes),
+                                                req.template.text,
+                                                rng.choice(style.suffixes)), rng)
             values, extra = draw_values(spec, body, rng)
             text = finish(spec, req.style, body, values, extra)
         else:
