@@ -49,8 +49,10 @@ def measure(spec: PersonaSpec, ws: Workspace) -> dict:
     question_hashes: list[int] = []
 
     def flush():
-        q_len.extend(len(t) for t in enc.encode_ordinary_batch(chunk_q))
-        a_len.extend(len(t) for t in enc.encode_ordinary_batch(chunk_a))
+        # A plain loop: encode_ordinary_batch's thread pool costs more than it saves on short
+        # texts (0.14 s vs 0.06 s for 6,000 texts on 2 cores).
+        q_len.extend(len(enc.encode_ordinary(t)) for t in chunk_q)
+        a_len.extend(len(enc.encode_ordinary(t)) for t in chunk_a)
         chunk_q.clear()
         chunk_a.clear()
 
