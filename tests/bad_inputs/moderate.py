@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import socket
-from collections.abc import Callable
-from pathlib import Path
 
-from tests.bad_inputs import Case
+from tests.bad_inputs import Case, closed_port
+from tests.bad_inputs import mkdir as _mkdir
+from tests.bad_inputs import write as _write
 
 _SYSTEM = {"role": "system", "content": "Jsi satirická napodobenina."}
 LINE = json.dumps({"messages": [_SYSTEM, {"role": "user", "content": "Jak se máte?"},
@@ -16,29 +15,7 @@ LINE = json.dumps({"messages": [_SYSTEM, {"role": "user", "content": "Jak se má
 GOOD = LINE * 12
 
 
-def _write(name: str, content: bytes | str) -> Callable[[Path], None]:
-    def setup(ws: Path) -> None:
-        path = ws / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
-
-    return setup
-
-
-def _mkdir(name: str) -> Callable[[Path], None]:
-    def setup(ws: Path) -> None:
-        (ws / name).mkdir(parents=True, exist_ok=True)
-
-    return setup
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-DOWN = f"http://127.0.0.1:{_closed_port()}/v1"
+DOWN = f"http://127.0.0.1:{closed_port()}/v1"
 
 CASES: list[Case] = [
     Case("moderate-missing-file", ("moderate", "nosuch.jsonl"), stderr="no such file"),
