@@ -66,6 +66,22 @@ class Client:
         hit = self.cache.get(key)
         return None if hit is None else json.loads(hit["content"])
 
+    def answers(self, keys: list[str], make_jobs: Callable[[list[int]], list[Job]],
+                on_progress: Callable[[int, int], None] | None = None) -> list[dict | None]:
+        """The cached answer of every input key; `make_jobs(todo)` builds the requests for
+        the inputs (indices into `keys`) the cache does not hold, which are sent first."""
+        todo = [i for i, k in enumerate(keys) if self.cached(k) is None]
+        self.stats["cached"] += len(keys) - len(todo)
+        done = [len(keys) - len(todo)]
+
+        def tick(n: int) -> None:
+            done[0] += n
+            if on_progress:
+                on_progress(done[0], len(keys))
+
+        self.run(make_jobs(todo), tick)
+        return [self.cached(k) for k in keys]
+
     def run(self, jobs: list[Job], on_done: Callable[[int], None] | None = None,
             strict: bool = True) -> list[Job]:
         """Send every job (its results land in the cache). Jobs still failing after ROUNDS

@@ -44,21 +44,14 @@ class LlamaGuard:
 
     def check(self, texts: list[str], on_progress=None) -> list[Verdict]:
         keys = [input_key(self.model, "llamaguard", t) for t in texts]
-        todo = [i for i, k in enumerate(keys) if self.client.cached(k) is None]
-        self.client.stats["cached"] += len(texts) - len(todo)
-        done = [len(texts) - len(todo)]
-        jobs = [Job("/chat/completions", {"model": self.model, "temperature": 0,
-                                           "max_tokens": 20,
-                                           "messages": [{"role": "user", "content": texts[i]}]},
-                    [keys[i]], _parse) for i in todo]
 
-        def tick(n: int) -> None:
-            done[0] += n
-            if on_progress:
-                on_progress(done[0], len(texts))
+        def jobs(todo: list[int]) -> list[Job]:  # one chat request per input
+            return [Job("/chat/completions",
+                        {"model": self.model, "temperature": 0, "max_tokens": 20,
+                         "messages": [{"role": "user", "content": texts[i]}]},
+                        [keys[i]], _parse) for i in todo]
 
-        self.client.run(jobs, tick)
-        return [_verdict(self.client.cached(k)) for k in keys]
+        return [_verdict(a) for a in self.client.answers(keys, jobs, on_progress)]
 
 
 def parse_answer(content: str) -> list[str] | None:

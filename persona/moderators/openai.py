@@ -35,22 +35,15 @@ class OpenAIModerator:
 
     def check(self, texts: list[str], on_progress=None) -> list[Verdict]:
         keys = [input_key(self.model, "moderation", t) for t in texts]
-        todo = [i for i, k in enumerate(keys) if self.client.cached(k) is None]
-        self.client.stats["cached"] += len(texts) - len(todo)
-        done = [len(texts) - len(todo)]
-        jobs = [Job("/moderations", {"model": self.model,
-                                      "input": [texts[i] for i in chunk]},
-                    [keys[i] for i in chunk], _parse)
-                for chunk in (todo[j:j + self.batch_size]
-                              for j in range(0, len(todo), self.batch_size))]
 
-        def tick(n: int) -> None:
-            done[0] += n
-            if on_progress:
-                on_progress(done[0], len(texts))
+        def jobs(todo: list[int]) -> list[Job]:  # many inputs per request
+            return [Job("/moderations", {"model": self.model,
+                                          "input": [texts[i] for i in chunk]},
+                        [keys[i] for i in chunk], _parse)
+                    for chunk in (todo[j:j + self.batch_size]
+                                  for j in range(0, len(todo), self.batch_size))]
 
-        self.client.run(jobs, tick)
-        return [_verdict(self.client.cached(k)) for k in keys]
+        return [_verdict(a) for a in self.client.answers(keys, jobs, on_progress)]
 
 
 def _parse(resp) -> list[dict] | None:
