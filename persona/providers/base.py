@@ -8,7 +8,7 @@ stage never knows which provider it talks to.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from persona.spec import PersonaSpec
 
@@ -47,9 +47,10 @@ class FillResult:
 
 @dataclass(frozen=True)
 class QuestionRequest:
-    index: int
+    index: int  # seeds the ask: the answer's place in the run (its slot, in the LLM stream)
     answer: dict  # the answer record as written by the fill stage
     attempt: int = 0
+    tag: Any = field(default=None, compare=False, repr=False)  # the caller's own
 
 
 @dataclass

@@ -57,6 +57,16 @@ def template_schedule(n_templates: int, start: int, stop: int, seed: int) -> Ite
         yield order[slot % n_templates]
 
 
+def answer_id(persona_id: str, slot: int) -> str:
+    """The id of slot `slot`'s answer (its dialogue's id swaps "-a" for "-d")."""
+    return f"{persona_id}-a{slot + 1:06d}"
+
+
+def answer_slot(answer: dict) -> int:
+    """The slot an answer record was written for (the inverse of answer_id)."""
+    return int(answer["id"].rsplit("-a", 1)[1]) - 1
+
+
 def run(spec: PersonaSpec, ws: Workspace, provider: Provider, *, count: int, seed: int,
         batch_size: int = 300, force: bool = False, on_progress: Progress = no_progress
         ) -> StageReport:
@@ -123,7 +133,7 @@ class FillPlan:
 
     def slots(self, b: int) -> list[FillRequest]:
         r = self.range(b)
-        return [FillRequest(i, f"{self.spec.id}-a{i + 1:06d}", self.bank[t], self.styles[i],
+        return [FillRequest(i, answer_id(self.spec.id, i), self.bank[t], self.styles[i],
                             i in self.slips)
                 for i, t in zip(r, template_schedule(len(self.bank), r.start, r.stop, self.seed),
                                 strict=True)]
@@ -176,6 +186,11 @@ class FillBatch:
     the bytes written, are the same whatever order answers arrive in. `activate()` starts the
     in-order judging (the overlapped run holds it until the previous batch is done, since
     that batch's answers join the index first); `take` returns the requests to send now.
+
+    `news()` tells the overlapped run, as they happen, which answers passed their own checks
+    (candidates: only dedup can still reject them, which is rare) and which of those dedup then
+    rejected, each keyed (answer id, attempt); `keys()` gives the accepted ones' keys in the
+    answers file's order. So a candidate's question can be asked before its place is known.
     """
 
     def __init__(self, spec: PersonaSpec, slots: list[FillRequest],
@@ -189,12 +204,12 @@ class FillBatch:
         self.active = False
         self.done = not slots
         self.accepted: dict[int, dict] = {}
-        self.decided: set[int] = set()  # slots accepted or given up
-        self._prefix = 0  # slots[:_prefix] are all decided ...
-        self._position = 0  # ... and this many of them accepted
+        self.attempt: dict[int, int] = {}  # slot -> the attempt accepted
         self.last_reason: dict[int, tuple[str, str]] = {}
         self.failed: list[FillRequest] = []
         self.stats = {"retried": 0, "rejected": 0, "reasons": {}, "usage": {}}
+        self._candidates: list[tuple[tuple[str, int], dict]] = []
+        self._dropped: list[tuple[str, int]] = []
 
     def start(self) -> list[FillRequest]:
         self.sent.update((0, s.index) for s in self.slots)
@@ -207,6 +222,8 @@ class FillBatch:
     def take(self, req: FillRequest, res) -> list[FillRequest]:
         own = _own_verdict(self.spec, req, res)
         self.answers[(req.attempt, req.index)] = (req, res, own)
+        if own is None:
+            self._candidates.append(((req.id, req.attempt), _record(req, res)))
         out = []
         if own is not None and req.attempt + 1 < MAX_ATTEMPTS and not (
                 isinstance(res, Failure) and not res.retry):
@@ -242,14 +259,15 @@ class FillBatch:
             self.cursor = (a, p + 1)
             if reason is None:
                 self.accepted[req.index] = _record(req, res)
-                self.decided.add(req.index)
+                self.attempt[req.index] = req.attempt
                 continue
+            if own is None:  # a candidate that dedup rejected
+                self._dropped.append((req.id, req.attempt))
             reasons = self.stats["reasons"]
             reasons[reason] = reasons.get(reason, 0) + 1
             self.last_reason[req.index] = (reason, raw)
             if a + 1 == MAX_ATTEMPTS or (isinstance(res, Failure) and not res.retry):
                 self.failed.append(req)
-                self.decided.add(req.index)
                 continue
             self.stats["retried"] += 1
             if len(self.rounds) == a + 1:
@@ -259,18 +277,15 @@ class FillBatch:
                 out.append(self._send_next(req))
         return out
 
-    def settled(self) -> list[tuple[int, dict]]:
-        """Answers newly known for good, with their place in the batch's answers file: an
-        accepted answer's place is fixed once every slot before it is decided. Their
-        questions can be asked before the batch is done."""
-        out = []
-        while self._prefix < len(self.slots) and self.slots[self._prefix].index in self.decided:
-            answer = self.accepted.get(self.slots[self._prefix].index)
-            if answer is not None:
-                out.append((self._position, answer))
-                self._position += 1
-            self._prefix += 1
+    def news(self) -> tuple[list[tuple[tuple[str, int], dict]], list[tuple[str, int]]]:
+        """Candidates (key, answer record) and dropped candidates' keys since the last call."""
+        out = self._candidates, self._dropped
+        self._candidates, self._dropped = [], []
         return out
+
+    def keys(self) -> list[tuple[str, int]]:
+        """The accepted answers' keys (answer id, attempt), in the answers file's order."""
+        return [(self.accepted[i]["id"], self.attempt[i]) for i in sorted(self.accepted)]
 
     def result(self, usage: dict) -> tuple[list[dict], list[dict], dict]:
         invalid = []

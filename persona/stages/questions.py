@@ -5,7 +5,7 @@ Dialogue batch k is made from answers batch k, so both resume together.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from persona import rules
 from persona.errors import WorkspaceError
@@ -13,7 +13,7 @@ from persona.io import iter_jsonl, write_json, write_jsonl
 from persona.providers.base import Failure, Provider, QuestionRequest
 from persona.spec import PersonaSpec
 from persona.stages import Progress, StageReport, no_progress
-from persona.stages.fill import MAX_ATTEMPTS, usage_mark, usage_since
+from persona.stages.fill import MAX_ATTEMPTS, answer_slot, usage_mark, usage_since
 from persona.workspace import Workspace
 
 
@@ -146,66 +146,99 @@ def ask_batch(spec: PersonaSpec, provider: Provider, answers: list[dict], offset
 
 
 class AskBatch:
-    """One batch's questions, fed answers in any order: each is checked on its own
-    (rules.check_question), so a rejected one is retried at once with its next attempt, up to
-    MAX_ATTEMPTS; the result is the same whatever order answers arrive in. Made with
-    `answers=None`, it takes the batch's answers one by one (`add`, with their place in the
-    answers file) while the fill batch is still being decided, and `seal(n)` says how many
-    there are in all."""
+    """One batch's questions for the overlapped run, fed answers in any order and before
+    their places are known. Each answer (keyed by its caller: the answer id and fill attempt)
+    gets its own chain of asks, checked on its own (rules.check_question) and retried at once
+    up to MAX_ATTEMPTS, seeded by the answer's slot (not its place in the batch), so a question
+    does not wait for the answers before it. `add` starts a chain, `drop` cancels one (its
+    answer was rejected after all: what is in flight is ignored), `seal(keys)` names the
+    batch's answers in file order; the result depends only on the sealed chains, so it is the
+    same whatever order answers and questions arrive in. Made with `answers`, it holds a
+    finished answers batch, sealed."""
 
-    def __init__(self, spec: PersonaSpec, answers: list[dict] | None, offset: int):
-        self.spec, self.offset = spec, offset
-        self.answers = list(answers) if answers is not None else []
-        self.sealed = answers is not None
-        self.waiting = len(self.answers)
-        self.done: dict[int, str] = {}
-        self.last: dict[int, tuple[str, str]] = {}
-        self.failed: list[QuestionRequest] = []
-        self.stats = {"retried": 0, "rejected": 0, "reasons": {}, "usage": {}}
+    def __init__(self, spec: PersonaSpec, answers: list[dict] | None = None):
+        self.spec = spec
+        self.chains: dict = {}  # key -> _Chain
+        self.order: list | None = None  # the sealed keys, in the answers file's order
+        self.first: list[QuestionRequest] = []
+        self.finished = False  # its dialogues were handed to the writer
+        if answers is not None:
+            keys = [(a["id"], None) for a in answers]
+            for key, answer in zip(keys, answers, strict=True):
+                self.first += self.add(key, answer)
+            self.seal(keys)
 
     @property
     def complete(self) -> bool:
-        return self.sealed and self.waiting == 0
+        return self.order is not None and all(self.chains[k].settled for k in self.order)
 
-    def add(self, position: int, answer: dict) -> list[QuestionRequest]:
-        assert position == len(self.answers) and not self.sealed
-        self.answers.append(answer)
-        self.waiting += 1
-        return [QuestionRequest(self.offset + position, answer)]
+    def add(self, key, answer: dict) -> list[QuestionRequest]:
+        """Start asking for a candidate answer; returns its first request."""
+        chain = self.chains[key] = _Chain(answer)
+        return [QuestionRequest(answer_slot(answer), answer, tag=chain)]
 
-    def seal(self, n_answers: int) -> None:
-        assert n_answers == len(self.answers)
-        self.sealed = True
+    def drop(self, key) -> None:
+        self.chains.pop(key).cancelled = True
+
+    def seal(self, keys: list) -> None:
+        missing = [k for k in keys if k not in self.chains]
+        assert not missing, missing
+        self.order = keys
+        for key in set(self.chains) - set(keys):  # candidates never accepted nor dropped
+            self.chains.pop(key).cancelled = True
 
     def start(self) -> list[QuestionRequest]:
-        return [QuestionRequest(self.offset + i, a) for i, a in enumerate(self.answers)]
+        """The first requests of a batch made from `answers`."""
+        out, self.first = self.first, []
+        return out
 
     def take(self, req: QuestionRequest, res) -> list[QuestionRequest]:
+        chain: _Chain = req.tag
+        if chain.cancelled:
+            return []
         retryable = True
         if isinstance(res, Failure):
             problems, raw, retryable = [res.reason], res.raw, res.retry
         else:
             problems, raw = rules.check_question(res, self.spec), res
         if not problems:
-            self.done[req.index] = res
-            self.waiting -= 1
+            chain.question = res
             return []
-        reasons = self.stats["reasons"]
-        reasons[problems[0]] = reasons.get(problems[0], 0) + 1
-        self.last[req.index] = (problems[0], raw)
+        chain.reasons.append(problems[0])
+        chain.last = (problems[0], raw)
         if req.attempt + 1 == MAX_ATTEMPTS or not retryable:
-            self.failed.append(req)
-            self.waiting -= 1
+            chain.failed = True
             return []
-        self.stats["retried"] += 1
-        return [QuestionRequest(req.index, req.answer, req.attempt + 1)]
+        return [QuestionRequest(req.index, req.answer, req.attempt + 1, tag=chain)]
 
     def result(self, usage: dict) -> tuple[list[dict], list[dict], dict]:
-        invalid = [{"answer_id": r.answer["id"], "reason": self.last[r.index][0],
-                    "output": self.last[r.index][1]}
-                   for r in sorted(self.failed, key=lambda r: r.index)]
-        stats = {**self.stats, "rejected": len(invalid), "usage": usage}
-        dialogues = [{"id": "-d".join(a["id"].rsplit("-a", 1)), "answer_id": a["id"],
-                      "question": self.done[self.offset + i], "answer": a["text"]}
-                     for i, a in enumerate(self.answers) if self.offset + i in self.done]
+        chains = [self.chains[k] for k in self.order]
+        reasons: dict[str, int] = {}
+        for chain in chains:
+            for r in chain.reasons:
+                reasons[r] = reasons.get(r, 0) + 1
+        invalid = [{"answer_id": c.answer["id"], "reason": c.last[0], "output": c.last[1]}
+                   for c in chains if c.failed]
+        stats = {"retried": sum(len(c.reasons) - c.failed for c in chains),
+                 "rejected": len(invalid), "reasons": reasons, "usage": usage}
+        dialogues = [{"id": "-d".join(c.answer["id"].rsplit("-a", 1)),
+                      "answer_id": c.answer["id"], "question": c.question,
+                      "answer": c.answer["text"]}
+                     for c in chains if c.question is not None]
         return dialogues, invalid, stats
+
+
+@dataclass(eq=False)
+class _Chain:
+    """The asks for one answer: its question, or why it failed."""
+
+    answer: dict
+    question: str | None = None
+    failed: bool = False
+    cancelled: bool = False
+    reasons: list[str] = field(default_factory=list)
+    last: tuple[str, str] = ("", "")
+
+    @property
+    def settled(self) -> bool:
+        return self.question is not None or self.failed

@@ -1,16 +1,18 @@
 """The overlapped run: fill and questions batches through one request pool, never idle.
 
 With an LLM provider (`provider.streams`), fill batch b + 1 is sent while batch b's last
-answers and retries are still out, and an answer's question is asked as soon as its place in
-batch b's answers file is settled (every slot before it decided), before the batch is done;
-the pool (providers/request_pool.py) keeps --concurrency requests in flight across all of
-them, older batches first. Nothing about *what* is decided changes:
-each batch is a FillBatch / AskBatch, which decides exactly as the stage's rounds would
-whatever order answers arrive in. Fill batch b + 1 judges its answers (dedup) only once
-batch b is written, since b's answers join the dedup index first; its requests, and the
-retries of answers that fail on their own, go out before that. Files are written as before,
-each batch's main file last (dialogues b after answers b), so a batch file still means done
-and a killed run resumes from the request cache without re-sending an answered request.
+answers and retries are still out, and an answer's question is asked as soon as the answer
+passes its own checks: only dedup (judged in order, rare) can still reject it, and then its
+question is dropped unused. Questions are seeded by the answer's slot, not its place in the
+batch, so none waits for the answers before it. The pool (providers/request_pool.py) keeps
+--concurrency requests in flight across all of them, older batches first. Nothing about
+*what* is decided changes: each batch is a FillBatch / AskBatch, which decides exactly as
+the stage's rounds would whatever order answers arrive in. Fill batch b + 1 judges its
+answers (dedup) only once batch b is written, since b's answers join the dedup index first;
+its requests, the retries of answers that fail on their own and the questions of its
+candidates go out before that. Files are written as before, each batch's main file last
+(dialogues b after answers b), so a batch file still means done and a killed run resumes
+from the request cache without re-sending an answered request.
 
 Memory stays flat: at most AHEAD fill batches are open beyond the one being judged, and a
 new one opens only while fewer than two slots' worth of requests wait in the queue.
@@ -22,6 +24,7 @@ import asyncio
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from persona.errors import WorkspaceError
+from persona.providers.base import Failure
 from persona.stages import Progress, StageReport, no_progress
 from persona.stages.fill import FillBatch, FillPlan
 from persona.stages.questions import AskBatch, QuestionsPlan
@@ -62,8 +65,8 @@ class _Stream:
         self.opened = 0  # fill batches opened (or kept) so far
         self.filled = self.asked = 0  # items of finished batches, for the progress bars
         self.asking = 0  # questions batches open
-        # questions asked while their fill batch is still decided (None: already on disk)
-        self.early: dict[int, AskBatch | None] = {}
+        # questions of open fill batches, asked for candidates (absent: already on disk)
+        self.early: dict[int, AskBatch] = {}
         # Batch files are written (and fsynced) by one thread, in order: an fsync blocks for
         # ~10 ms, which the event loop must not. FIFO keeps "answers b before dialogues b".
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="persona-writer")
@@ -104,7 +107,6 @@ class _Stream:
                 continue
             if not job.active:
                 self._send(b, job.activate())
-            if self.questions is not None:
                 self._ask_early(b, job)
             if not job.done:
                 break
@@ -112,7 +114,7 @@ class _Stream:
             self._write(plan.write, b, answers, invalid, stats)
             del self.jobs[b]
             self.judging += 1
-            self._fill_done(b, answers)
+            self._fill_done(b, answers, job.keys())
         while (self.opened < plan.n_batches and self.opened <= self.judging + AHEAD
                and self.pool.queued < 2 * self.pool.adaptive.limit):
             self._open(self.opened)
@@ -127,13 +129,17 @@ class _Stream:
         job = FillBatch(self.spec, self.fill.slots(b), self.fill.bank, self.fill.index,
                         self.seed)
         self.jobs[b] = job
+        if self.questions is not None and not self.questions.finished(b):
+            self.early[b] = AskBatch(self.spec)
+            self.asking += 1
         self._send(b, job.start())
 
-    def _fill_done(self, b: int, answers: list[dict] | None = None) -> None:
+    def _fill_done(self, b: int, answers: list[dict] | None = None,
+                   keys: list | None = None) -> None:
         self.filled += len(self.fill.range(b))
         self.on_fill(self.filled, self.fill.count)
         if self.questions is not None:
-            self._ask(b, answers)
+            self._ask(b, answers, keys)
 
     def _send(self, b: int, requests) -> None:
         for req in requests:
@@ -145,31 +151,30 @@ class _Stream:
     def _filled(self, item, result) -> None:
         b, req = item.tag
         self._add_usage("fill", b, item.usage)
-        self._send(b, self.jobs[b].take(req, result))
+        job = self.jobs[b]
+        self._send(b, job.take(req, result))
+        self._ask_early(b, job)
         self._advance()
 
     # -- questions ---------------------------------------------------------------------------
     def _ask_early(self, b: int, job: FillBatch) -> None:
-        """Ask the questions of answers whose place in batch b is settled, before b is done."""
-        settled = job.settled()
-        if not settled:
+        """Ask the questions of batch b's new candidates; drop those dedup rejected."""
+        candidates, dropped = job.news()
+        ask = self.early.get(b)
+        if ask is None:  # no questions asked in this run, or batch b's are on disk
             return
-        if b not in self.early:
-            self.early[b] = None
-            if not self.questions.finished(b):
-                self.early[b] = AskBatch(self.spec, None, self.questions.offset(b))
-                self.asking += 1
-        ask = self.early[b]
-        if ask is not None:
-            for position, answer in settled:
-                self._send_questions(b, ask, ask.add(position, answer))
+        for key, answer in candidates:
+            self._send_questions(b, ask, ask.add(key, answer))
+        for key in dropped:
+            ask.drop(key)
 
-    def _ask(self, b: int, answers: list[dict] | None = None) -> None:
-        """Ask batch b's questions (`answers`: the batch just handed to the writer)."""
+    def _ask(self, b: int, answers: list[dict] | None = None, keys: list | None = None) -> None:
+        """Ask batch b's questions (`answers`: the batch just handed to the writer, `keys`:
+        their keys in the overlapped run)."""
         plan = self.questions
         ask = self.early.pop(b, None)
-        if ask is not None:  # asked early: now all its answers are known
-            ask.seal(len(answers))
+        if ask is not None:  # asked early: now the batch's answers are known
+            ask.seal(keys)
             if ask.complete:
                 self._finish_questions(b, ask)
             return
@@ -177,8 +182,7 @@ class _Stream:
             self._write(plan.keep, b)
             self._asked(b)
             return
-        job = AskBatch(self.spec, plan.answers(b) if answers is None else answers,
-                       plan.offset(b))
+        job = AskBatch(self.spec, plan.answers(b) if answers is None else answers)
         if job.complete:  # an empty answers batch
             self._write(plan.write, b, *job.result(self._usage("questions", b)))
             self._asked(b)
@@ -189,6 +193,10 @@ class _Stream:
     def _send_questions(self, b: int, job: AskBatch, requests) -> None:
         for req in requests:
             item = self.provider.ask_item(self.spec, req, self.seed)
+            build, chain = item.build, req.tag
+            # a dropped answer's asks still queued are not sent
+            item.build = lambda n, build=build, chain=chain: (
+                Failure("answer rejected", retry=False) if chain.cancelled else build(n))
             item.priority = (b, QUESTIONS, req.attempt, req.index)
             item.tag = (b, job, req)
             self.pool.submit(item, self._answered)
@@ -197,12 +205,13 @@ class _Stream:
         b, job, req = item.tag
         self._add_usage("questions", b, item.usage)
         self._send_questions(b, job, job.take(req, result))
-        if job.complete:
+        if job.complete and not job.finished:
             self._finish_questions(b, job)
         if self.fill is not None:
             self._advance()  # a freed queue may let the next fill batch open
 
     def _finish_questions(self, b: int, job: AskBatch) -> None:
+        job.finished = True
         self._write(self.questions.write, b, *job.result(self._usage("questions", b)))
         self.asking -= 1
         self._asked(b)
