@@ -87,6 +87,21 @@ def test_backoff_honours_retry_after_and_grows_otherwise():
     waits = [backoff(n) for n in (1, 2, 3, 4, 5, 6, 9)]
     for w, full in zip(waits, (0.5, 1, 2, 4, 8, 8, 8), strict=True):
         assert 0.75 * full <= w <= full
+    # an isolated error (the server answers nearly everything) starts from 0.1 s
+    assert 0.075 <= backoff(1, calm=True) <= 0.1 and 6 <= backoff(9, calm=True) <= 8
+
+
+def test_failure_watch_is_calm_only_while_few_recent_attempts_failed():
+    watch = FailureWatch(clock=Clock())
+    assert not watch.calm  # nothing seen yet: the careful backoff
+    for _ in range(95):
+        watch.ok()
+    for _ in range(5):
+        watch.failed("HTTP 500")
+    assert watch.calm
+    for _ in range(10):
+        watch.failed("HTTP 500")
+    assert not watch.calm  # errors pile up: back off from 0.5 s again
 
 
 # -- the pool against the server -----------------------------------------------------------
@@ -124,6 +139,41 @@ def test_pool_api_whole_bodies_for_another_endpoint_cached_and_in_order(tmp_path
         stats = srv.stats()
     assert stats["answered_by_kind"]["unknown"] == 5  # the second pool sent nothing
     assert pool.stats["cached"] == 5 and stats["by_status"].get("429")
+
+
+def test_a_slow_request_is_asked_again_while_slots_idle_and_the_first_answer_wins(babis):
+    """Stragglers (a fine answer after 10 s) at the end of a run are hedged: a second copy is
+    sent once the pool has nothing queued, the first answer is used, the other cancelled; the
+    results are those of a run without stragglers."""
+    from persona.providers.openai_compat import OpenAICompatProvider
+
+    slots = fill_slots(babis, 0, 150)
+    with serve(latency=0.02, seed=1) as srv:
+        prov = OpenAICompatProvider(base_url=srv.url, concurrency=16)
+        try:
+            want = [r.text for r in prov.fill(babis, slots, seed=1)]
+        finally:
+            prov.close()
+    with serve(latency=0.02, slow_rate=0.02, slow=10.0, seed=1) as srv:
+        prov = OpenAICompatProvider(base_url=srv.url, concurrency=16)
+        t0 = time.monotonic()
+        try:
+            got = prov.fill(babis, slots, seed=1)
+        finally:
+            prov.close()
+        took = time.monotonic() - t0
+        total = srv.stats()["total"]
+    assert [r.text for r in got] == want
+    hedged = prov.stats["hedged"]
+    assert hedged >= 1 and total == 150 + hedged  # the copies reached the server
+    assert hedged <= retry_policy_hedge_budget(150)
+    assert took < 10  # no item waited for its 10 s straggler
+
+
+def retry_policy_hedge_budget(requests: int) -> float:
+    from persona.providers import request_pool
+
+    return request_pool.HEDGE_FREE + request_pool.HEDGE_SHARE * requests
 
 
 def test_concurrency_drops_on_rate_limits_and_comes_back(babis):
@@ -270,8 +320,8 @@ def test_fill_batch_decides_as_rounds_whatever_order_answers_arrive(babis):
         job = stage.FillBatch(babis, slots, bank, DedupIndex(sig), 3)
         pending, switch_on, candidates, dropped = job.start(), rng.randrange(80), {}, []
 
-        def news():  # what the overlapped run asks questions for early, and drops
-            new, gone = job.news()
+        def news(job=job, candidates=candidates, dropped=dropped):
+            new, gone = job.news()  # what the overlapped run asks questions for, and drops
             assert not set(dict(new)) & set(candidates)  # each candidate told once
             candidates.update(new)
             dropped.extend(gone)
@@ -293,3 +343,69 @@ def test_fill_batch_decides_as_rounds_whatever_order_answers_arrive(babis):
         kept = [k for k in candidates if k not in set(dropped)]
         assert sorted(kept) == sorted(job.keys())
         assert [candidates[k] for k in job.keys()] == ref[0]
+
+
+def test_ask_batch_gives_the_same_dialogues_whatever_order_candidates_and_drops_come(babis):
+    """The overlapped run asks questions for candidate answers (before dedup has judged them)
+    and drops those dedup rejects; the batch's dialogues equal those of the finished answers
+    file asked alone (what `persona questions` does), whatever the order of events."""
+    import dataclasses
+    import random
+
+    from persona.providers.base import Failure
+    from persona.providers.offline import OfflineProvider
+    from persona.stages import fill as stage
+    from persona.stages.questions import AskBatch
+
+    prov = OfflineProvider()
+    slots = fill_slots(babis, 40, 12)
+    records = {(s.id, 0): stage._record(s, r)
+               for s, r in zip(slots, prov.fill(babis, slots, 7), strict=True)}
+    for s in slots[:2]:  # dedup rejects the first answers of slots 0, 1 and 5: 0 and 1 retry
+        retry = dataclasses.replace(s, attempt=1)
+        records[(s.id, 1)] = stage._record(retry, prov.fill(babis, [retry], 7)[0])
+    rejected = {slots[0].id, slots[1].id, slots[5].id}
+    final = [(s.id, 1) if (s.id, 1) in records else (s.id, 0) for s in slots
+             if s.id not in rejected or (s.id, 1) in records]
+
+    def answer(req):  # the first ask of every third answer is malformed: a retry
+        if req.attempt == 0 and req.index % 3 == 0:
+            return Failure("answer is not valid JSON", "{", retry=True)
+        return prov.ask(babis, [req], 7)[0]
+
+    alone = AskBatch(babis, [records[k] for k in final])
+    pending = alone.start()
+    while pending:
+        req = pending.pop()
+        pending += alone.take(req, answer(req))
+    assert alone.complete
+    want = alone.result({})
+    assert len(want[0]) == len(final) and want[2]["retried"] > 0
+
+    for order in range(5):
+        rng = random.Random(order)
+        job = AskBatch(babis)
+        events = [("add", k) for k in records]
+        pending, dropped, sealed = [], [], False
+        while events or pending or not sealed:
+            choices = ["event"] * bool(events) + ["answer"] * bool(pending)
+            if not events and not sealed:
+                choices.append("seal")
+            pick = rng.choice(choices)
+            if pick == "event":
+                what, key = events.pop(rng.randrange(len(events)))
+                if what == "add":
+                    pending += job.add(key, records[key])
+                    if key[1] == 0 and key[0] in rejected:
+                        events.append(("drop", key))
+                else:
+                    job.drop(key)
+                    dropped.append(key)
+            elif pick == "answer":
+                req = pending.pop(rng.randrange(len(pending)))
+                pending += job.take(req, answer(req))
+            else:
+                job.seal(final)
+                sealed = True
+        assert len(dropped) == 3 and job.complete
+        assert job.result({}) == want, order

@@ -44,6 +44,8 @@ def _stage_usage_line(prov) -> None:
         return
     retried = (f", {stats['retried']} retried ({stats.get('rate_limited', 0)} after a 429)"
                if stats.get("retried") else "")
+    if stats.get("hedged"):
+        retried += f", {stats['hedged']} slow ones sent twice (--no-hedge: never)"
     err.print(f"  [dim]{stats['requests']} requests sent{retried}, {stats['cached']} answered "
               f"from the cache, {stats['prompt_tokens']:,} + {stats['completion_tokens']:,} "
               f"tokens, ${prov.spent:.4f} spent in this workspace[/dim]")

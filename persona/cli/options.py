@@ -64,6 +64,10 @@ def llm_options(func):
                   "(finished batches are kept; exit code 3).")
     @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0,
                   show_default=True, help="Seconds to wait for one answer before retrying.")
+    @click.option("--hedge/--no-hedge", default=True, show_default=True,
+                  help="When slots idle (a run's end), send a second copy of a request that is "
+                  "slow (3x the median answer time) and use the first answer; at most 2 % "
+                  "more requests.")
     @click.option("--batch-api", is_flag=True,
                   help="Send each round through OpenAI's Batch API: half the price, answers "
                   "within 24 h; resumable (the batch id is kept under generated/<persona>/"
@@ -78,7 +82,7 @@ def llm_options(func):
 
 
 LLM_KEYS = ("base_url", "model", "api_key_env", "concurrency", "rpm", "tpm", "max_cost",
-            "timeout", "batch_api")
+            "timeout", "hedge", "batch_api")
 
 
 def setup(persona: str, workspace: Path, provider: str | None = None,

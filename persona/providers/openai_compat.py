@@ -46,7 +46,7 @@ class OpenAICompatProvider:
                  rpm: float | None = None, tpm: float | None = None,
                  max_cost: float | None = None, cache_dir=None, timeout: float = 60.0,
                  max_retries: int = 5, monitor: Callable[[dict], None] | None = None,
-                 batch_api: bool = False, batch_dir=None):
+                 batch_api: bool = False, batch_dir=None, hedge: bool = True):
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         api_key = os.environ.get(api_key_env)
         if not api_key:
@@ -66,7 +66,7 @@ class OpenAICompatProvider:
                                 concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout,
                                 max_retries=max_retries, cache=RequestCache(cache_dir),
                                 price=price, batch_discount=_batch_discount(),
-                                max_cost=max_cost, monitor=monitor)
+                                max_cost=max_cost, monitor=monitor, hedge=hedge)
         self.streams = not batch_api  # the overlapped run (stages/stream.py) applies
         # Request parameters of plain-text kinds (the bench's answers, its judge): sent as
         # they are, no response_format; their max_tokens books the --max-cost reservation.

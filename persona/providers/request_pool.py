@@ -28,8 +28,9 @@ are the pool's running figures, and `monitor(info)` gets them as they change.
   only requests that had no answer.
 - **Retries are ours.** The SDK runs with max_retries=0; a 408/409/429/5xx or a dropped
   connection is retried by the pool with exponential backoff (Retry-After / retry-after-ms
-  honoured), a timeout at once (the timeout was the wait); a backing-off item holds no slot
-  (but a 429'd one, below), other items go on. Every attempt passes the rate limiter, so
+  honoured; from 0.1 s instead of 0.5 s while under a tenth of recent attempts fail: an
+  isolated error, not a struggling server), a timeout at once (the timeout was the wait);
+  a backing-off item holds no slot (but a 429'd one, below), other items go on. Every attempt passes the rate limiter, so
   --rpm/--tpm hold with retries counted.
 - **Malformed answers** (parse gives a retryable Failure) are asked again at once as their own
   requests, up to `item.reasks` times, each with its own cache key.
@@ -39,6 +40,12 @@ are the pool's running figures, and `monitor(info)` gets them as they change.
   request keeps its slot while it waits (the server said "too many at once"; other failures
   free theirs), and uses its own budget of RATE_LIMITED_TRIES tries, not max_retries: it
   means "later", not "broken".
+- **Hedging.** When nothing waits for a slot (the end of a run, a stall) and a request has
+  been out HEDGE_FACTOR times the median answer time (at least HEDGE_MIN_S), the same request
+  is sent once more beside it; the first answer wins and the other is cancelled, a failure of
+  one while the other is still out is ignored. At most HEDGE_SHARE of the requests (and only
+  while no 429 has lowered the limit), so it costs a few requests and saves the run's tail
+  from waiting out a hung request's --timeout (`hedge=False`: never).
 - **Early stop.** When STOP_STREAK attempts in a row failed and none succeeded for
   STOP_SECONDS (server down, every request an error), the pool raises one ProviderError
   instead of spending every item's retry budget. Auth errors, an unknown model (404) and a
@@ -57,6 +64,9 @@ import heapq
 import itertools
 import json
 import logging
+import statistics
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,6 +86,10 @@ RETRYABLE_STATUS = (408, 409, 429)  # and every 5xx
 # A 429 says "later", not "broken": it uses its own, larger budget of tries per item, while the
 # concurrency comes down to what the server takes.
 RATE_LIMITED_TRIES = 20
+# Hedging (a second copy of a slow request while slots idle): after HEDGE_FACTOR times the
+# median answer time, at least HEDGE_MIN_S; at most HEDGE_SHARE of requests (HEDGE_FREE more).
+HEDGE_FACTOR, HEDGE_MIN_S, HEDGE_SHARE, HEDGE_FREE, HEDGE_TICK_S = 3.0, 0.5, 0.02, 8, 0.05
+HEDGE_SAMPLES = 20  # answers timed before the median is trusted
 USAGE_KEYS = ("requests", "cached", "malformed_reasked", "prompt_tokens", "completion_tokens")
 
 
@@ -100,6 +114,11 @@ class Item:
     _limited: int = 0
     _on_done: Callable | None = None
     _gen: int = 0
+    _wire: tuple | None = None  # (messages, params, key) of the ask in flight
+    _live: set = field(default_factory=set)  # its attempts under way (two when hedged)
+    _wired: int = 0  # of which on the wire now
+    _since: float = 0.0  # when the ask went on the wire
+    _hedged: bool = False
 
 
 class RequestPool:
@@ -107,7 +126,8 @@ class RequestPool:
                  rpm: float | None = None, tpm: float | None = None, timeout: float = 60.0,
                  max_retries: int = 5, cache: RequestCache | None = None,
                  price: tuple[float, float] | None = None, batch_discount: float = 0.5,
-                 max_cost: float | None = None, monitor: Callable[[dict], None] | None = None):
+                 max_cost: float | None = None, monitor: Callable[[dict], None] | None = None,
+                 hedge: bool = True):
         self.base_url, self._api_key, self.model = base_url, api_key, model
         self.concurrency, self.timeout, self.max_retries = concurrency, timeout, max_retries
         self.limiter = RateLimiter(rpm, tpm)
@@ -118,7 +138,11 @@ class RequestPool:
         self.monitor = monitor
         self.structured = True  # json_schema response_format until the server refuses it
         self.stats = {**dict.fromkeys(USAGE_KEYS, 0), "failed": 0, "retried": 0,
-                      "rate_limited": 0}
+                      "rate_limited": 0, "hedged": 0}
+        self.hedge = hedge
+        self._times: deque[float] = deque(maxlen=200)  # recent answer times (s)
+        self._flying: set[Item] = set()  # items with an ask on the wire
+        self._ticking = False
         self.spent = sum(self.cost(e["usage"], e.get("batch", False))
                          for e in self.cache.entries())
         self.in_flight = 0  # requests on the wire
@@ -174,6 +198,9 @@ class RequestPool:
             self._idle = asyncio.Event()
         self._idle.clear()
         self._push(item)
+        if self.hedge and not self._ticking:
+            self._ticking = True
+            asyncio.get_running_loop().call_later(HEDGE_TICK_S, self._hedge_tick)
 
     async def drain(self) -> None:
         """Wait until every submitted item is done; re-raise a fatal error (budget, a refused
@@ -263,10 +290,48 @@ class RequestPool:
             self.stats["cached"] += 1
             self._answer(item, hit["content"])
             return
+        item._wire, item._hedged = (messages, params, key), False
+        self._launch(item)
+
+    def _launch(self, item: Item, hedge: bool = False) -> None:
         self._busy += 1
-        task = asyncio.ensure_future(self._attempt(item, messages, params, key))
+        task = asyncio.ensure_future(self._attempt(item, *item._wire, hedge=hedge))
         self._tasks.add(task)
+        item._live.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(item._live.discard)
+
+    @staticmethod
+    def _copy_out(item: Item) -> bool:
+        """True when another copy of this ask is still out: then that one decides, and this
+        one steps aside (at once, so two copies failing together do not both step aside)."""
+        if len(item._live) > 1:
+            item._live.discard(asyncio.current_task())
+            return True
+        return False
+
+    def _hedge_tick(self) -> None:
+        """While slots idle and nothing waits for one, send a second copy of a slow ask."""
+        if self._pending == 0 or self._fatal is not None:
+            self._ticking = False
+            return
+        asyncio.get_running_loop().call_later(HEDGE_TICK_S, self._hedge_tick)
+        if (self._heap or len(self._times) < HEDGE_SAMPLES
+                or self.adaptive.limit < self.concurrency
+                or self.stats["hedged"] >= HEDGE_FREE + HEDGE_SHARE * self.stats["requests"]):
+            return
+        after = max(HEDGE_MIN_S, HEDGE_FACTOR * statistics.median(self._times))
+        now = time.monotonic()
+        for item in sorted((i for i in self._flying if not i._hedged and i._wired == 1
+                            and len(i._live) == 1 and now - i._since > after),
+                           key=lambda i: i._since):
+            if self._busy >= self.adaptive.limit:
+                break
+            item._hedged = True
+            self.stats["hedged"] += 1
+            log.debug("%s: no answer after %.1f s, asking a second time", item.kind,
+                      now - item._since)
+            self._launch(item, hedge=True)
 
     def _answer(self, item: Item, content: str) -> None:
         got = item.parse(content)
@@ -305,16 +370,22 @@ class RequestPool:
         self._next_client = (self._next_client + 1) % len(self._clients)
         return self._clients[self._next_client]
 
-    async def _attempt(self, item: Item, messages: list[dict], params: dict, key: str) -> None:
+    async def _attempt(self, item: Item, messages: list[dict], params: dict, key: str,
+                       hedge: bool = False) -> None:
         import openai
 
-        booked = 0.0
+        booked, sent = 0.0, 0.0
         try:
             booked = self._reserve(item, messages)
             tokens = (_prompt_tokens(messages, self.model) + item.max_tokens
                       if self.limiter.tpm else 0)
             await self.limiter.wait(tokens)
             self.in_flight += 1
+            item._wired += 1
+            sent = time.monotonic()
+            if not hedge:
+                item._since = sent
+                self._flying.add(item)
             self.notify(item.kind)
             try:
                 # client.post, not chat.completions.create: the latter walks the body through
@@ -325,6 +396,9 @@ class RequestPool:
                 resp = await self._client().post(item.path, cast_to=object, body=body)
             finally:
                 self.in_flight -= 1
+                item._wired -= 1
+                if not item._wired:
+                    self._flying.discard(item)
         except openai.BadRequestError as e:
             if "response_format" in params and "response_format" in str(e):
                 log.info("server refuses json_schema output; parsing plain JSON")
@@ -336,7 +410,10 @@ class RequestPool:
                 openai.NotFoundError) as e:
             self._stop(ProviderError(f"{type(e).__name__}: {_short(e)}"))
         except openai.APIStatusError as e:
-            if e.status_code == 429:  # too many at once: the slot waits out the backoff too
+            if (e.status_code in RETRYABLE_STATUS or e.status_code >= 500) and \
+                    self._copy_out(item):
+                pass
+            elif e.status_code == 429:  # too many at once: the slot waits out the backoff too
                 wait = self._retry(item, e, "HTTP 429", later=False)
                 if wait is not None:
                     await asyncio.sleep(wait)
@@ -346,9 +423,11 @@ class RequestPool:
             else:
                 self._stop(ProviderError(f"the server refused a request: {_short(e)}"))
         except openai.APITimeoutError as e:  # the timeout was the wait: again at once
-            self._retry(item, e, "APITimeoutError", wait=0.0)
+            if not self._copy_out(item):
+                self._retry(item, e, "APITimeoutError", wait=0.0)
         except openai.APIConnectionError as e:
-            self._retry(item, e, "APIConnectionError")
+            if not self._copy_out(item):
+                self._retry(item, e, "APIConnectionError")
         except BudgetExceeded as e:
             self._stop(e)
         except asyncio.CancelledError:
@@ -358,6 +437,12 @@ class RequestPool:
         else:
             self.watch.ok()
             self.adaptive.success()
+            self._times.append(time.monotonic() - sent)
+            me = asyncio.current_task()
+            for other in list(item._live):  # a hedged ask: the first answer wins
+                if other is not me:
+                    other.cancel()
+                    item._live.discard(other)
             try:
                 self._answer(item, self._answered(item, key, resp))
             except Exception as e:
@@ -376,6 +461,7 @@ class RequestPool:
         if getattr(exc, "status_code", None) == 429:
             self.stats["rate_limited"] += 1
             self.adaptive.rate_limited()
+        calm = self.watch.calm  # as it was before this failure
         stop = self.watch.failed(why)
         if stop is not None:
             self._stop(stop)
@@ -392,7 +478,7 @@ class RequestPool:
             return None
         self.stats["retried"] += 1
         self.notify(item.kind)
-        wait = backoff(tries, exc) if wait is None else wait
+        wait = backoff(tries, exc, calm) if wait is None else wait
         if later:
             asyncio.get_running_loop().call_later(wait, self._push, item)
         return wait

@@ -61,6 +61,8 @@ class Config:
     rate_limit_rate: float = 0.0  # share of requests answered 429 (Retry-After), on their own
     capacity: int = 0  # >0: answer 429 to a request arriving while this many are handled
     judge: str = "fair"  # the bench's judge: "fair" (deterministic) or "biased" (judge.py)
+    slow_rate: float = 0.0  # share of bodies whose first arrival is answered `slow` s late
+    slow: float = 5.0
 
 
 class State:
@@ -393,6 +395,9 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if cfg.latency:
                 time.sleep(cfg.latency)
+            if (cfg.slow_rate and state.bodies[digest] == 1
+                    and int(digest[:8], 16) / 16 ** 8 < cfg.slow_rate):
+                time.sleep(cfg.slow)  # a straggler: a fine answer, late (picked by body)
             status = self._fault(cfg, state, body)
             if status:
                 state.count(status, kind, digest)
@@ -524,6 +529,10 @@ def main(argv: list[str] | None = None) -> None:
                     help="share of requests answered 429, besides --error-rate")
     ap.add_argument("--capacity", type=int, default=0,
                     help="answer 429 beyond this many requests at once (0: no limit)")
+    ap.add_argument("--slow-rate", type=float, default=0.0,
+                    help="share of request bodies whose first arrival is answered --slow "
+                    "seconds late (a straggler; asking again is answered at once)")
+    ap.add_argument("--slow", type=float, default=5.0, help="seconds a slow answer takes")
     ap.add_argument("--judge", choices=["fair", "biased"], default="fair",
                     help="the bench judge: deterministic, or always preferring answer A")
     a = ap.parse_args(argv)
@@ -531,7 +540,7 @@ def main(argv: list[str] | None = None) -> None:
                       malformed_rate=a.malformed_rate, hang=a.hang,
                       json_schema=not a.no_json_schema, batch_time=a.batch_time,
                       seed=a.seed, rate_limit_rate=a.rate_limit_rate, capacity=a.capacity,
-                      judge=a.judge)
+                      judge=a.judge, slow_rate=a.slow_rate, slow=a.slow)
     print(f"listening on http://127.0.0.1:{srv.server_address[1]}/v1", flush=True)  # noqa: T201
     try:
         srv.serve_forever()
