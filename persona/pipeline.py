@@ -35,7 +35,9 @@ def run(spec: PersonaSpec, ws: Workspace, provider: Provider, opts: RunOptions,
         # An LLM: fill and questions overlap in one request pool (stages/stream.py).
         from persona.stages import stream
 
-        _warm(report_mod._encoder)  # the report's tokenizer (~1 s) loads while requests are out
+        # The report's tokenizer (~0.25 s of CPU) loads while requests are out: a second in,
+        # when the pool is full, not while the first requests are being built.
+        _warm(report_mod._encoder, delay=1.0)
         fill_plan = fill.FillPlan.prepare(spec, ws, provider, count=opts.count, seed=opts.seed,
                                           batch_size=opts.batch_size, force=opts.force)
         q_plan = questions.QuestionsPlan.prepare(ws, provider, seed=opts.seed, force=opts.force)
@@ -56,8 +58,9 @@ def run(spec: PersonaSpec, ws: Workspace, provider: Provider, opts: RunOptions,
     return finish(spec, ws, reports[-1]), reports
 
 
-def _warm(load: Callable[[], object]) -> None:
-    """Run `load` in a daemon thread; a failure is left for the real call to report."""
+def _warm(load: Callable[[], object], delay: float = 0.0) -> None:
+    """Run `load` in a daemon thread after `delay` seconds; a failure is left for the real
+    call to report."""
     import threading
 
     def quiet() -> None:
@@ -66,7 +69,9 @@ def _warm(load: Callable[[], object]) -> None:
         except Exception:  # noqa: BLE001 - the report raises it again, as one line
             pass
 
-    threading.Thread(target=quiet, daemon=True, name="persona-warm").start()
+    timer = threading.Timer(delay, quiet)
+    timer.daemon, timer.name = True, "persona-warm"
+    timer.start()
 
 
 def finish(spec: PersonaSpec, ws: Workspace, merge_report: StageReport) -> dict:

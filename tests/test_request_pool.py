@@ -99,6 +99,9 @@ def test_failure_watch_is_calm_only_while_few_recent_attempts_failed():
     for _ in range(5):
         watch.failed("HTTP 500")
     assert watch.calm
+    for _ in range(20):
+        watch.failed("HTTP 429", rate_limited=True)
+    assert watch.calm  # 429s have their own Retry-After and the adaptive limit
     for _ in range(10):
         watch.failed("HTTP 500")
     assert not watch.calm  # errors pile up: back off from 0.5 s again

@@ -51,9 +51,13 @@ class RequestCache:
         return len(self._offsets) if self.path else len(self._memory)
 
     def _lines(self) -> Iterator[tuple[int, dict]]:
+        return self._lines_of(self.path)
+
+    @staticmethod
+    def _lines_of(path: Path) -> Iterator[tuple[int, dict]]:
         """(offset, entry) of every readable line of the file."""
         offset = 0
-        with open(self.path, "rb") as fh:
+        with open(path, "rb") as fh:
             for line in fh:
                 try:
                     entry = json.loads(line)
@@ -151,17 +155,24 @@ def usage_by_kind(folder: Path) -> dict[str, dict]:
 
     prices = load_prices()
     out: dict[str, dict] = {}
-    for entry in RequestCache(folder).entries():
+    last: dict[bytes, dict] = {}  # one pass over the file: a key answered twice counts once
+    path = Path(folder) / "requests.jsonl"
+    if path.exists():
+        for _, e in RequestCache._lines_of(path):
+            last[_digest(e["key"])] = {k: e.get(k) for k in ("kind", "usage", "reask", "model",
+                                                              "batch")}
+    for entry in last.values():
         u = out.setdefault(entry["kind"], {"requests": 0, "malformed_reasked": 0,
                                            "prompt_tokens": 0, "completion_tokens": 0,
                                            "cost_usd": 0.0})
-        pt, ct = entry["usage"].get("prompt_tokens", 0), entry["usage"].get("completion_tokens", 0)
+        usage = entry["usage"] or {}
+        pt, ct = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
         u["requests"] += 1
         u["malformed_reasked"] += 1 if entry.get("reask") else 0
         u["prompt_tokens"] += pt
         u["completion_tokens"] += ct
-        cost = generation_cost(entry.get("model", ""), pt, ct, prices=prices,
-                               batch_api=entry.get("batch", False))
+        cost = generation_cost(entry["model"] or "", pt, ct, prices=prices,
+                               batch_api=bool(entry["batch"]))
         u["cost_usd"] = None if cost is None or u["cost_usd"] is None else u["cost_usd"] + cost
     for u in out.values():
         if u["cost_usd"] is not None:

@@ -89,7 +89,7 @@ RATE_LIMITED_TRIES = 20
 # Hedging (a second copy of a slow request while slots idle): after HEDGE_FACTOR times the
 # median answer time, at least HEDGE_MIN_S; at most HEDGE_SHARE of requests (HEDGE_FREE more).
 HEDGE_FACTOR, HEDGE_MIN_S, HEDGE_SHARE, HEDGE_FREE, HEDGE_TICK_S = 3.0, 0.5, 0.02, 8, 0.05
-HEDGE_SAMPLES = 20  # answers timed before the median is trusted
+HEDGE_SAMPLES = 5  # answers timed before the median is trusted
 USAGE_KEYS = ("requests", "cached", "malformed_reasked", "prompt_tokens", "completion_tokens")
 
 
@@ -462,7 +462,7 @@ class RequestPool:
             self.stats["rate_limited"] += 1
             self.adaptive.rate_limited()
         calm = self.watch.calm  # as it was before this failure
-        stop = self.watch.failed(why)
+        stop = self.watch.failed(why, rate_limited=getattr(exc, "status_code", None) == 429)
         if stop is not None:
             self._stop(stop)
             return None

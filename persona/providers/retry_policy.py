@@ -14,8 +14,9 @@ from persona.errors import ProviderError
 log = logging.getLogger(__name__)
 
 BACKOFF_FIRST_S, BACKOFF_MAX_S, RETRY_AFTER_MAX_S = 0.5, 8.0, 60.0
-# An isolated error (under CALM_SHARE of the last CALM_WINDOW attempts failed) backs off from
-# CALM_FIRST_S: the server is fine, the item should not idle; errors that pile up get 0.5 s.
+# An isolated error (under CALM_SHARE of the last CALM_WINDOW attempts failed, 429s aside:
+# they have their own Retry-After and the adaptive limit) backs off from CALM_FIRST_S: the
+# server is fine, the item should not idle; errors that pile up get 0.5 s.
 CALM_FIRST_S, CALM_SHARE, CALM_WINDOW = 0.1, 0.1, 100
 STOP_STREAK, STOP_SECONDS = 10, 20.0
 
@@ -67,15 +68,15 @@ class FailureWatch:
     @property
     def calm(self) -> bool:
         """Few of the recent attempts failed (and enough were seen to say so)."""
-        return (len(self.recent) >= CALM_WINDOW // 2
+        return (len(self.recent) >= CALM_WINDOW // 10
                 and sum(self.recent) < CALM_SHARE * len(self.recent))
 
     def ok(self) -> None:
         self.streak = 0
         self.recent.append(False)
 
-    def failed(self, why: str) -> ProviderError | None:
-        self.recent.append(True)
+    def failed(self, why: str, rate_limited: bool = False) -> ProviderError | None:
+        self.recent.append(not rate_limited)
         now = self.clock()
         if self.streak == 0:
             self.since = now
