@@ -30,8 +30,8 @@ are the pool's running figures, and `monitor(info)` gets them as they change.
   connection is retried by the pool with exponential backoff (Retry-After / retry-after-ms
   honoured; from 0.1 s instead of 0.5 s while under a tenth of recent attempts fail: an
   isolated error, not a struggling server), a timeout at once (the timeout was the wait);
-  a backing-off item holds no slot (but a 429'd one, below), other items go on. Every attempt passes the rate limiter, so
-  --rpm/--tpm hold with retries counted.
+  a backing-off item holds no slot (but a 429'd one, below), other items go on. Every
+  attempt passes the rate limiter, so --rpm/--tpm hold with retries counted.
 - **Malformed answers** (parse gives a retryable Failure) are asked again at once as their own
   requests, up to `item.reasks` times, each with its own cache key.
 - **Adaptive concurrency.** When a quarter of recent answers are 429s the slot limit drops by a
