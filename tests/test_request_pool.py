@@ -412,3 +412,20 @@ def test_ask_batch_gives_the_same_dialogues_whatever_order_candidates_and_drops_
                 sealed = True
         assert len(dropped) == 3 and job.complete
         assert job.result({}) == want, order
+
+
+def test_no_hedge_and_a_budget_send_every_request_once(tmp_path):
+    """`--no-hedge` (and --max-cost, whose budget cannot see a cancelled copy's cost) send no
+    second copies, stragglers or not; by default the stragglers' bodies arrive twice."""
+    from persona.providers.request_pool import RequestPool
+
+    assert RequestPool(base_url=None, api_key="k", model="m", max_cost=1.0).hedge is False
+    twice = {}
+    for flags in ((), ("--no-hedge",)):
+        ws = with_bank(tmp_path / (flags[0][2:] if flags else "hedge"))
+        with serve(latency=0.02, slow_rate=0.1, slow=1.5, seed=2) as srv:
+            proc = run_llm(srv, ws, "run", "--count", 60, "--concurrency", 16, *flags)
+            bodies = srv.stats()["bodies"]
+        twice[flags] = sum(n > 1 for n in bodies.values())
+        assert ("slow ones sent twice" in proc.stderr) == (not flags), proc.stderr
+    assert twice[()] >= 1 and twice[("--no-hedge",)] == 0

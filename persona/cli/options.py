@@ -67,7 +67,7 @@ def llm_options(func):
     @click.option("--hedge/--no-hedge", default=True, show_default=True,
                   help="When slots idle (a run's end), send a second copy of a request that is "
                   "slow (3x the median answer time) and use the first answer; at most 2 % "
-                  "more requests.")
+                  "more requests. Off under --max-cost (a cancelled copy may still be billed).")
     @click.option("--batch-api", is_flag=True,
                   help="Send each round through OpenAI's Batch API: half the price, answers "
                   "within 24 h; resumable (the batch id is kept under generated/<persona>/"

@@ -45,7 +45,8 @@ are the pool's running figures, and `monitor(info)` gets them as they change.
   is sent once more beside it; the first answer wins and the other is cancelled, a failure of
   one while the other is still out is ignored. At most HEDGE_SHARE of the requests (and only
   while no 429 has lowered the limit), so it costs a few requests and saves the run's tail
-  from waiting out a hung request's --timeout (`hedge=False`: never).
+  from waiting out a hung request's --timeout (`hedge=False`, or a --max-cost budget: never,
+  since a cancelled copy may still be billed and its cost is never reported).
 - **Early stop.** When STOP_STREAK attempts in a row failed and none succeeded for
   STOP_SECONDS (server down, every request an error), the pool raises one ProviderError
   instead of spending every item's retry budget. Auth errors, an unknown model (404) and a
@@ -139,7 +140,9 @@ class RequestPool:
         self.structured = True  # json_schema response_format until the server refuses it
         self.stats = {**dict.fromkeys(USAGE_KEYS, 0), "failed": 0, "retried": 0,
                       "rate_limited": 0, "hedged": 0}
-        self.hedge = hedge
+        # A cancelled copy may still be billed, and its cost is never reported: no hedging
+        # under a budget.
+        self.hedge = hedge and max_cost is None
         self._times: deque[float] = deque(maxlen=200)  # recent answer times (s)
         self._flying: set[Item] = set()  # items with an ask on the wire
         self._ticking = False
