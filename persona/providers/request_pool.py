@@ -233,6 +233,7 @@ class RequestPool:
                 self.runner.run(client.close())
             self.runner.close()
         self.runner, self._clients = None, []
+        self._ticking = False  # a tick pending on the closed loop is gone with it
 
     def cost(self, usage: dict, batch: bool = False) -> float:
         if self.price is None:
