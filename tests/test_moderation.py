@@ -264,3 +264,26 @@ def test_rpm_paces_requests_and_pii_never_reaches_the_server(tmp_path, cli, monk
     # a slack of one interval for a first request that leaves late on a loaded machine
     assert times[-1] - times[0] >= 11 * 0.1
     assert seen and not any(PII_VALUES[0] in text for text in seen)
+
+
+def test_rpm_holds_with_429s_counted_since_moderation_runs_on_the_request_pool(tmp_path, cli):
+    """Retries pass the same limiter as first asks (the SDK's own retries would not)."""
+    src = tmp_path / "small.jsonl"
+    with open(src, "w", encoding="utf-8") as fh:
+        for i in range(50):
+            fh.write(json.dumps({"messages": [{"role": "user", "content": "Kdo jste?"},
+                                              {"role": "assistant", "content": f"Já {i}."}]},
+                                ensure_ascii=False) + "\n")
+    with serve(error_rate=0.3, hang=0.05, seed=3) as srv:  # 429s, 500s and 504s
+        result = cli("moderate", src, "--base-url", srv.url, "--batch-size", "1", "--rpm",
+                     "1200", "--json")
+        stats = srv.stats()
+    assert json.loads(result.stdout)["texts_checked"] == 51  # 50 answers and the question
+    failed = sum(n for status, n in stats["by_status"].items() if status != "200")
+    assert failed >= 8 and stats["total"] == 51 + failed
+    times = sorted(stats["times"])
+    # 1,200 per minute (paced at 97 %: one per 0.0515 s), 429s and their retries included:
+    # at most 39 in any 2 s (one more for an arrival that left late), and 1,200/min overall
+    most = max(sum(1 for u in times[i:] if u < t + 2.0) for i, t in enumerate(times))
+    assert most <= 40, most
+    assert (len(times) - 1) / (times[-1] - times[0]) * 60 <= 1200

@@ -229,7 +229,7 @@ class LLMRewriter:
                 jobs.append(Job("/chat/completions", body, [keys[line]], _parse_rewrite))
         # A malformed rewrite is not asked again with the same body: the example stays
         # flagged and the next round asks with its new attempt number.
-        self.client.run(jobs, strict=False)
+        self.client.run(jobs, strict=False, reasks=0)
         out = {}
         for line, obj in objs.items():
             got = self.client.cached(keys[line])

@@ -1,17 +1,18 @@
-"""Sending moderation requests: concurrent, paced, retried, cached. A small seam over the
-pieces the generation provider uses: the SDK's retries and backoff (429/5xx, Retry-After),
-`RateLimiter` for --rpm and `RequestCache` for resume.
+"""Sending moderation requests: through the request pool (providers/request_pool.py) that
+generation uses, so they are concurrent, paced by --rpm with every retry counted, retried and
+backed off in our hands, hedged at the end, and stopped early when everything fails.
 
 A job is one request whose answer is parsed into one result per input; every result is cached
-under its own input's key the moment its answer arrives, so a killed run re-sends only inputs
-that had no answer, whatever the batching of the rerun. A request that still fails after the
-SDK's retries, or whose answer does not parse, is sent again in the next round (up to
-ROUNDS); what then still fails is a ProviderError: the answered inputs stay cached.
+under its own input's key (`input_key`) the moment its answer arrives, so a killed run
+re-sends only inputs that had no answer, whatever the batching of the rerun (the pool keeps
+no cache of its own here: a re-ask sends the very same body). An answer that does not parse is asked again
+up to ROUNDS - 1 times; a job still failing then is a ProviderError (answered inputs stay
+cached), or, with `strict=False`, comes back to the caller.
 """
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import json
 import logging
 import os
@@ -21,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from persona.errors import ProviderError
+from persona.providers.base import Failure
 from persona.providers.llm_cache import RequestCache, request_key
-from persona.providers.rate_limit import RateLimiter
+from persona.providers.openai_compat import check_reachable
+from persona.providers.request_pool import Item, RequestPool
 
 log = logging.getLogger(__name__)
 ROUNDS = 5
@@ -54,10 +57,11 @@ class Client:
                                     "local server that needs none")
             self._api_key = "not-needed"
         self.concurrency, self.timeout, self.max_retries = concurrency, timeout, max_retries
-        self.limiter = RateLimiter(rpm)
+        self.rpm = rpm
         self.cache = RequestCache(cache_dir)
         self.kind, self.model = kind, model
         self.stats = {"requests": 0, "cached": 0, "failed": 0, "malformed": 0}
+        self._pool: RequestPool | None = None
 
     def __repr__(self) -> str:  # no key in reprs or logs
         return f"Client(base_url={self.base_url!r})"
@@ -83,64 +87,83 @@ class Client:
         return [self.cached(k) for k in keys]
 
     def run(self, jobs: list[Job], on_done: Callable[[int], None] | None = None,
-            strict: bool = True) -> list[Job]:
-        """Send every job (its results land in the cache). Jobs still failing after ROUNDS
-        raise ProviderError, or with `strict` False come back (the caller asks otherwise)."""
-        pending = jobs
+            strict: bool = True, reasks: int = ROUNDS - 1) -> list[Job]:
+        """Send every job (its results land in the cache); a malformed answer is asked again
+        up to `reasks` times. Jobs still failing raise ProviderError, or with `strict` False
+        come back (the caller asks otherwise)."""
+        if not jobs:
+            return []
+        pool = self._pool_for_run()
+        failed: list[Job] = []
+
+        def done(job: Job, item: Item, result) -> None:
+            if isinstance(result, Failure):
+                self.stats["malformed" if result.retry else "failed"] += 1
+                failed.append(job)
+                return
+            for key, got in zip(job.keys, result, strict=True):
+                self.cache.put(key, self.kind, self.model, json.dumps(got), {})
+            self.stats["requests"] += 1
+            if on_done:
+                on_done(len(job.keys))
+
+        async def go():
+            for job in jobs:
+                item = Item(self.kind, lambda n, body=job.body: dict(body),
+                            functools.partial(_parse, job), reasks=reasks,
+                            max_tokens=int(job.body.get("max_tokens") or 0), path=job.path,
+                            whole=True)
+                pool.submit(item, functools.partial(done, job))
+            await pool.drain()
+
         try:
-            for _ in range(ROUNDS):
-                if not pending:
-                    return []
-                pending = asyncio.run(self._round(pending, on_done))
+            pool.loop_run(go())
         finally:
+            pool.close()
             self.cache.close()
-        if pending and strict:
+        if failed and strict:
             raise ProviderError(
-                f"{len(pending)} moderation request(s) still failing after {ROUNDS} rounds of "
-                "retries; answered inputs are cached, run again to resume")
-        return pending
+                f"{len(failed)} moderation request(s) still failing after retries and "
+                f"{reasks} re-asks; answered inputs are cached, run again to resume")
+        return failed
 
-    async def _round(self, jobs: list[Job], on_done) -> list[Job]:
-        from openai import AsyncOpenAI  # heavy: imported only when a request is sent
-
-        client = AsyncOpenAI(base_url=self.base_url, api_key=self._api_key,
-                             max_retries=self.max_retries, timeout=self.timeout)
-        sem = asyncio.Semaphore(self.concurrency)
-        try:
-            ok = await asyncio.gather(*(self._one(client, sem, j, on_done) for j in jobs))
-        finally:
-            await client.close()
-        return [j for j, good in zip(jobs, ok, strict=True) if not good]
-
-    async def _one(self, client, sem, job: Job, on_done) -> bool:
-        import openai
-
-        async with sem:
-            await self.limiter.wait()
-            try:
-                resp = await client.post(job.path, cast_to=object, body=job.body)
-            except openai.APIConnectionError as e:
-                where = self.base_url or "api.openai.com"
-                raise ProviderError(f"cannot reach the moderation server at {where}: "
-                                    f"{type(e).__name__}") from None
-            except (openai.AuthenticationError, openai.PermissionDeniedError,
-                    openai.NotFoundError, openai.BadRequestError) as e:
-                raise ProviderError(f"{type(e).__name__}: {_short(e)}") from None
-            except (openai.APIStatusError, openai.APITimeoutError) as e:
-                self.stats["failed"] += 1
-                log.info("moderation request failed after retries: %s", type(e).__name__)
-                return False
-        results = job.parse(resp)
-        if results is None or len(results) != len(job.keys):
-            self.stats["malformed"] += 1
-            return False
-        for key, result in zip(job.keys, results, strict=True):
-            self.cache.put(key, self.kind, self.model, json.dumps(result), {})
-        self.stats["requests"] += 1
-        if on_done:
-            on_done(len(job.keys))
-        return True
+    def _pool_for_run(self) -> RequestPool:
+        if self._pool is None:
+            if self.base_url:
+                try:
+                    check_reachable(self.base_url)
+                except ProviderError as e:
+                    raise ProviderError(f"cannot reach the moderation server: {e}") from None
+            self._pool = RequestPool(base_url=self.base_url, api_key=self._api_key,
+                                     model=self.model, concurrency=self.concurrency,
+                                     rpm=self.rpm, timeout=self.timeout,
+                                     max_retries=self.max_retries, cache=_NoCache())
+        return self._pool
 
 
-def _short(e: Exception) -> str:
-    return str(getattr(e, "message", e)).splitlines()[0][:300]
+class _NoCache:
+    """The pool's cache for moderation: none. Results are cached per input above, and a
+    malformed answer must be asked again with the very same body (a cache would answer it)."""
+
+    def entries(self):
+        return iter(())
+
+    def get(self, key: str) -> None:
+        return None
+
+    def put(self, *args, **kwargs) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def _parse(job: Job, text: str):
+    """One result per input of the job, or a Failure that asks again."""
+    try:
+        results = job.parse(json.loads(text))
+    except ValueError:
+        results = None
+    if results is None or len(results) != len(job.keys):
+        return Failure("malformed moderation answer", text[:300], retry=True)
+    return results

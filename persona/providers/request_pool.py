@@ -109,6 +109,7 @@ class Item:
     tag: Any = None  # the caller's own (a request record, a batch number)
     path: str = "/chat/completions"  # another endpoint (e.g. /moderations): build a body
     params: dict | None = None  # request parameters as they are (plain text: no schema)
+    whole: bool = False  # parse gets the whole answer's JSON text, not the message content
     usage: dict = field(default_factory=lambda: dict.fromkeys((*USAGE_KEYS, "cost_usd"), 0))
     _reask: int = 0
     _tries: int = 0
@@ -233,7 +234,9 @@ class RequestPool:
                 self.runner.run(client.close())
             self.runner.close()
         self.runner, self._clients = None, []
-        self._ticking = False  # a tick pending on the closed loop is gone with it
+        # Loop-bound state goes with the loop, so the pool can run again on a new one (the
+        # limiter keeps its pacing).
+        self._ticking, self._idle, self.limiter._turn = False, None, None
 
     def cost(self, usage: dict, batch: bool = False) -> float:
         if self.price is None:
@@ -490,7 +493,7 @@ class RequestPool:
     def _answered(self, item: Item, key: str, resp: Any) -> str:
         choices = resp.get("choices") if isinstance(resp, dict) else None
         content = ((choices[0].get("message") or {}).get("content") or "") if choices else ""
-        if item.path != "/chat/completions":  # another endpoint: its whole answer
+        if item.whole or item.path != "/chat/completions":  # another endpoint: the whole answer
             content = json.dumps(resp, ensure_ascii=False)
         u = (resp.get("usage") if isinstance(resp, dict) else None) or {}
         usage = {"prompt_tokens": u.get("prompt_tokens", 0) or 0,
