@@ -6,8 +6,8 @@ A job is one request whose answer is parsed into one result per input; every res
 under its own input's key (`input_key`) the moment its answer arrives, so a killed run
 re-sends only inputs that had no answer, whatever the batching of the rerun (the pool keeps
 no cache of its own here: a re-ask sends the very same body). An answer that does not parse
-is asked again up to ROUNDS - 1 times; a job still failing then is a ProviderError (answered inputs stay
-cached), or, with `strict=False`, comes back to the caller.
+is asked again up to ROUNDS - 1 times; a job still failing then is a ProviderError
+(answered inputs stay cached), or, with `strict=False`, comes back to the caller.
 """
 
 from __future__ import annotations
