@@ -41,6 +41,7 @@ from persona.finetune.outputs import (
 )
 from persona.finetune.tiny import build_tiny, is_tiny, tiny_folder
 from persona.io import write_json
+from persona.workspace import workspace_lock
 
 log = logging.getLogger(__name__)
 
@@ -94,27 +95,30 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, reporter: Reporter | 
     data = load_chat_data(Path(cfg.data), val_fraction=cfg.val_fraction, seed=cfg.seed)
     hub_note = None if is_tiny(cfg.base_model) else check_base_model(cfg.base_model)
     _make_out(out)
-    quiet_libraries()
-    plan = make_plan(cfg, data, out)
-    plan.notes[:0] = notes + ([hub_note] if hub_note else [])
-    if on_plan:
-        on_plan(plan)
-    write_json(out / "config.json", cfg.hyperparameters())
-    tok, model = load_base(plan.base, plan.quant, plan.device, plan.attention)
-    trainer, stopper, tlog = build_trainer(cfg, plan, data, tok, model, out, reporter)
-    with sigint_to(stopper):
-        trainer.train(resume_from_checkpoint=str(last_checkpoint(out)) if resume else None)
-    if stopper.stopped_at is not None:
-        raise TrainingInterrupted(f"interrupted at step {stopper.stopped_at}; checkpoint saved "
-                                  f"in {out}, continue with --resume")
-    model = trainer.model
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    summary = _finish(cfg, plan, data, trainer, tlog.rows, out, time.time() - t0)
-    if cfg.merge:
-        summary["merged"] = str(merge_adapter(out, plan.base, plan.device))
-        write_summary(out / "summary.json", summary)
-    return FinetuneResult(out, summary, tlog.rows, model, tok)
+    # One run per --out: a second one fails at once naming this one (pid, since when).
+    with workspace_lock(out, "persona finetune"):
+        _check_out(cfg, resume)  # again, under the lock: another run may have saved since
+        quiet_libraries()
+        plan = make_plan(cfg, data, out)
+        plan.notes[:0] = notes + ([hub_note] if hub_note else [])
+        if on_plan:
+            on_plan(plan)
+        write_json(out / "config.json", cfg.hyperparameters())
+        tok, model = load_base(plan.base, plan.quant, plan.device, plan.attention)
+        trainer, stopper, tlog = build_trainer(cfg, plan, data, tok, model, out, reporter)
+        with sigint_to(stopper):
+            trainer.train(resume_from_checkpoint=str(last_checkpoint(out)) if resume else None)
+        if stopper.stopped_at is not None:
+            raise TrainingInterrupted(f"interrupted at step {stopper.stopped_at}; checkpoint saved "
+                                      f"in {out}, continue with --resume")
+        model = trainer.model
+        model.save_pretrained(out)
+        tok.save_pretrained(out)
+        summary = _finish(cfg, plan, data, trainer, tlog.rows, out, time.time() - t0)
+        if cfg.merge:
+            summary["merged"] = str(merge_adapter(out, plan.base, plan.device))
+            write_summary(out / "summary.json", summary)
+        return FinetuneResult(out, summary, tlog.rows, model, tok)
 
 
 def _make_out(out: Path) -> None:

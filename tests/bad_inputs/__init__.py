@@ -66,10 +66,13 @@ def mkdir(name: str) -> Callable[[Path], None]:
     return setup
 
 
-def hold_lock(command: str = "persona run") -> Callable[[Path], Callable[[], None]]:
-    """A setup that starts a process holding the workspace lock; the harness stops it after."""
+def hold_lock(command: str = "persona run",
+              under: str = "") -> Callable[[Path], Callable[[], None]]:
+    """A setup that starts a process holding the workspace lock (of the folder `under` in the
+    workspace: a finetune --out, say); the harness stops it after."""
 
     def setup(ws: Path) -> Callable[[], None]:
+        ws = ws / under if under else ws
         import os
         import subprocess
         import sys

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.bad_inputs import BINARY, Case, mkdir, write
+from tests.bad_inputs import BINARY, Case, hold_lock, mkdir, write
 
 FT = ("finetune", "--data", "{data}", "--out", "runs/x")
 
@@ -43,6 +43,10 @@ CASES: list[Case] = [
          stderr="afile"),
     Case("finetune-out-in-proc", ("finetune", "--data", "{data}", "--base-model", "tiny",
                                   "--out", "/proc/x"), stderr="/proc/x"),
+    # another finetune writes that --out: at once, naming it, nothing of it touched
+    Case("finetune-out-in-use", (*FT, "--base-model", "tiny"),
+         setup=hold_lock("persona finetune", under="runs/x"), stderr="in use by pid",
+         max_lines=4),
     Case("chat-model-missing", ("chat", "--model", "nosuch", "-q", "Ahoj?"), stderr="nosuch"),
     Case("chat-model-not-a-run", ("chat", "--model", "adir", "-q", "Ahoj?"),
          setup=mkdir("adir"), stderr="no adapter"),

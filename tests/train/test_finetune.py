@@ -25,6 +25,7 @@ def test_outputs_are_written(trained):
     for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json",
                  "training_log.jsonl", "loss.png", "summary.json", "README.md", "config.json"):
         assert (out / name).is_file(), name
+    assert not (out / ".persona.lock").exists()  # held while training, gone after
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 30 and summary["quant"] == "none"
     assert len(summary["data"]["sha256"]) == 64
