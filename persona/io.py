@@ -22,8 +22,11 @@ def atomic_writer(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
         # The rename would put a regular file in place of a folder, a device (/dev/null!)
         # or a pipe: refuse instead.
         raise InputError("not a regular file, will not write over it", file=str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:  # name what the user asked for, not our temp file
+        raise OSError(e.errno, f"cannot write there: {e.strerror or e}", str(path)) from None
     try:
         # mkstemp makes 0600 and the mode survives the rename: give the file the mode any
         # other tool's new file gets (0644 under umask 022), so a dataset stays shareable.

@@ -13,6 +13,7 @@ byte-identical after it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import os
@@ -94,7 +95,8 @@ def run_case(case: Case, ws: Path, data: Path, env: dict[str, str]) -> Outcome:
         extra = {k: v.replace("{ws}", str(ws)) for k, v in case.env.items()}
         start = time.monotonic()
         try:
-            proc = subprocess.run(argv(case) + args, cwd=ws, env={**env, **extra},
+            proc = subprocess.run(read_only_wrap(case, ws) + argv(case) + args, cwd=ws,
+                                  env={**env, **extra},
                                   capture_output=True, text=True, errors="replace",
                                   timeout=case.timeout, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired as e:
@@ -110,7 +112,31 @@ def run_case(case: Case, ws: Path, data: Path, env: dict[str, str]) -> Outcome:
 
 
 def skipped_as_root(case: Case) -> bool:
-    return not case.root_ok and os.geteuid() == 0
+    if os.geteuid() != 0:
+        return False
+    return not case.root_ok or (bool(case.read_only) and not can_unshare())
+
+
+@functools.cache
+def can_unshare() -> bool:
+    """Root may make a read-only bind mount in its own mount namespace (not every container
+    lets it)."""
+    if not shutil.which("unshare"):
+        return False
+    try:
+        return subprocess.run(["unshare", "-m", "true"], capture_output=True,
+                              timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def read_only_wrap(case: Case, ws: Path) -> list[str]:
+    """As root, the case's read-only folder as a read-only bind mount around the command."""
+    if not case.read_only or os.geteuid() != 0:
+        return []
+    script = ('mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" "$1" && shift && '
+              'exec "$@"')
+    return ["unshare", "-m", "sh", "-c", script, "sh", str(ws / case.read_only)]
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,10 @@ class Case:
     # final/ of a `persona run --count 60`), so "no earlier output changed" is checked on it.
     workspace: bool = False
     root_ok: bool = True  # False: a permission case that root would pass (skipped as root)
+    # A folder of the workspace the command may not write into: read_only_dir() makes it
+    # 0555; root ignores that, so as root the command runs in a mount namespace where the
+    # folder is a read-only bind mount (skipped only where `unshare -m` is refused).
+    read_only: str = ""
 
 
 # -- helpers for case modules ----------------------------------------------------------------
@@ -115,7 +119,7 @@ def mkfifo(name: str) -> Callable[[Path], None]:
 
 
 def read_only_dir(name: str) -> Callable[[Path], Callable[[], None]]:
-    """A folder nobody but root may write into (cases using it set root_ok=False)."""
+    """A folder nobody but root may write into (cases using it set `read_only=name`)."""
 
     def setup(ws: Path) -> Callable[[], None]:
         folder = ws / name

@@ -28,7 +28,7 @@ CASES: list[Case] = [
     Case("run-workspace-is-a-file", ("run", "--count", "10", "--workspace", "afile"),
          setup=write("afile", "x"), stderr="is a file"),
     Case("run-workspace-read-only", ("run", "--count", "10", "--workspace", "ro/ws"),
-         setup=read_only_dir("ro"), stderr="cannot use as a workspace", root_ok=False),
+         setup=read_only_dir("ro"), stderr="cannot use as a workspace", read_only="ro"),
     Case("fill-workspace-proc", ("fill", "--workspace", "/proc/x"),
          stderr="cannot use as a workspace"),
     Case("merge-workspace-dev-null", ("merge", "--workspace", "/dev/null"),
