@@ -64,7 +64,6 @@ class _Stream:
         self.judging = 0  # the fill batch whose answers are judged now
         self.opened = 0  # fill batches opened (or kept) so far
         self.filled = self.asked = 0  # items of finished batches, for the progress bars
-        self.asking = 0  # questions batches open
         # questions of open fill batches, asked for candidates (absent: already on disk)
         self.early: dict[int, AskBatch] = {}
         # Batch files are written (and fsynced) by one thread, in order: an fsync blocks for
@@ -131,7 +130,6 @@ class _Stream:
         self.jobs[b] = job
         if self.questions is not None and not self.questions.finished(b):
             self.early[b] = AskBatch(self.spec)
-            self.asking += 1
         self._send(b, job.start())
 
     def _fill_done(self, b: int, answers: list[dict] | None = None,
@@ -187,7 +185,6 @@ class _Stream:
             self._write(plan.write, b, *job.result(self._usage("questions", b)))
             self._asked(b)
             return
-        self.asking += 1
         self._send_questions(b, job, job.start())
 
     def _send_questions(self, b: int, job: AskBatch, requests) -> None:
@@ -213,7 +210,6 @@ class _Stream:
     def _finish_questions(self, b: int, job: AskBatch) -> None:
         job.finished = True
         self._write(self.questions.write, b, *job.result(self._usage("questions", b)))
-        self.asking -= 1
         self._asked(b)
 
     def _asked(self, b: int) -> None:
