@@ -112,6 +112,33 @@ class Counter_:
         }
 
 
+class SentenceShapes:
+    """How many different sentences an answer set is made of once its values are masked:
+    a sentence's shape is its words, each word of any value form one "_" (runs of them one).
+    A grammar or a copier repeats a few hundred shapes with other values; a writer does not.
+    Keeps hashes only."""
+
+    def __init__(self, value_words: frozenset[str] = frozenset()):
+        self.value_words = value_words
+        self.shapes: set[int] = set()
+        self.total = 0
+
+    def add(self, body: str) -> None:
+        for sentence in sentences(body):
+            out: list[str] = []
+            for w in words(sentence):
+                w = "_" if w in self.value_words else w
+                if not (w == "_" and out and out[-1] == "_"):
+                    out.append(w)
+            self.shapes.add(hash(" ".join(out)))
+            self.total += 1
+
+    def result(self) -> dict:
+        return {"distinct": len(self.shapes), "sentences": self.total,
+                "percent": round(100.0 * len(self.shapes) / self.total, 2) if self.total
+                else 0.0}
+
+
 def measure(questions: list[str], answers: list[str], signature: str | None = None,
             labels: Iterable[str] = ()) -> dict:
     """Diversity figures of parallel lists of questions and (signed) answers."""

@@ -11,6 +11,7 @@ from persona.errors import TargetMissed
 from persona.providers.base import Provider
 from persona.spec import PersonaSpec
 from persona.stages import Progress, StageReport, fill, merge, questions, templates
+from persona.stages import run as stage_run
 from persona.workspace import Workspace
 
 
@@ -31,26 +32,24 @@ def run(spec: PersonaSpec, ws: Workspace, provider: Provider, opts: RunOptions,
     bar = progress or (lambda stage, total: (lambda done, total: None))
     reports = [templates.run(spec, ws, provider, seed=opts.seed, count=opts.templates,
                              force=opts.force)]
-    if getattr(provider, "streams", False):
-        # An LLM: fill and questions overlap in one request pool (stages/stream.py).
-        from persona.stages import stream
-
+    if stage_run.streams(provider):
+        # An LLM: fill and questions overlap in one request pool (stages/run.py).
         # The report's tokenizer (~0.25 s of CPU) loads while requests are out: a second in,
         # when the pool is full, not while the first requests are being built.
         _warm(report_mod._encoder, delay=1.0)
         fill_plan = fill.FillPlan.prepare(spec, ws, provider, count=opts.count, seed=opts.seed,
                                           batch_size=opts.batch_size, force=opts.force)
         q_plan = questions.QuestionsPlan.prepare(ws, provider, seed=opts.seed, force=opts.force)
-        reports += stream.run(spec, provider, opts.seed, fill=fill_plan, questions=q_plan,
-                              on_fill=bar("fill", opts.count),
-                              on_questions=bar("questions", opts.count))
+        reports += stage_run.overlapped(spec, provider, opts.seed, fill_plan=fill_plan,
+                                        questions_plan=q_plan, on_fill=bar("fill", opts.count),
+                                        on_questions=bar("questions", opts.count))
     else:
         reports += [
-            fill.run(spec, ws, provider, count=opts.count, seed=opts.seed,
-                     batch_size=opts.batch_size, force=opts.force,
-                     on_progress=bar("fill", opts.count)),
-            questions.run(spec, ws, provider, seed=opts.seed, force=opts.force,
-                          on_progress=bar("questions", opts.count)),
+            stage_run.fill_stage(spec, ws, provider, count=opts.count, seed=opts.seed,
+                                 batch_size=opts.batch_size, force=opts.force,
+                                 on_progress=bar("fill", opts.count)),
+            stage_run.questions_stage(spec, ws, provider, seed=opts.seed, force=opts.force,
+                                      on_progress=bar("questions", opts.count)),
         ]
     reports.append(merge.run(spec, ws, count=opts.count, seed=opts.seed, ratios=opts.ratios,
                              holdout_topics=opts.holdout_topics,
@@ -116,6 +115,10 @@ def missed_targets(report: dict) -> list[str]:
         if off > slack:
             missed.append((off, f"{what} {m['percent']:.2f} % ({m['count']} of {n}), the spec "
                                 f"sets {m['target_percent']:.2f} % ({field})"))
+    leaked = report.get("diversity", {}).get("leakage", {}).get("test_questions_in_train", 0)
+    if leaked:  # the held-out split is not held out: first of all
+        missed.append((float("inf"), f"{leaked} test question(s) also in train (the test "
+                                      "split must hold questions train never saw)"))
     return [text for _, text in sorted(missed, key=lambda t: -t[0])]
 
 
@@ -126,7 +129,7 @@ def check_targets(report: dict, ws: Workspace) -> None:
         return
     reasons = report["stages"]["fill"]["reasons"]
     why = ""
-    if reasons:
+    if reasons and "test question" not in missed[0]:
         top = max(reasons, key=reasons.get)
         why = (f"; most rejected answers: {top!r} ×{reasons[top]} (see "
                f"{ws.invalid('fill')})")

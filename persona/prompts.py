@@ -21,8 +21,17 @@ from pathlib import Path
 from persona.errors import InputError
 from persona.spec import PersonaSpec
 
+# fill: the writing task (--fill write), fill_strict: word-for-word (--fill strict),
+# fill_rephrase: a slot's answer again with a slip trigger word (no system section: fill's);
 # rewrite: moderate --fix regenerate; judge_*: the bench's LLM judge
-STAGES = ("templates", "fill", "questions", "rewrite", "judge_pair", "judge_score")
+STAGES = ("templates", "fill", "fill_strict", "fill_rephrase", "questions", "rewrite",
+          "judge_pair", "judge_score")
+# A stage whose file has no `# System` section uses its base stage's (the same system
+# message, so a provider's prefix cache serves both).
+BASE = {"fill_rephrase": "fill"}
+# Language names for the prompts (the spec holds ISO 639-1 codes).
+LANGUAGES = {"cs": "Czech", "sk": "Slovak", "en": "English", "de": "German", "pl": "Polish",
+             "fr": "French", "es": "Spanish", "it": "Italian", "hu": "Hungarian"}
 _VAR_RE = re.compile(r"\{\{|\}\}|\{([a-z_]+)\}")
 _SECTION_RE = re.compile(r"^# (System|User)\s*$", re.M)
 
@@ -53,21 +62,26 @@ def load(stage: str) -> dict[str, str]:
     """{"system": ..., "user": ...} of a stage's prompt (the workspace's, else built-in)."""
     path = source(stage)
     if path is None:
-        return _parse(builtin_text(stage), f"<built-in {stage}.md>")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read the prompt: {e}", file=str(path)) from None
-    return _parse(text, str(path))
+        out = _parse(builtin_text(stage), f"<built-in {stage}.md>", stage in BASE)
+    else:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise InputError(f"cannot read the prompt: {e}", file=str(path)) from None
+        out = _parse(text, str(path), stage in BASE)
+    if "system" not in out:
+        out = {"system": load(BASE[stage])["system"], **out}
+    return out
 
 
 @functools.lru_cache(maxsize=16)
-def _parse(text: str, where: str) -> dict[str, str]:
+def _parse(text: str, where: str, user_only: bool = False) -> dict[str, str]:
     parts = _SECTION_RE.split(text)
     # parts: [preamble, "System", body, "User", body]
     out = {parts[i].lower(): parts[i + 1].strip() for i in range(1, len(parts), 2)}
-    if set(out) != {"system", "user"}:
-        raise InputError("a prompt needs a '# System' and a '# User' section", file=where)
+    if set(out) != {"system", "user"} and not (user_only and set(out) == {"user"}):
+        need = "a '# User' section" if user_only else "a '# System' and a '# User' section"
+        raise InputError(f"a prompt needs {need}", file=where)
     return out
 
 
@@ -92,7 +106,8 @@ def spec_variables(spec: PersonaSpec) -> dict[str, str]:
         journalist += (" The journalist never uses the persona's own labels (words containing: "
                        + ", ".join(spec.journalist.labels) + ").")
     return {"persona_name": p.name, "persona_description": p.description or p.name,
-            "language": p.language, "signature": p.signature,
+            "language": p.language, "language_name": LANGUAGES.get(p.language, p.language),
+            "signature": p.signature, "agreement": "",
             "journalist": journalist, "placeholders": "\n".join(lines)}
 
 

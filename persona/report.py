@@ -46,6 +46,7 @@ def measure(spec: PersonaSpec, ws: Workspace) -> dict:
     a_len: list[int] = []
     chunk_q, chunk_a = [], []
     div = diversity.Counter_(signature, spec.journalist.labels)
+    shapes = diversity.SentenceShapes(value_words(spec))
     question_hashes: list[int] = []
 
     def flush():
@@ -71,6 +72,7 @@ def measure(spec: PersonaSpec, ws: Workspace) -> dict:
         chunk_q.append(q)
         chunk_a.append(a)
         div.add(q, a)
+        shapes.add(diversity.strip_signature(a, signature))
         question_hashes.append(hash(q))
         if len(chunk_q) >= 1000:
             flush()
@@ -99,6 +101,8 @@ def measure(spec: PersonaSpec, ws: Workspace) -> dict:
     diversity_figures = div.result()
     diversity_figures["leakage"] = diversity.leakage(split_q["train"], split_q["test"], metas,
                                                       topic_key)
+    diversity_figures["sentence_shapes"] = shapes.result()
+    copies = copy_ratios(spec, ws)
     return {
         "persona": spec.id,
         "count": n,
@@ -120,12 +124,67 @@ def measure(spec: PersonaSpec, ws: Workspace) -> dict:
         "signature": {"text": signature, "signed": signed, "percent": pct(signed)},
         "exact_duplicates": exact_dups,
         "diversity": diversity_figures,
+        **({"copy_ratio": copies} if copies else {}),
     }
+
+
+def value_words(spec: PersonaSpec) -> frozenset[str]:
+    """Every word of every value's forms: masked out of a sentence's shape."""
+    return frozenset(w for ph in spec.placeholders.values() for value in ph.values
+                     for k, form in value.items() if k != ph.agreement
+                     for w in diversity.words(form))
+
+
+def copy_ratios(spec: PersonaSpec, ws: Workspace) -> dict | None:
+    """How much of its template's own wording each answer keeps (word 4-grams of the template
+    filled with the answer's values; checks/answer.py `copy_ratio`): ~1 for the offline
+    grammar and `--fill strict`, which build answers around their template, low when a
+    model writes in its own words. None without the template bank."""
+    from persona.checks.answer import COPY_LIMIT, copy_ratio
+    from persona.providers.offline import lookup_values
+
+    if not ws.templates_file.exists():
+        return None
+    bank = {t["id"]: t["text"] for _, t in iter_jsonl(ws.templates_file)}
+    ratios = []
+    for (_, ex), (_, m) in zip(iter_jsonl(ws.final / "all.jsonl"),
+                               iter_jsonl(ws.final / "meta.jsonl"), strict=False):
+        template = bank.get(m.get("template_id"))
+        if template is None:
+            continue
+        try:
+            values = lookup_values(spec, m.get("values") or {})
+        except KeyError:
+            values = {}
+        answer = ex["messages"][-1]["content"]
+        r = copy_ratio(answer, template, spec, values)
+        if r is not None:
+            ratios.append(r)
+    if not ratios:
+        return None
+    a = np.asarray(ratios)
+    return {"answers": len(ratios), "mean": round(float(a.mean()), 3),
+            "p50": round(float(np.percentile(a, 50)), 3),
+            "p95": round(float(np.percentile(a, 95)), 3),
+            "at_or_above_limit": int((a >= COPY_LIMIT).sum()), "limit": COPY_LIMIT}
+
+
+def tokens_per_pair(stages: dict, count: int) -> dict | None:
+    """Input and output tokens an LLM spent per delivered pair (every stage, retries in)."""
+    usage = stages.get("llm_usage")
+    if not usage or not count:
+        return None
+    inp = sum(u.get("prompt_tokens", 0) for u in usage.values())
+    out = sum(u.get("completion_tokens", 0) for u in usage.values())
+    return {"input": round(inp / count, 1), "output": round(out / count, 1)}
 
 
 def write(spec: PersonaSpec, ws: Workspace, stages: dict[str, dict]) -> dict:
     report = measure(spec, ws)
     report["stages"] = stages
+    per_pair = tokens_per_pair(stages, report["count"])
+    if per_pair:
+        report["tokens_per_pair"] = per_pair
     write_json(ws.final / "report.json", report)
     write_text(ws.final / "DATASET_CARD.md", card(spec, report, _examples(ws, 3)))
     return report
@@ -160,9 +219,27 @@ def diversity_rows(d: dict) -> list[tuple[str, str]]:
         ("questions with persona labels", str(d["questions_with_labels"]["count"])),
         ("test questions in train", str(lk["test_questions_in_train"])),
     ]
+    if "sentence_shapes" in d:
+        sh = d["sentence_shapes"]
+        rows.insert(3, ("distinct sentence shapes", f"{sh['distinct']} ({sh['percent']:.1f} % "
+                                                    "of answer sentences, values masked)"))
     if "val_templates_in_train" in lk:
         rows.append(("val / test templates in train",
                      f"{lk['val_templates_in_train']} / {lk['test_templates_in_train']}"))
+    return rows
+
+
+def llm_rows(r: dict) -> list[tuple[str, str]]:
+    """Copy ratio and tokens per pair as (measure, value) rows: card, printed table."""
+    rows = []
+    cr = r.get("copy_ratio")
+    if cr:
+        rows.append(("copy of its template (word 4-grams)",
+                     f"mean {cr['mean']:.2f}, median {cr['p50']:.2f}, p95 {cr['p95']:.2f}; "
+                     f"{cr['at_or_above_limit']} at or above {cr['limit']:.2f}"))
+    tp = r.get("tokens_per_pair")
+    if tp:
+        rows.append(("LLM tokens per pair (in / out)", f"{tp['input']:,} / {tp['output']:,}"))
     return rows
 
 
@@ -220,6 +297,7 @@ def card(spec: PersonaSpec, r: dict, examples: list[tuple[str, str]] = ()) -> st
     if mod:  # `persona moderate --fix` rewrote this folder
         lines.append(f"| moderation fix ({mod['mode']}) | {mod['flagged']} flagged: "
                      f"{mod['regenerated']} regenerated, {mod['dropped']} dropped |")
+    lines += [f"| {k} | {v} |" for k, v in llm_rows(r)]
     lines += ["", "## Diversity and held-out splits", "", "| measure | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in diversity_rows(r["diversity"])]
     split = r["stages"].get("merge", {}).get("split") or {}

@@ -17,6 +17,21 @@ _LANG_WORDS = {
     "en": {"the", "a", "to", "and", "of", "is", "i", "it", "that", "we", "you", "in", "not"},
 }
 _CS_LETTERS = set("áčďéěíňóřšťúůýž")
+# Words of one language that the others of this table do not use: a text is in the wrong
+# language when another language's words outnumber its own (a whole answer in English or in
+# Slovak; one Slovak slip in a Czech answer is not that).
+_DISTINCT = {
+    "cs": {"jsem", "jsme", "jste", "jsou", "není", "nejsou", "když", "proč", "protože", "taky",
+           "také", "jenom", "jen", "ještě", "teď", "tady", "že", "co", "jak", "kdo", "nic",
+           "nikdo", "všechno", "mě", "mně", "už", "byl", "bylo", "pro", "se", "tohle", "ten",
+           "ale", "já", "vám", "nám", "jejich", "který", "která", "které"},
+    "sk": {"som", "sme", "ste", "sú", "nie", "keď", "prečo", "lebo", "tiež", "ešte", "teraz",
+           "tu", "aj", "sa", "čo", "ako", "kto", "nikto", "všetko", "ma", "mne", "už", "bol",
+           "bolo", "pre", "toto", "ten", "ale", "ja", "vám", "nám", "ich", "ktorý", "ktorá",
+           "ktoré", "že", "nič"},
+    "en": {"the", "and", "of", "is", "it", "that", "we", "you", "in", "not", "this", "are",
+           "have", "with", "for", "they", "will", "be", "what", "about"},
+}
 
 
 def language_ok(text: str, language: str) -> bool:
@@ -29,11 +44,30 @@ def language_ok(text: str, language: str) -> bool:
         return True
     hits = sum(w in common for w in words)
     if language == "cs":
-        return hits >= 1 and any(c in _CS_LETTERS for c in text.lower())
-    if language == "en":
+        ok = hits >= 1 and any(c in _CS_LETTERS for c in text.lower())
+    elif language == "en":
         non_ascii = sum(not c.isascii() for c in text if c.isalpha())
-        return hits >= 1 and non_ascii <= 0.05 * sum(c.isalpha() for c in text)
-    return hits >= 1
+        ok = hits >= 1 and non_ascii <= 0.05 * sum(c.isalpha() for c in text)
+    else:
+        ok = hits >= 1
+    return ok and not _outnumbered(words, language)
+
+
+def _outnumbered(words: list[str], language: str) -> bool:
+    """Another language's own words outnumber this one's (by more than one: a slip or a
+    borrowed word is not another language)."""
+    mine = _DISTINCT.get(language)
+    if mine is None:
+        return False
+    own = sum(w in mine and not any(w in other for lang, other in _DISTINCT.items()
+                                    if lang != language) for w in words)
+    for lang, theirs in _DISTINCT.items():
+        if lang == language:
+            continue
+        foreign = sum(w in theirs and w not in mine for w in words)
+        if foreign > own + 1:
+            return True
+    return False
 
 
 def check_template(text: str, spec: PersonaSpec) -> list[str]:
@@ -44,7 +78,17 @@ def check_template(text: str, spec: PersonaSpec) -> list[str]:
         problems.append(str(e).removeprefix("template: "))
     if not PLACEHOLDER_RE.search(text):
         problems.append("template has no placeholder")
+    elif not _question_fits(text, spec):
+        problems.append("no journalist question frame uses only its placeholders")
     return problems
+
+
+def _question_fits(text: str, spec: PersonaSpec) -> bool:
+    """Some question frame asks only about categories the template names (as the spec
+    demands of its own cores), so its answers can get a matching question."""
+    have = {m.group(1) for m in PLACEHOLDER_RE.finditer(text)}
+    return any({m.group(1) for m in PLACEHOLDER_RE.finditer(q)} <= have
+               for q in spec.journalist.questions)
 
 
 def check_answer(text: str, spec: PersonaSpec, style: str) -> list[str]:

@@ -67,12 +67,14 @@ def test_question_prompt_renders_exactly(babis):
         "You write a journalist's questions for a persona style-transfer dataset. The "
         f"journalist: {babis.journalist.description} The journalist never uses the persona's "
         f"own labels (words containing: {', '.join(babis.journalist.labels)}).\n\n"
-        "Questions are in cs, one or two sentences, end with a question mark, and are addressed "
-        "to Andrej Babiš. Reply with one JSON object and nothing else.")}
+        "Questions are in Czech, one or two sentences, end with a question mark, and are "
+        "addressed to Andrej Babiš. Give only the question: no label, no quotation marks, no "
+        "markdown. Reply with one JSON object and nothing else.")}
     assert user["content"] == (
         "Write the question the journalist asked that Andrej Babiš answered like this. The "
-        "question must be about the same topics as the answer (`topics`, by category) and must "
-        "not quote the answer. `examples` shows questions of the right kind.\n\n"
+        "question names the answer's topics (`topics`, in the journalist's neutral words, in "
+        "whatever grammatical form fits) and must not quote the answer. `examples` shows "
+        "questions of the right kind; write one of your own.\n\n"
         "```json\n{\n \"task\": \"questions\",\n \"id\": \"babis-a000001\",\n \"attempt\": 0,\n"
         " \"answer\": \"Dálnice? To je tragédie!\\n\\nAndrej Babiš\",\n"
         " \"topics\": {\n  \"tema\": \"dálnice\"\n },\n"
@@ -200,10 +202,13 @@ def test_malformed_answers_are_reasked_within_the_call_and_replayed_by_a_rerun(
         monkeypatch.setattr(openai_compat, "MAX_REASKS", 0)
         _, stats0, rounds0, prov0 = fill_rounds(srv, babis, tmp_path / "cache0")
     assert prov["malformed_reasked"] >= 10 and prov0["malformed_reasked"] == 0
-    # One stage round: the server saw one request per item plus one per re-ask, all within
-    # the first call (no server errors here); without re-asks the stage needed more rounds.
-    assert rounds == [(80, 80 + prov["malformed_reasked"])] and sent == rounds[0][1]
-    assert len(rounds0) >= 3 and stats["retried"] < stats0["retried"]
+    # Malformed answers are re-asked within the round: the server saw one request per item
+    # plus one per re-ask (no server errors here); later rounds hold only the few answers
+    # the checks rejected. Without re-asks the stage needed more rounds.
+    assert rounds[0][0] == 80 and sum(n for _, n in rounds) == sent
+    assert sent == sum(n for n, _ in rounds) + prov["malformed_reasked"]
+    assert sum(n for n, _ in rounds[1:]) <= 8
+    assert len(rounds0) > len(rounds) and stats["retried"] < stats0["retried"]
     assert malformed(stats["reasons"]) < malformed(stats0["reasons"]) / 5
     assert prov["requests"] == sent and prov2["requests"] == 0
     assert prov2["malformed_reasked"] == prov["malformed_reasked"]

@@ -351,14 +351,16 @@ def test_fill_batch_decides_as_rounds_whatever_order_answers_arrive(babis):
 def test_ask_batch_gives_the_same_dialogues_whatever_order_candidates_and_drops_come(babis):
     """The overlapped run asks questions for candidate answers (before dedup has judged them)
     and drops those dedup rejects; the batch's dialogues equal those of the finished answers
-    file asked alone (what `persona questions` does), whatever the order of events."""
+    file asked alone (what `persona questions` does), whatever the order of events. Repeats
+    of a question asked before in the run are judged in order and asked again."""
     import dataclasses
     import random
 
     from persona.providers.base import Failure
     from persona.providers.offline import OfflineProvider
     from persona.stages import fill as stage
-    from persona.stages.questions import AskBatch
+    from persona.stages.questions import AskBatch, QuestionIndex
+
 
     prov = OfflineProvider()
     slots = fill_slots(babis, 40, 12)
@@ -371,23 +373,44 @@ def test_ask_batch_gives_the_same_dialogues_whatever_order_candidates_and_drops_
     final = [(s.id, 1) if (s.id, 1) in records else (s.id, 0) for s in slots
              if s.id not in rejected or (s.id, 1) in records]
 
+    from persona.providers.base import QuestionRequest
+
+    # slot 4's first question was asked by an earlier batch of the run (case aside), and
+    # slots 7 and 10 first ask the same question (about both their topics)
+    before = prov.ask(babis, [QuestionRequest(slots[4].index, records[(slots[4].id, 0)])],
+                      7)[0].upper()
+    topics = " a ".join(records[(slots[i].id, 0)]["values"]["tema"] for i in (7, 10))
+    both = f"Pane Babiši, co říkáte na {topics}?"
+
     def answer(req):  # the first ask of every third answer is malformed: a retry
         if req.attempt == 0 and req.index % 3 == 0:
             return Failure("answer is not valid JSON", "{", retry=True)
+        if req.attempt == 0 and req.index in (slots[7].index, slots[10].index):
+            return both
         return prov.ask(babis, [req], 7)[0]
 
-    alone = AskBatch(babis, [records[k] for k in final])
+    def index() -> QuestionIndex:
+        out = QuestionIndex()
+        out.add(before)
+        return out
+
+    alone = AskBatch(babis, index(), [records[k] for k in final])
     pending = alone.start()
-    while pending:
-        req = pending.pop()
-        pending += alone.take(req, answer(req))
-    assert alone.complete
+    while pending or not alone.complete:
+        if pending:
+            req = pending.pop()
+            pending += alone.take(req, answer(req))
+        pending += alone.judge()
     want = alone.result({})
     assert len(want[0]) == len(final) and want[2]["retried"] > 0
+    assert want[2]["reasons"]["question asked before"] == 2
+    questions = [d["question"] for d in want[0]]
+    assert both in questions and len(set(questions)) == len(final)
+    assert before.casefold() not in {q.casefold() for q in questions}
 
     for order in range(5):
         rng = random.Random(order)
-        job = AskBatch(babis)
+        job = AskBatch(babis, index())
         events = [("add", k) for k in records]
         pending, dropped, sealed = [], [], False
         while events or pending or not sealed:
@@ -410,6 +433,7 @@ def test_ask_batch_gives_the_same_dialogues_whatever_order_candidates_and_drops_
             else:
                 job.seal(final)
                 sealed = True
+            pending += job.judge()
         assert len(dropped) == 3 and job.complete
         assert job.result({}) == want, order
 

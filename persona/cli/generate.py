@@ -34,7 +34,7 @@ def templates(persona, workspace, seed, as_json, provider, force, count, dry_run
         spec, ws, _ = setup(persona, workspace)
         _dry_run(spec, ws, ("templates",), count=1, seed=seed, model=llm["model"],
                  templates=count or spec.grammar.count, as_json=as_json,
-                 batch_api=llm["batch_api"])
+                 batch_api=llm["batch_api"], fill_mode=llm["fill_mode"])
         return
     spec, ws, prov = setup(persona, workspace, provider, llm)
     report = stage.run(spec, ws, prov, seed=seed, count=count, force=force)
@@ -52,18 +52,20 @@ def templates(persona, workspace, seed, as_json, provider, force, count, dry_run
 def fill(persona, workspace, seed, as_json, provider, force, count, batch_size, dry_run, **llm):
     """Stage 2: fill templates into answers, in batches, with the style mix and slips."""
     from persona.cli.live import llm_bars
-    from persona.stages import fill as stage
+    from persona.stages import run as stages
 
     if dry_run:
         spec, ws, _ = setup(persona, workspace)
         _dry_run(spec, ws, ("fill",), count=count, seed=seed, model=llm["model"],
-                 templates=None, as_json=as_json, batch_api=llm["batch_api"])
+                 templates=None, as_json=as_json, batch_api=llm["batch_api"],
+                 fill_mode=llm["fill_mode"])
         return
     spec, ws, prov = setup(persona, workspace, provider, llm)
     with llm_bars(not as_json) as (bar, monitor):
         _watch(prov, monitor)
-        report = stage.run(spec, ws, prov, count=count, seed=seed, batch_size=batch_size,
-                           force=force, on_progress=bar("fill", count))
+        report = stages.fill_stage(spec, ws, prov, count=count, seed=seed,
+                                   batch_size=batch_size, force=force,
+                                   on_progress=bar("fill", count))
     print_json(report.to_dict()) if as_json else _stage_line(report)
 
 
@@ -74,21 +76,22 @@ def fill(persona, workspace, seed, as_json, provider, force, count, batch_size, 
 def questions(persona, workspace, seed, as_json, provider, force, dry_run, **llm):
     """Stage 3: write a journalist's question for every answer."""
     from persona.cli.live import llm_bars
-    from persona.stages import questions as stage
+    from persona.stages import run as stages
     from persona.workspace import Workspace
 
     if dry_run:
         spec, ws, _ = setup(persona, workspace)
         total = Workspace.fingerprint(ws.answers).get("count", 0) or DEFAULT_COUNT
         _dry_run(spec, ws, ("questions",), count=total, seed=seed, model=llm["model"],
-                 templates=None, as_json=as_json, batch_api=llm["batch_api"])
+                 templates=None, as_json=as_json, batch_api=llm["batch_api"],
+                 fill_mode=llm["fill_mode"])
         return
     spec, ws, prov = setup(persona, workspace, provider, llm)
     total = Workspace.fingerprint(ws.answers).get("count", 0)
     with llm_bars(not as_json) as (bar, monitor):
         _watch(prov, monitor)
-        report = stage.run(spec, ws, prov, seed=seed, force=force,
-                           on_progress=bar("questions", total))
+        report = stages.questions_stage(spec, ws, prov, seed=seed, force=force,
+                                        on_progress=bar("questions", total))
     print_json(report.to_dict()) if as_json else _stage_line(report)
 
 
@@ -149,7 +152,7 @@ def run(persona, workspace, seed, as_json, provider, force, ratios, holdout_topi
         spec, ws, _ = setup(persona, workspace)
         _dry_run(spec, ws, ("templates", "fill", "questions"), count=count, seed=seed,
                  model=llm["model"], templates=n_templates, as_json=as_json,
-                 batch_api=llm["batch_api"])
+                 batch_api=llm["batch_api"], fill_mode=llm["fill_mode"])
         return
     spec, ws, prov = setup(persona, workspace, provider, llm)
     opts = pipeline.RunOptions(count=count, seed=seed, batch_size=batch_size,
@@ -210,6 +213,10 @@ def print_report(r: dict, spec, ws) -> None:
 
         for measure, value in diversity_rows(r["diversity"]):
             table.add_row(measure, value, "")
+    from persona.report import llm_rows
+
+    for measure, value in llm_rows(r):
+        table.add_row(measure, value, "")
     for stage in ("fill", "questions"):
         s = r["stages"][stage]
         table.add_row(f"{stage}: retried / rejected", f"{s['retried']} / {s['rejected']}", "")

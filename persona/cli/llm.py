@@ -8,7 +8,8 @@ from persona.cli.ui import err, out, print_json
 
 
 def _dry_run(spec, ws, stages: tuple[str, ...], *, count: int, seed: int, model: str,
-             templates: int | None, as_json: bool, batch_api: bool = False) -> None:
+             templates: int | None, as_json: bool, batch_api: bool = False,
+             fill_mode: str = "write") -> None:
     """Print what the LLM stages would cost; send nothing."""
     from persona.providers.llm_estimate import estimate
     from persona.stages import templates as templates_stage
@@ -17,7 +18,8 @@ def _dry_run(spec, ws, stages: tuple[str, ...], *, count: int, seed: int, model:
     if ws.templates_file.exists() and stages != ("templates",):
         bank = templates_stage.load(ws.templates_file, spec)
     rows = [r for r in estimate(spec, count=count, seed=seed, model=model,
-                                templates=templates, bank=bank, batch_api=batch_api)
+                                templates=templates, bank=bank, batch_api=batch_api,
+                                fill_mode=fill_mode)
             if r["stage"] in stages]
     if as_json:
         print_json(rows)

@@ -68,6 +68,11 @@ def llm_options(func):
                   help="When slots idle (a run's end), send a second copy of a request that is "
                   "slow (3x the median answer time) and use the first answer; at most 2 % "
                   "more requests. Off under --max-cost (a cancelled copy may still be billed).")
+    @click.option("--fill", "fill_mode", type=click.Choice(["write", "strict"]),
+                  default="write", show_default=True,
+                  help="How the model writes an answer: 'write' (its own words, in the slot's "
+                  "style, about the slot's values, the template as an idea) or 'strict' (the "
+                  "template filled word for word between two style phrases).")
     @click.option("--batch-api", is_flag=True,
                   help="Send each round through OpenAI's Batch API: half the price, answers "
                   "within 24 h; resumable (the batch id is kept under generated/<persona>/"
@@ -82,7 +87,7 @@ def llm_options(func):
 
 
 LLM_KEYS = ("base_url", "model", "api_key_env", "concurrency", "rpm", "tpm", "max_cost",
-            "timeout", "hedge", "batch_api")
+            "timeout", "hedge", "batch_api", "fill_mode")
 
 
 def setup(persona: str, workspace: Path, provider: str | None = None,
@@ -109,6 +114,8 @@ def setup(persona: str, workspace: Path, provider: str | None = None,
         options = {**llm, "cache_dir": ws.generated / "cache",
                    "batch_dir": ws.generated / "batches"}
         why += f" · model {llm.get('model')}" + (" · Batch API" if llm.get("batch_api") else "")
+        if llm.get("fill_mode") == "strict":
+            why += " · fill strict"
     err.print(f"[dim]persona [bold]{spec.id}[/bold] · provider [bold]{name}[/bold] ({why}) · "
               f"workspace {workspace.resolve()}[/dim]")
     prov = make_provider(name, **options)

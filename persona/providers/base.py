@@ -27,7 +27,9 @@ class TemplateRecord:
 
 @dataclass(frozen=True)
 class FillRequest:
-    """One answer slot: the stage fixes template, style and slip; `attempt` varies retries."""
+    """One answer slot: the stage fixes template, style and slip; `attempt` varies retries.
+    `previous` ({"text", "attempt"}): ask for a rephrase of that attempt's answer (one a slip
+    rule did not fit) instead of a new one; only providers with `rephrases` get it."""
 
     index: int
     id: str
@@ -35,6 +37,7 @@ class FillRequest:
     style: str
     slip: bool
     attempt: int = 0
+    previous: dict | None = field(default=None, compare=False, hash=False)
 
 
 @dataclass
@@ -43,6 +46,10 @@ class FillResult:
     values: dict[str, str]  # category -> value key
     slip: dict | None  # {"kind", "from", "to"} when a slip was made
     usage: dict = field(default_factory=dict)
+    # What the writer was asked, for the checks (persona.checks.answer.answer_problems):
+    # values to name, sentence range, the template not to copy. None: nothing beyond the
+    # checks every answer passes (the offline grammar composes them exactly).
+    brief: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -65,10 +72,12 @@ class Failure:
 class Provider(Protocol):
     name: str
 
-    def write_templates(self, spec: PersonaSpec, count: int, seed: int
+    def write_templates(self, spec: PersonaSpec, count: int, seed: int, round_no: int = 0
                         ) -> list[str | Failure]:
         """Template texts (with `{placeholders}`); the stage validates, dedups and numbers them.
-        A request that failed for good is returned as its Failure (filed under invalid/)."""
+        A request that failed for good, or a template refused by the provider (an LLM's
+        near-copy of an example), is returned as a Failure (filed under invalid/).
+        `round_no` > 0: a shortfall asked for again."""
 
     def fill(self, spec: PersonaSpec, requests: list[FillRequest], seed: int
              ) -> list[FillResult | Failure]: ...

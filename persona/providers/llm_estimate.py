@@ -23,7 +23,7 @@ SAMPLE = 60
 
 def estimate(spec: PersonaSpec, *, count: int, seed: int, model: str,
              templates: int | None, bank: list[TemplateRecord] | None,
-             batch_api: bool = False) -> list[dict]:
+             batch_api: bool = False, fill_mode: str = "write") -> list[dict]:
     enc = encoding_for_model(model)[0]
     offline = OfflineProvider()
     rows = []
@@ -43,11 +43,12 @@ def estimate(spec: PersonaSpec, *, count: int, seed: int, model: str,
     fill_in = fill_out = ask_in = ask_out = 0
     for i, t in enumerate(order):
         req = FillRequest(i, f"{spec.id}-a{i + 1:06d}", bank[t], styles[i], i in slips)
-        fill_in += estimate_request_tokens(tasks.fill_request(spec, req, seed)[0], model)[0]
+        fill_in += estimate_request_tokens(tasks.fill_request(spec, req, seed, 0, fill_mode)[0],
+                                           model)[0]
         res = offline.fill(spec, [req], seed)[0]
         text = getattr(res, "text", "")
-        fill_out += count_text(json.dumps({"text": text, "slip": getattr(res, "slip", None)},
-                                          ensure_ascii=False), enc)
+        body = text[: len(text) - len(spec.persona.signature)].rstrip()  # sent unsigned
+        fill_out += count_text(json.dumps({"text": body}, ensure_ascii=False), enc)
         answer = {"id": req.id, "text": text, "values": getattr(res, "values", {})}
         msgs = tasks.question_request(spec, QuestionRequest(i, answer), seed)
         if isinstance(msgs, list):

@@ -1,39 +1,60 @@
 """What the LLM is asked for each item and how its answer is read: `*_request` / `parse_*`.
 
-Pure functions, testable offline. The code decides everything that must be exact (style, slip,
-the values a template is filled with, seeded per item and attempt like the offline provider);
-the model only writes. A parse returns the item or a Failure with the raw answer.
+Pure functions, testable offline. The code decides everything that must be exact: per slot
+the template, the style, the values and whether to slip, seeded per item and attempt like
+the offline provider. The model only writes:
+
+- **fill, `write` mode (the default)**: a writing task. The model gets the style's
+  description and a few of the style's own sentences (sampled per slot), the values the
+  answer must be about and those it may use, the template as an idea to say in its own
+  words, and a sentence range (`FillBrief`). The answer comes back unsigned and without
+  slips; the code normalises it, makes the slip (`text.apply_slip`, exact in the text and in
+  meta.jsonl) and signs it. Where no slip rule fits, the stage asks once for a rephrase that
+  uses a trigger word (`rephrase` requests).
+- **fill, `strict` mode**: the template filled word for word, with two style phrases around
+  it (the course's original shape); slips are still the code's.
+- **questions**: the answer and its topics in their neutral forms (never the persona's own
+  labels), with example questions of the right kind.
+- **templates**: new templates like the examples, the spec's placeholder syntax explained.
+
+A parse returns the item or a Failure with the raw answer; the checks every answer must pass
+live in persona/checks/answer.py and run in the stage, whoever wrote the text.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import re
+from dataclasses import dataclass, replace
 
 from persona import prompts
 from persona import text as T
+from persona.checks.answer import (
+    mentions_value,
+    normalise_answer,
+    normalise_question,
+    per_spec,
+)
 from persona.providers.base import Failure, FillRequest, FillResult, QuestionRequest
 from persona.providers.offline import (
     OfflineProvider,
+    draw_values,
+    finish,
     lookup_values,
     pick_question_frame,
     render_question,
 )
-from persona.spec import AGREE_RE, PersonaSpec
+from persona.spec import AGREE_RE, PLACEHOLDER_RE, PersonaSpec, expansions
 
 TEMPLATES_PER_REQUEST = 20
+FILL_MODES = ("write", "strict")
 MAX_TOKENS = {"templates": 2048, "fill": 512, "questions": 256}
+STYLE_EXAMPLES = 4  # style sentences shown per fill request
+TRIGGERS = 8  # trigger words offered per rephrase request
 
-FILL_SCHEMA = {
-    "type": "object", "additionalProperties": False, "required": ["text", "slip"],
-    "properties": {
-        "text": {"type": "string"},
-        "slip": {"anyOf": [{"type": "null"}, {
-            "type": "object", "additionalProperties": False, "required": ["kind", "from", "to"],
-            "properties": {"kind": {"type": "string"}, "from": {"type": "string"},
-                           "to": {"type": "string"}}}]},
-    },
-}
+FILL_SCHEMA = {"type": "object", "additionalProperties": False, "required": ["text"],
+               "properties": {"text": {"type": "string"}}}
 QUESTION_SCHEMA = {"type": "object", "additionalProperties": False, "required": ["question"],
                    "properties": {"question": {"type": "string"}}}
 TEMPLATES_SCHEMA = {"type": "object", "additionalProperties": False, "required": ["templates"],
@@ -43,19 +64,54 @@ SCHEMAS = {"templates": TEMPLATES_SCHEMA, "fill": FILL_SCHEMA, "questions": QUES
 
 # -- stage 1 -------------------------------------------------------------------------------
 
-def templates_requests(spec: PersonaSpec, count: int, seed: int, attempt: int = 0
-                       ) -> list[list[dict]]:
+def templates_requests(spec: PersonaSpec, count: int, seed: int, attempt: int = 0,
+                       round_no: int = 0) -> list[list[dict]]:
     """One request per TEMPLATES_PER_REQUEST templates, each with its own examples (the
-    offline grammar's recombinations), so the requests differ and the bank varies."""
-    examples = OfflineProvider().write_templates(spec, count, seed)
+    offline grammar's recombinations, alternatives drawn: the model sees no `[a|b]`), so the
+    requests differ and the bank varies. `round_no` > 0 asks for a shortfall with other
+    examples."""
+    pool = OfflineProvider().write_templates(spec, max(count, TEMPLATES_PER_REQUEST) * 2, seed)
+    rng = random.Random(f"{seed}:template-examples:{round_no}:{attempt}")
+    if round_no:
+        rng.shuffle(pool)
     out = []
     for k in range(0, count, TEMPLATES_PER_REQUEST):
         n = min(TEMPLATES_PER_REQUEST, count - k)
-        chunk = examples[k:k + n] or examples[:n]
+        chunk = pool[k % len(pool):][:n] or pool[:n]
+        examples = [T.choose_alternatives(t, rng) for t in chunk[:min(n, 8)]]
         task = {"task": "templates", "chunk": k // TEMPLATES_PER_REQUEST, "attempt": attempt,
-                "count": n, "examples": chunk}
-        out.append(prompts.messages("templates", spec, task))
+                **({"round": round_no} if round_no else {}), "count": n,
+                "examples": examples}
+        out.append(prompts.messages("templates", spec, task,
+                                    agreement=agreement_help(spec)))
     return out
+
+
+def agreement_help(spec: PersonaSpec) -> str:
+    """The `{category@word}` words of the spec, each with its forms and a use from the spec,
+    for the templates prompt ("" when the spec has none)."""
+    lines = []
+    for name, ph in spec.placeholders.items():
+        for word, table in ph.agree.items():
+            forms = ", ".join(dict.fromkeys(table.values()))
+            use = _agreement_example(spec, f"{{{name}@{word}}}")
+            lines.append(f"- `{{{name}@{word}}}`: the form that agrees with the value of "
+                         f"`{name}` ({forms})" + (f", as in `{use}`" if use else ""))
+    if not lines:
+        return ""
+    return ("A word that must agree with a value in gender and number is written as "
+            "`{category@word}` and the code puts in the right form:\n" + "\n".join(lines))
+
+
+def _agreement_example(spec: PersonaSpec, token: str) -> str:
+    for _, text in spec.fragments():
+        if token in text:
+            variant = expansions(text)[0]
+            m = re.search(r"(?:\S+\s+){0,2}\S*" + re.escape(token) + r"\S*(?:\s+\S+){0,2}",
+                          variant)
+            if m:
+                return m.group(0).strip(".,!?")
+    return ""
 
 
 def parse_templates(content: str) -> list[str] | Failure:
@@ -68,53 +124,161 @@ def parse_templates(content: str) -> list[str] | Failure:
     return [t.strip() for t in items if t.strip()]
 
 
+def template_examples(messages: list[dict]) -> list[str]:
+    """The examples a templates request showed (its near-copies are refused)."""
+    m = re.search(r"```json\s*\n(.*?)\n```", messages[-1]["content"], re.S)
+    return json.loads(m.group(1)).get("examples", []) if m else []
+
+
 # -- stage 2 -------------------------------------------------------------------------------
 
-def fill_request(spec: PersonaSpec, req: FillRequest, seed: int, reask: int = 0
-                 ) -> tuple[list[dict], dict[str, str]]:
-    """(messages, values chosen: category -> value key). `reask` > 0: the same task asked
-    again after a malformed answer (same values; the number makes it a new request)."""
+@dataclass(frozen=True)
+class FillBrief:
+    """What one slot's answer is to be, decided by the code (seeded by slot and attempt)."""
+
+    template: str  # the template, alternatives drawn
+    idea: str  # the template filled with the values: what the answer may start from
+    examples: tuple[str, ...]  # the style's own sentences, filled with the same values
+    closers: tuple[str, ...]  # those of them that only ever end an answer (last_only)
+    values: dict  # category -> the value (all its forms) for the slot
+    extra: dict  # per-mention categories: a value per mention
+    required: tuple[str, ...]  # categories the answer must name
+    sentences: tuple[int, int]  # the sentence range asked for
+
+    def keys(self) -> dict[str, str]:
+        return {k: T.value_key(v) for k, v in self.values.items()}
+
+    def checks(self, mode: str) -> dict:
+        """What the stage checks the answer against (FillResult.brief)."""
+        out = {"required": {k: T.value_key(self.values[k]) for k in self.required}}
+        if mode == "write":
+            out.update(sentences=list(self.sentences), template=self.idea)
+        return out
+
+
+def fill_brief(spec: PersonaSpec, req: FillRequest, seed: int, mode: str = "write"
+               ) -> FillBrief:
+    """The slot's brief; in `strict` mode its examples are one prefix and one suffix of the
+    style, the phrases the template is framed with."""
     rng = random.Random(f"{seed}:fill:{req.index}:{req.attempt}")
     style = spec.styles[req.style]
-    # Alternatives and agreeing words are resolved here, so the model sees only {cat.form}
-    # slots and the values to put in them.
     template = T.choose_alternatives(req.template.text, rng)
-    phrases = [T.choose_alternatives(rng.choice(style.prefixes), rng),
-               T.choose_alternatives(rng.choice(style.suffixes), rng)]
-    body = " ".join([template, *phrases])
-    names = set(T.categories(body)) | {m.group(1) for m in AGREE_RE.finditer(body)}
-    values = {name: rng.choice(spec.placeholders[name].values) for name in sorted(names)}
-    template = T.fill_agreement(template, values, spec)
-    phrases = [T.fill_agreement(p, values, spec) for p in phrases]
-    values = {k: v for k, v in values.items() if k in T.categories(" ".join([template,
-                                                                               *phrases]))}
-    task = {"task": "fill", "id": req.id, "attempt": req.attempt, "style": req.style,
-            "template": template, "style_phrases": phrases, "values": values,
-            "slip": req.slip,
-            "slip_rules": [r.model_dump(include={"kind", "pattern", "replacement"})
-                           for r in spec.slips] if req.slip else [],
-            "signature": spec.persona.signature, **_reask(reask)}
-    msgs = prompts.messages("fill", spec, task, style_label=style.label,
+    if mode == "strict":
+        picked = [rng.choice(style.prefixes), rng.choice(style.suffixes)]
+    else:
+        pool = [p for p in [*style.prefixes, *style.bodies, *style.suffixes] if p.strip()]
+        picked = rng.sample(pool, min(STYLE_EXAMPLES, len(pool)))
+    examples = [T.choose_alternatives(p, rng) for p in picked]
+    values, extra = draw_values(spec, " ".join([template, *examples]), rng)
+    idea = finish(spec, req.style, template, values, extra)
+    filled = [finish(spec, req.style, e, values, extra) for e in examples]
+    closers = tuple(e for e in filled if mode == "write" and spec.grammar.ending(e))
+    cats = T.categories(template)
+    required = [c for c in cats if c in spec.journalist.match] or [
+        c for c in cats if not spec.placeholders[c].per_mention] or cats
+    g = spec.grammar
+    weights = g.style_sentences or {"1": 1.0, "2": 1.0}
+    r = int(rng.choices(list(weights), weights=list(weights.values()))[0])
+    n = min(g.max_sentences, len(T.units(template)) + r)
+    return FillBrief(template, idea, tuple(e for e in filled if e not in closers), closers,
+                     values, extra, tuple(required),
+                     (max(1, n - 1), min(g.max_sentences, max(n + 1, 2))))
+
+
+def fill_request(spec: PersonaSpec, req: FillRequest, seed: int, reask: int = 0,
+                 mode: str = "write") -> tuple[list[dict], FillBrief]:
+    """(messages, brief). `reask` > 0: the same task asked again after a malformed answer
+    (the number makes it a new request). A request carrying `req.previous` (the text of the
+    slot's answer at attempt `previous["attempt"]`) asks for a rephrase of that answer with a
+    trigger word, so that a slip rule fits; its brief is that attempt's."""
+    if req.previous:
+        brief = fill_brief(spec, replace(req, attempt=req.previous["attempt"]), seed, mode)
+    else:
+        brief = fill_brief(spec, req, seed, mode)
+    style = spec.styles[req.style]
+    base = {"task": "fill", "id": req.id, "attempt": req.attempt}
+    if req.previous:
+        task = {**base, "task": "rephrase", "text": req.previous["text"],
+                "use_one_of": trigger_words(spec, f"{seed}:{req.index}:{req.attempt}")}
+        stage = "fill_rephrase"
+    elif mode == "strict":
+        template = T.fill_agreement(brief.template, brief.values, spec)
+        phrases = [p for p in brief.examples if p]
+        task = {**base, "style": req.style, "template": template, "style_phrases": phrases,
+                "values": {k: v for k, v in brief.values.items()
+                           if k in T.categories(template)}}
+        stage = "fill_strict"
+    else:
+        may_use = {k: _nominative(spec, k, brief) for k in sorted(brief.values)
+                   if k not in brief.required}
+        task = {**base, "style": req.style,
+                "about": {k: _nominative(spec, k, brief) for k in brief.required},
+                **({"may_use": may_use} if may_use else {}),
+                "idea": brief.idea, "style_examples": list(brief.examples),
+                **({"closers": list(brief.closers)} if brief.closers else {}),
+                "sentences": f"{brief.sentences[0]}-{brief.sentences[1]}"}
+        stage = "fill"
+    msgs = prompts.messages(stage, spec, {**task, **_reask(reask)}, style_label=style.label,
                             style_description=style.description)
-    return msgs, {k: T.value_key(v) for k, v in values.items()}
+    return msgs, brief
 
 
-def parse_fill(content: str, req: FillRequest, values: dict[str, str]) -> FillResult | Failure:
+def _nominative(spec: PersonaSpec, name: str, brief: FillBrief) -> str | list[str]:
+    picks = brief.extra.get(name) or [brief.values[name]]
+    names = list(dict.fromkeys(T.value_key(v) for v in picks))
+    return names[0] if len(names) == 1 else names
+
+
+def parse_fill(content: str, spec: PersonaSpec, req: FillRequest, brief: FillBrief, seed: int,
+               mode: str = "write") -> FillResult | Failure:
+    """The model's answer, normalised, slipped by the code when the slot asks for a slip
+    (none when no rule fits: the stage then asks for a rephrase), and signed."""
     obj = _json_object(content)
     if isinstance(obj, Failure):
         return obj
-    text, slip = obj.get("text"), obj.get("slip")
+    text = obj.get("text")
     if not isinstance(text, str) or not text.strip():
         return Failure("answer lacks a 'text' string", content)
-    if slip is not None and not (isinstance(slip, dict) and all(
-            isinstance(slip.get(k), str) for k in ("kind", "from", "to"))):
-        return Failure("answer's 'slip' is not null or {kind, from, to}", content)
-    if slip is not None and not req.slip:
-        return Failure("a slip was made where none was asked for", content)
-    if slip is not None and slip["to"] not in text:
-        return Failure("the reported slip is not in the text", content)
-    slip = {k: slip[k] for k in ("kind", "from", "to")} if slip else None
-    return FillResult(text=text.strip(), values=values, slip=slip)
+    signed = normalise_answer(text, spec)
+    body = signed[: len(signed) - len(spec.persona.signature)].rstrip() \
+        if spec.persona.signature else signed
+    values = {k: T.value_key(v) for k, v in brief.values.items()
+              if k in brief.required or mentions_value(body, v, spec.placeholders[k],
+                                                       spec.persona.language)}
+    slip = None
+    if req.slip:
+        rng = random.Random(f"{seed}:slip:{req.index}:{req.attempt}")
+        slipped = T.apply_slip(body, spec.slips, rng, spec.persona.language)
+        if slipped is not None:
+            body, made = slipped
+            slip = made.to_dict()
+    return FillResult(text=T.sign(body, spec.persona.signature), values=values, slip=slip,
+                      brief=brief.checks(mode))
+
+
+@per_spec
+def slip_triggers(spec: PersonaSpec) -> tuple[str, ...]:
+    """Words of the spec's own sentences that some slip rule changes ("protože", "když", an
+    idiom): what a rephrase is asked to use. Not the values' words ("spekulantů"): using
+    one would bring a new topic into the answer."""
+    texts = [v for _, t in spec.fragments() for v in expansions(t, 16)]
+    values = " ".join(f for ph in spec.placeholders.values() for value in ph.values
+                      for f in value.values()).lower()
+    found: dict[str, None] = {}
+    for rule in spec.slips:
+        for text in texts:
+            clean = PLACEHOLDER_RE.sub(" ", AGREE_RE.sub("", text))
+            for m in re.finditer(rule.pattern, clean):
+                word = m.group(0).strip()
+                if word and len(word.split()) <= 4 and not re.search(
+                        rf"(?<!\w){re.escape(word.lower())}(?!\w)", values):
+                    found[word.lower()] = None
+    return tuple(sorted(found))
+
+
+def trigger_words(spec: PersonaSpec, key: str) -> list[str]:
+    words = list(slip_triggers(spec))
+    return sorted(random.Random(f"triggers:{key}").sample(words, min(TRIGGERS, len(words))))
 
 
 # -- stage 3 -------------------------------------------------------------------------------
@@ -132,20 +296,40 @@ def question_request(spec: PersonaSpec, req: QuestionRequest, seed: int, reask: 
         q = render_question(spec, frame, values, rng, lead=req.attempt > 0)
         if q not in examples:
             examples.append(q)
+    answer = req.answer["text"]
+    sig = spec.persona.signature
+    if sig and answer.endswith(sig):  # the signature says nothing about the question
+        answer = answer[: -len(sig)].rstrip()
     task = {"task": "questions", "id": req.answer["id"], "attempt": req.attempt,
-            "answer": req.answer["text"], "topics": keys, "examples": examples,
-            **_reask(reask)}
+            "answer": answer, "topics": neutral_topics(spec, values),
+            "examples": examples, **_reask(reask)}
     return prompts.messages("questions", spec, task)
 
 
-def parse_question(content: str) -> str | Failure:
+def neutral_topics(spec: PersonaSpec, values: dict[str, dict[str, str]]) -> dict[str, str]:
+    """The answer's topics (its values of journalist.match categories, else all of them) as
+    a journalist names them: the neutral form where the persona's own is a label
+    ("neziskové organizace", not "neziskovky")."""
+    out = {}
+    topical = [n for n in values if n in spec.journalist.match] or list(values)
+    for name, value in values.items():
+        if name not in topical:
+            continue
+        ph = spec.placeholders[name]
+        first = ph.forms[0]
+        neutral = ph.question_forms.get(first)
+        out[name] = (value.get(neutral) if neutral else None) or value[first]
+    return out
+
+
+def parse_question(content: str, spec: PersonaSpec) -> str | Failure:
     obj = _json_object(content)
     if isinstance(obj, Failure):
         return obj
     q = obj.get("question")
     if not isinstance(q, str) or not q.strip():
         return Failure("answer lacks a 'question' string", content)
-    return q.strip()
+    return normalise_question(q, spec)
 
 
 def _reask(n: int) -> dict:

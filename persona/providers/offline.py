@@ -21,7 +21,10 @@ from persona.spec import AGREE_RE, PersonaSpec
 class OfflineProvider:
     name = "offline"
 
-    def write_templates(self, spec: PersonaSpec, count: int, seed: int) -> list[str]:
+    def write_templates(self, spec: PersonaSpec, count: int, seed: int, round_no: int = 0
+                        ) -> list[str]:
+        """`count` templates of the grammar; the same ones in every round (`round_no`: a
+        grammar has nothing new to give a shortfall)."""
         g = spec.grammar
         rng = random.Random(f"{seed}:templates")
         seen: set[str] = set()

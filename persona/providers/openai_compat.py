@@ -10,7 +10,7 @@ Failure and the stage retries the item with its next attempt.
 
 Two ways in: the blocking Provider protocol (`fill`, `ask`, `write_templates`: one round of
 items, results in order), and `fill_item` / `ask_item`, which make the pool's Items for the
-overlapped run (stages/stream.py) that keeps the pool full across batches and stages. The API
+overlapped run (stages/run.py) that keeps the pool full across batches and stages. The API
 key lives in the client only: it is never logged, cached or put in an error message. With
 `batch_api`, each round goes through the Batch API instead (openai_batch.py), and a malformed
 answer waits for the stage's next round (a new batch).
@@ -41,12 +41,16 @@ MAX_REASKS = 3
 class OpenAICompatProvider:
     name = "openai"
 
+    # The stage may send a FillRequest with `previous` (a rephrase with a slip trigger word).
+    rephrases = True
+
     def __init__(self, *, base_url: str | None = None, model: str = "gpt-4o-mini",
                  api_key_env: str = "OPENAI_API_KEY", concurrency: int = 16,
                  rpm: float | None = None, tpm: float | None = None,
                  max_cost: float | None = None, cache_dir=None, timeout: float = 60.0,
                  max_retries: int = 5, monitor: Callable[[dict], None] | None = None,
-                 batch_api: bool = False, batch_dir=None, hedge: bool = True):
+                 batch_api: bool = False, batch_dir=None, hedge: bool = True,
+                 fill_mode: str = "write"):
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         api_key = os.environ.get(api_key_env)
         if not api_key:
@@ -55,6 +59,10 @@ class OpenAICompatProvider:
                                     "local server that needs none")
             api_key = "not-needed"  # local servers ignore it; the SDK wants one
         self.model = model
+        if fill_mode not in tasks.FILL_MODES:
+            raise ProviderError(f"unknown fill mode {fill_mode!r}; choose one of "
+                                f"{', '.join(tasks.FILL_MODES)}")
+        self.fill_mode = fill_mode
         self.max_cost = max_cost
         self.batch_api = batch_api
         self.batch_dir = Path(batch_dir) if batch_dir else Path(cache_dir or ".") / "batches"
@@ -67,7 +75,7 @@ class OpenAICompatProvider:
                                 max_retries=max_retries, cache=RequestCache(cache_dir),
                                 price=price, batch_discount=_batch_discount(),
                                 max_cost=max_cost, monitor=monitor, hedge=hedge)
-        self.streams = not batch_api  # the overlapped run (stages/stream.py) applies
+        self.streams = not batch_api  # the overlapped run (stages/run.py) applies
         # Request parameters of plain-text kinds (the bench's answers, its judge): sent as
         # they are, no response_format; their max_tokens books the --max-cost reservation.
         self.kind_params: dict[str, dict] = {}
@@ -108,32 +116,37 @@ class OpenAICompatProvider:
 
     # -- items for the pool ------------------------------------------------------------------
     def fill_item(self, spec: PersonaSpec, req: FillRequest, seed: int) -> Item:
-        values: dict[str, str] = {}
+        briefs: list = []
 
         def build(reask: int) -> list[dict]:
-            messages, chosen = tasks.fill_request(spec, req, seed, reask)
-            values.update(chosen)
+            messages, brief = tasks.fill_request(spec, req, seed, reask, self.fill_mode)
+            briefs[:] = [brief]
             return messages
 
-        return self._item("fill", build, lambda c: tasks.parse_fill(c, req, values), req)
+        def parse(content: str):
+            return tasks.parse_fill(content, spec, req, briefs[0], seed, self.fill_mode)
+
+        return self._item("fill", build, parse, req)
 
     def ask_item(self, spec: PersonaSpec, req: QuestionRequest, seed: int) -> Item:
         return self._item("questions", lambda n: tasks.question_request(spec, req, seed, n),
-                          tasks.parse_question, req)
+                          lambda c: tasks.parse_question(c, spec), req)
 
     def _item(self, kind: str, build, parse, tag=None, reasks: int | None = None) -> Item:
         return Item(kind, build, parse, reasks=MAX_REASKS if reasks is None else reasks,
                     max_tokens=tasks.MAX_TOKENS[kind], schema=tasks.SCHEMAS[kind], tag=tag)
 
     # -- the Provider protocol ---------------------------------------------------------------
-    def write_templates(self, spec: PersonaSpec, count: int, seed: int) -> list[str | Failure]:
+    def write_templates(self, spec: PersonaSpec, count: int, seed: int, round_no: int = 0
+                        ) -> list[str | Failure]:
         """Template texts; a request still failing after the last attempt comes back as its
-        Failure, so the stage files it under invalid/templates/ with its reason."""
+        Failure, so the stage files it under invalid/templates/ with its reason, and so does
+        a near-copy of one of its request's examples."""
         out: list[str | Failure] = []
         pending = list(range(-(-count // tasks.TEMPLATES_PER_REQUEST)))
         last: dict[int, Failure] = {}
         for attempt in range(TEMPLATE_ATTEMPTS):
-            requests = tasks.templates_requests(spec, count, seed, attempt)
+            requests = tasks.templates_requests(spec, count, seed, attempt, round_no)
             # No re-ask within the call: the next attempt is the re-ask (new examples).
             items = [self._item("templates", lambda n, m=requests[i]: list(m),
                                 tasks.parse_templates, reasks=0) for i in pending]
@@ -144,7 +157,7 @@ class OpenAICompatProvider:
                     retry.append(i)
                     last[i] = got
                 else:
-                    out.extend(got)
+                    out.extend(_near_copies(got, tasks.template_examples(requests[i])))
             pending = retry
             if not pending:
                 break
@@ -235,6 +248,19 @@ class OpenAICompatProvider:
 
     def notify(self, kind: str, **extra) -> None:
         self.pool.notify(kind, **extra)
+
+
+def _near_copies(texts: list[str], examples: list[str]) -> list[str | Failure]:
+    """A template that shares half or more of its word 4-grams with one of the examples it
+    was shown is a near-copy, not a new template."""
+    from persona.checks.answer import COPY_LIMIT, overlap
+
+    out: list[str | Failure] = []
+    for text in texts:
+        close = max((overlap(text, e) for e in examples), default=0.0)
+        out.append(Failure(f"a near-copy of an example ({close:.0%} of its word 4-grams)",
+                           text) if close >= COPY_LIMIT else text)
+    return out
 
 
 def _price_of(model: str) -> tuple[float, float] | None:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 # on_progress(done, total): stages report progress through this; the CLI draws the bar.
 Progress = Callable[[int, int], None]
+# Tries per item (an answer slot, a question) before it goes to invalid/.
+MAX_ATTEMPTS = 8
 
 
 def no_progress(done: int, total: int) -> None:
@@ -51,3 +53,24 @@ class StageReport:
                 "retried": self.retried, "rejected": self.rejected,
                 "reasons": dict(sorted(self.reasons.items())), "usage": self.usage,
                 "notes": self.notes}
+
+
+def usage_mark(provider) -> dict | None:
+    """The LLM provider's running totals (None for a provider without usage, e.g. offline)."""
+    stats = getattr(provider, "stats", None)
+    if stats is None:
+        return None
+    return {"requests": stats["requests"], "cached": stats["cached"],
+            "malformed_reasked": stats.get("malformed_reasked", 0),
+            "prompt_tokens": stats["prompt_tokens"],
+            "completion_tokens": stats["completion_tokens"], "cost_usd": provider.spent}
+
+
+def usage_since(provider, mark: dict | None) -> dict:
+    """What one batch used: requests answered by the server and from the cache, tokens, USD."""
+    if mark is None:
+        return {}
+    now = usage_mark(provider)
+    out = {k: now[k] - mark[k] for k in mark}
+    out["cost_usd"] = round(out["cost_usd"], 6)
+    return out

@@ -2,7 +2,8 @@
 
 The stage decides per slot which template, which style and whether to slip; the provider only
 writes. Styles are apportioned exactly to the mix over the whole run, slips are placed on
-exactly round(rate * count) slots. Each answer is checked (rules.check_answer) and compared
+exactly round(rate * count) slots. Each answer is normalised and checked (persona/checks/
+answer.py: the same checks whoever wrote it) and compared
 with every answer kept so far (dedup); a rejected slot is retried with a new attempt number,
 what still fails goes to `invalid/fill/` with its reason.
 """
@@ -13,17 +14,24 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from persona import rules
+from persona.checks.answer import answer_problems, normalise_answer
 from persona.dedup import DedupIndex
 from persona.errors import WorkspaceError
 from persona.io import iter_jsonl, write_json, write_jsonl
 from persona.providers.base import Failure, FillRequest, Provider, TemplateRecord
 from persona.spec import PersonaSpec
-from persona.stages import Progress, StageReport, no_progress
+from persona.stages import (
+    MAX_ATTEMPTS,
+    Progress,
+    StageReport,
+    no_progress,
+    usage_mark,
+    usage_since,
+)
 from persona.stages import templates as templates_stage
 from persona.workspace import Workspace
 
-MAX_ATTEMPTS = 8
+NO_SLIP = "a slip was asked for and none was made"
 
 
 def apportion(mix: dict[str, float], count: int) -> dict[str, int]:
@@ -67,22 +75,19 @@ def answer_slot(answer: dict) -> int:
     return int(answer["id"].rsplit("-a", 1)[1]) - 1
 
 
-def run(spec: PersonaSpec, ws: Workspace, provider: Provider, *, count: int, seed: int,
-        batch_size: int = 300, force: bool = False, on_progress: Progress = no_progress
+def run(plan: FillPlan, provider: Provider, on_progress: Progress = no_progress
         ) -> StageReport:
-    plan = FillPlan.prepare(spec, ws, provider, count=count, seed=seed,
-                            batch_size=batch_size, force=force)
-    if getattr(provider, "streams", False):  # one request pool across batches
-        from persona.stages import stream
-
-        return stream.run(spec, provider, seed, fill=plan, on_fill=on_progress)[0]
+    """The stage in rounds, batch after batch (the offline provider, the Batch API); an LLM
+    provider that streams is driven by persona/stages/run.py instead."""
+    spec, seed, count = plan.spec, plan.seed, plan.count
     done = 0
     for b in range(plan.n_batches):
         if plan.finished(b):
             plan.keep(b)
         else:
             answers, invalid, stats = fill_batch(spec, provider, plan.slots(b), plan.bank,
-                                                 plan.index, seed)
+                                                 plan.index, seed,
+                                                 getattr(provider, "rephrases", False))
             plan.write(b, answers, invalid, stats)
         done += len(plan.range(b))
         on_progress(done, count)
@@ -115,6 +120,8 @@ class FillPlan:
         params = {"persona": spec.fingerprint(), "templates": templates_stage.digest(
             ws.templates_file), "count": count, "seed": seed, "batch_size": batch_size,
             "provider": provider.name}
+        if getattr(provider, "fill_mode", None):  # an LLM: how it was asked to write
+            params["fill"] = provider.fill_mode
         ws.prepare(ws.answers, "fill", params, force)
         return cls(spec, ws, bank, count, seed, batch_size,
                    style_schedule(spec.style.mix, count, seed),
@@ -158,10 +165,10 @@ class FillPlan:
 
 
 def fill_batch(spec: PersonaSpec, provider: Provider, slots: list[FillRequest],
-               bank: list[TemplateRecord], index: DedupIndex, seed: int
-               ) -> tuple[list[dict], list[dict], dict]:
+               bank: list[TemplateRecord], index: DedupIndex, seed: int,
+               rephrase: bool = False) -> tuple[list[dict], list[dict], dict]:
     """Fill, check and dedup one batch in rounds (one provider.fill call per round)."""
-    job = FillBatch(spec, slots, bank, index, seed)
+    job = FillBatch(spec, slots, bank, index, seed, rephrase)
     mark = usage_mark(provider)
     pending = job.start()
     job.activate()
@@ -183,7 +190,9 @@ class FillBatch:
     to invalid/. Only the dedup check depends on other answers, so an answer that fails its own
     checks (rules, slip, a malformed or failed request) has its retry sent at once, before its
     round's turn; the in-order judging then finds it already on its way. The decisions, and so
-    the bytes written, are the same whatever order answers arrive in. `activate()` starts the
+    the bytes written, are the same whatever order answers arrive in. With `rephrase` (an LLM
+    provider), a slot whose answer no slip rule fitted is next asked to rephrase that answer
+    with a trigger word (once), instead of writing a new one. `activate()` starts the
     in-order judging (the overlapped run holds it until the previous batch is done, since
     that batch's answers join the index first); `take` returns the requests to send now.
 
@@ -194,8 +203,10 @@ class FillBatch:
     """
 
     def __init__(self, spec: PersonaSpec, slots: list[FillRequest],
-                 bank: list[TemplateRecord], index: DedupIndex, seed: int):
+                 bank: list[TemplateRecord], index: DedupIndex, seed: int,
+                 rephrase: bool = False):
         self.spec, self.bank, self.index, self.seed = spec, bank, index, seed
+        self.rephrase = rephrase
         self.slots = slots
         self.rounds: list[list[int]] = [[s.index for s in slots]]
         self.cursor = (0, 0)
@@ -227,17 +238,24 @@ class FillBatch:
         out = []
         if own is not None and req.attempt + 1 < MAX_ATTEMPTS and not (
                 isinstance(res, Failure) and not res.retry):
-            out.append(self._send_next(req))  # rejected whatever the others say
+            out.append(self._send_next(req, res, own[0]))  # rejected whatever the others say
         if self.active:
             out += self._advance()
         return out
 
-    def _send_next(self, req: FillRequest) -> FillRequest:
+    def _send_next(self, req: FillRequest, res=None, reason: str | None = None
+                   ) -> FillRequest:
+        self.sent.add((req.attempt + 1, req.index))
+        if (self.rephrase and reason == NO_SLIP and req.previous is None
+                and not isinstance(res, Failure)):
+            body = res.text[: len(res.text) - len(self.spec.persona.signature)].rstrip()
+            return FillRequest(req.index, req.id, req.template, req.style, req.slip,
+                               req.attempt + 1, previous={"text": body,
+                                                          "attempt": req.attempt})
         template = req.template
         if req.attempt >= 1:
             rng = random.Random(f"{self.seed}:retry-template:{req.index}:{req.attempt}")
             template = rng.choice(self.bank)
-        self.sent.add((req.attempt + 1, req.index))
         return FillRequest(req.index, req.id, template, req.style, req.slip, req.attempt + 1)
 
     def _advance(self) -> list[FillRequest]:
@@ -297,34 +315,20 @@ class FillBatch:
         return [self.accepted[i] for i in sorted(self.accepted)], invalid, stats
 
 
-def usage_mark(provider: Provider) -> dict | None:
-    """The LLM provider's running totals (None for a provider without usage, e.g. offline)."""
-    stats = getattr(provider, "stats", None)
-    if stats is None:
-        return None
-    return {"requests": stats["requests"], "cached": stats["cached"],
-            "malformed_reasked": stats.get("malformed_reasked", 0),
-            "prompt_tokens": stats["prompt_tokens"],
-            "completion_tokens": stats["completion_tokens"], "cost_usd": provider.spent}
-
-
-def usage_since(provider: Provider, mark: dict | None) -> dict:
-    """What one batch used: requests answered by the server and from the cache, tokens, USD."""
-    if mark is None:
-        return {}
-    now = usage_mark(provider)
-    out = {k: now[k] - mark[k] for k in mark}
-    out["cost_usd"] = round(out["cost_usd"], 6)
-    return out
-
-
 def _own_verdict(spec: PersonaSpec, req: FillRequest, res) -> tuple[str, str] | None:
-    """(reason, raw) when the answer fails on its own (rules, slip, a Failure), else None."""
+    """(reason, raw) when the answer fails on its own (the checks of every provider's
+    answer, its slip, a Failure), else None. The answer is normalised first, in place (a
+    no-op on the offline grammar's answers)."""
     if isinstance(res, Failure):
         return res.reason, res.raw
-    problems = rules.check_answer(res.text, spec, req.style)
+    res.text = normalise_answer(res.text, spec)
+    problems = answer_problems(res.text, spec, req.style, slip=res.slip, brief=res.brief)
     if req.slip and not res.slip:
-        problems.append("a slip was asked for and none was made")
+        problems.append(NO_SLIP)
+    if res.slip and not req.slip:
+        problems.append("a slip was made where none was asked for")
+    if res.slip and res.slip["to"] not in res.text:
+        problems.append("the reported slip is not in the text")
     if problems:
         return problems[0], res.text
     return None

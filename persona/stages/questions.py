@@ -1,38 +1,61 @@
 """Stage 3: a journalist's question for every answer, `generated/<persona>/dialogues/`.
 
-Dialogue batch k is made from answers batch k, so both resume together.
+Dialogue batch k is made from answers batch k, so both resume together. Every question is
+normalised and checked (persona/checks/answer.py) and looked up in one run-wide index
+(`QuestionIndex`): a question asked before in the run is asked again, on every path, so no
+question is in the dataset twice and none leaks from test into train.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from persona import rules
+from persona.checks.answer import normalise_question, question_key, question_problems
 from persona.errors import WorkspaceError
 from persona.io import iter_jsonl, write_json, write_jsonl
 from persona.providers.base import Failure, Provider, QuestionRequest
 from persona.spec import PersonaSpec
-from persona.stages import Progress, StageReport, no_progress
-from persona.stages.fill import MAX_ATTEMPTS, answer_slot, usage_mark, usage_since
+from persona.stages import (
+    MAX_ATTEMPTS,
+    Progress,
+    StageReport,
+    no_progress,
+    usage_mark,
+    usage_since,
+)
+from persona.stages.fill import answer_slot
 from persona.workspace import Workspace
 
+REPEATED = "question asked before"
 
-def run(spec: PersonaSpec, ws: Workspace, provider: Provider, *, seed: int,
-        force: bool = False, on_progress: Progress = no_progress) -> StageReport:
-    plan = QuestionsPlan.prepare(ws, provider, seed=seed, force=force)
-    if getattr(provider, "streams", False):  # one request pool across batches
-        from persona.stages import stream
 
-        # Each question is judged on its own there (outputs must not depend on arrival
-        # order), so questions are not deduplicated across the run; the report counts
-        # distinct questions and test questions found in train.
-        return stream.run(spec, provider, seed, questions=plan, on_questions=on_progress)[1]
-    seen: set[str] = set()  # every question of the run so far: no question is asked twice
+class QuestionIndex:
+    """Every question of the run so far, by `question_key` (case, spacing and punctuation
+    aside): one per run, shared by all its batches."""
+
+    def __init__(self):
+        self._keys: set[str] = set()
+
+    def __contains__(self, question: str) -> bool:
+        return question_key(question) in self._keys
+
+    def add(self, question: str) -> None:
+        self._keys.add(question_key(question))
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+def run(spec: PersonaSpec, plan: QuestionsPlan, provider: Provider, *, seed: int,
+        on_progress: Progress = no_progress) -> StageReport:
+    """The stage in rounds, batch after batch (the offline provider, the Batch API); an LLM
+    provider that streams is driven by persona/stages/run.py instead."""
+    seen = QuestionIndex()  # every question of the run so far: no question is asked twice
     for b in range(plan.n_batches):
         plan.check_source(b)
         if plan.finished(b):
-            seen.update(d.get("question", "")
-                        for _, d in iter_jsonl(Workspace.batch(ws.dialogues, b)))
+            for q in plan.questions(b):
+                seen.add(q)
             plan.keep(b)
         else:
             dialogues, invalid, stats = ask_batch(spec, provider, plan.answers(b),
@@ -84,6 +107,11 @@ class QuestionsPlan:
     def answers(self, b: int) -> list[dict]:
         return [obj for _, obj in iter_jsonl(Workspace.batch(self.ws.answers, b))]
 
+    def questions(self, b: int) -> list[str]:
+        """The questions of a finished dialogues batch."""
+        return [d.get("question", "") for _, d in iter_jsonl(Workspace.batch(self.ws.dialogues,
+                                                                               b))]
+
     def keep(self, b: int) -> None:
         self.report.kept += sum(1 for _ in iter_jsonl(Workspace.batch(self.ws.dialogues, b)))
         self.report.batches_skipped += 1
@@ -100,10 +128,11 @@ class QuestionsPlan:
 
 
 def ask_batch(spec: PersonaSpec, provider: Provider, answers: list[dict], offset: int,
-              seed: int, seen: set[str] | None = None) -> tuple[list[dict], list[dict], dict]:
+              seed: int, seen: QuestionIndex | None = None
+              ) -> tuple[list[dict], list[dict], dict]:
     """Questions for one batch; a question already asked in the run (`seen`, updated) is
     re-asked, so the dataset never holds one question twice (and none leaks across splits)."""
-    seen = set() if seen is None else seen
+    seen = QuestionIndex() if seen is None else seen
     done: dict[int, str] = {}
     last: dict[int, tuple[str, str]] = {}
     stats = {"retried": 0, "rejected": 0, "reasons": {}, "usage": {}}
@@ -119,9 +148,10 @@ def ask_batch(spec: PersonaSpec, provider: Provider, answers: list[dict], offset
             if isinstance(res, Failure):
                 problems, raw, retryable = [res.reason], res.raw, res.retry
             else:
-                problems, raw = rules.check_question(res, spec), res
+                res = normalise_question(res, spec)
+                problems, raw = question_problems(res, spec, req.answer["values"]), res
                 if not problems and res in seen:
-                    problems = ["question asked before"]
+                    problems = [REPEATED]
             if not problems:
                 seen.add(res)
                 done[req.index] = res
@@ -147,19 +177,29 @@ def ask_batch(spec: PersonaSpec, provider: Provider, answers: list[dict], offset
 
 class AskBatch:
     """One batch's questions for the overlapped run, fed answers in any order and before
-    their places are known. Each answer (keyed by its caller: the answer id and fill attempt)
-    gets its own chain of asks, checked on its own (rules.check_question) and retried at once
-    up to MAX_ATTEMPTS, seeded by the answer's slot (not its place in the batch), so a question
-    does not wait for the answers before it. `add` starts a chain, `drop` cancels one (its
-    answer was rejected after all: what is in flight is ignored), `seal(keys)` names the
-    batch's answers in file order; the result depends only on the sealed chains, so it is the
-    same whatever order answers and questions arrive in. Made with `answers`, it holds a
-    finished answers batch, sealed."""
+    their places are known.
 
-    def __init__(self, spec: PersonaSpec, answers: list[dict] | None = None):
-        self.spec = spec
+    Each answer (keyed by its caller: the answer id and fill attempt) gets its own chain of
+    asks, seeded by the answer's slot (not its place in the batch), so a question does not
+    wait for the answers before it. A question that fails its own checks is asked again at
+    once, up to MAX_ATTEMPTS. Whether a question was asked before depends on the others, so
+    that is judged in order (`judge`), as the stage's rounds would: once every batch before
+    this one is judged, the sealed chains in file order (round 0), then the chains re-asked
+    for a repeat (round 1), and so on, each against the run's `QuestionIndex`. So the result
+    is the same whatever order answers and questions arrive in.
+
+    `add` starts a chain, `drop` cancels one (its answer was rejected after all: what is in
+    flight is ignored), `seal(keys)` names the batch's answers in file order. Made with
+    `answers`, it holds a finished answers batch, sealed."""
+
+    def __init__(self, spec: PersonaSpec, index: QuestionIndex,
+                 answers: list[dict] | None = None):
+        self.spec, self.index = spec, index
         self.chains: dict = {}  # key -> _Chain
         self.order: list | None = None  # the sealed keys, in the answers file's order
+        self.rounds: list[list] = []
+        self.cursor = (0, 0)
+        self.judged = False  # every sealed chain has its question judged, or failed
         self.first: list[QuestionRequest] = []
         self.finished = False  # its dialogues were handed to the writer
         if answers is not None:
@@ -170,7 +210,7 @@ class AskBatch:
 
     @property
     def complete(self) -> bool:
-        return self.order is not None and all(self.chains[k].settled for k in self.order)
+        return self.judged
 
     def add(self, key, answer: dict) -> list[QuestionRequest]:
         """Start asking for a candidate answer; returns its first request."""
@@ -184,6 +224,7 @@ class AskBatch:
         missing = [k for k in keys if k not in self.chains]
         assert not missing, missing
         self.order = keys
+        self.rounds = [list(keys)]
         for key in set(self.chains) - set(keys):  # candidates never accepted nor dropped
             self.chains.pop(key).cancelled = True
 
@@ -193,6 +234,7 @@ class AskBatch:
         return out
 
     def take(self, req: QuestionRequest, res) -> list[QuestionRequest]:
+        """An answer to one ask: its own checks; a failed one is asked again at once."""
         chain: _Chain = req.tag
         if chain.cancelled:
             return []
@@ -200,16 +242,52 @@ class AskBatch:
         if isinstance(res, Failure):
             problems, raw, retryable = [res.reason], res.raw, res.retry
         else:
-            problems, raw = rules.check_question(res, self.spec), res
+            res = normalise_question(res, self.spec)
+            problems, raw = question_problems(res, self.spec, chain.answer["values"]), res
         if not problems:
             chain.question = res
             return []
-        chain.reasons.append(problems[0])
-        chain.last = (problems[0], raw)
-        if req.attempt + 1 == MAX_ATTEMPTS or not retryable:
+        return self._again(chain, req.attempt, problems[0], raw, retryable)
+
+    def _again(self, chain: _Chain, attempt: int, reason: str, raw: str,
+               retryable: bool = True) -> list[QuestionRequest]:
+        chain.reasons.append(reason)
+        chain.last = (reason, raw)
+        if attempt + 1 == MAX_ATTEMPTS or not retryable:
             chain.failed = True
             return []
-        return [QuestionRequest(req.index, req.answer, req.attempt + 1, tag=chain)]
+        return [QuestionRequest(answer_slot(chain.answer), chain.answer, attempt + 1,
+                                tag=chain)]
+
+    def judge(self) -> list[QuestionRequest]:
+        """Judge, in order, the chains whose question is in against the run's index (call it
+        only when every batch before this one is judged); returns the re-asks of repeats."""
+        out: list[QuestionRequest] = []
+        while self.order is not None and not self.judged:
+            a, p = self.cursor
+            if p == len(self.rounds[a]):
+                if len(self.rounds) > a + 1:
+                    self.cursor = (a + 1, 0)
+                    continue
+                self.judged = True
+                break
+            chain = self.chains[self.rounds[a][p]]
+            if not chain.settled:
+                break
+            self.cursor = (a, p + 1)
+            if chain.failed:
+                continue
+            if chain.question in self.index:
+                question, chain.question = chain.question, None
+                again = self._again(chain, chain.attempts - 1, REPEATED, question)
+                if again:
+                    if len(self.rounds) == a + 1:
+                        self.rounds.append([])
+                    self.rounds[a + 1].append(self.rounds[a][p])
+                out += again
+                continue
+            self.index.add(chain.question)
+        return out
 
     def result(self, usage: dict) -> tuple[list[dict], list[dict], dict]:
         chains = [self.chains[k] for k in self.order]
@@ -238,6 +316,11 @@ class _Chain:
     cancelled: bool = False
     reasons: list[str] = field(default_factory=list)
     last: tuple[str, str] = ("", "")
+
+    @property
+    def attempts(self) -> int:
+        """Asks made so far (each rejection made one more)."""
+        return len(self.reasons) + 1
 
     @property
     def settled(self) -> bool:

@@ -18,6 +18,8 @@ from persona.spec import PersonaSpec
 from persona.stages import StageReport
 from persona.workspace import Workspace
 
+ROUNDS = 4  # asks for templates: the first, then up to three for what was rejected
+
 
 def run(spec: PersonaSpec, ws: Workspace, provider: Provider, *, seed: int,
         count: int | None = None, force: bool = False) -> StageReport:
@@ -30,21 +32,28 @@ def run(spec: PersonaSpec, ws: Workspace, provider: Provider, *, seed: int,
     want = count or spec.grammar.count
     records, rejected = [], []
     seen: set[str] = set()
-    for text in provider.write_templates(spec, want, seed):
-        if isinstance(text, Failure):
-            rejected.append({"text": text.raw, "reason": text.reason})
-            report.count_reason(text.reason)
-            continue
-        problems = rules.check_template(text, spec)
-        if not problems and text in seen:
-            problems = ["duplicate template"]
-        if problems:
-            rejected.append({"text": text, "reason": problems[0]})
-            report.count_reason(problems[0])
-            continue
-        seen.add(text)
-        records.append(TemplateRecord(f"{spec.id}-t{len(records) + 1:04d}", text,
-                                      T.categories(text), T.forms_used(text, spec)))
+    for round_no in range(ROUNDS):  # a shortfall (rejected templates) is asked for again
+        before = len(records)
+        for text in provider.write_templates(spec, want - len(records), seed,
+                                             round_no=round_no):
+            if isinstance(text, Failure):
+                rejected.append({"text": text.raw, "reason": text.reason})
+                report.count_reason(text.reason)
+                continue
+            problems = rules.check_template(text, spec)
+            if not problems and text in seen:
+                problems = ["duplicate template"]
+            if problems:
+                rejected.append({"text": text, "reason": problems[0]})
+                report.count_reason(problems[0])
+                continue
+            seen.add(text)
+            records.append(TemplateRecord(f"{spec.id}-t{len(records) + 1:04d}", text,
+                                          T.categories(text), T.forms_used(text, spec)))
+            if len(records) == want:
+                break
+        if len(records) >= want or len(records) == before:
+            break
     if rejected:
         write_jsonl(ws.invalid("templates") / "templates.jsonl", rejected)
     report.rejected = len(rejected)

@@ -4,8 +4,13 @@ It speaks POST /v1/chat/completions, and the files and batches protocol of the B
 (POST /v1/files, GET /v1/files/{id}[/content], POST /v1/batches, GET /v1/batches/{id}), well
 enough for the real `openai` SDK (strict response fields, `usage`, `response_format`). It reads
 the machine-readable task block our prompts carry (a ```json fenced block in the last user
-message) and builds a plausible JSON answer from it: the template filled with the listed
-values, framed with the style phrases, a slip made when asked, the signature appended.
+message) and builds a plausible JSON answer from it: a write-mode fill task is answered by
+composing from the style's material and the values (writer.py: it writes, not copies), a
+strict one by filling the template word for word between the style phrases. With
+`deviate` a share of answers deviates as real models' do (decorated signatures, labels,
+markdown, refusals, lowercase, unreported slips, wrong language; repeated, generic and
+labelled questions): writer.py. `usage` counts tokens as OpenAI does (tiktoken, o200k_base
+chat format), so a dry run's estimate can be held against it.
 Faults are injected on demand: latency, HTTP errors (429 with Retry-After, 500, or a hang past
 the client's timeout), malformed answers, and rate limits (a share of 429s, or 429 beyond a
 capacity of requests at once).
@@ -42,7 +47,7 @@ from dataclasses import dataclass
 from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from tests.servers import finetune_jobs, moderation
+from tests.servers import finetune_jobs, moderation, writer
 
 _TASK_RE = re.compile(r"```json\s*\n(.*?)\n```", re.S)
 _SLOT_RE = re.compile(r"\{([a-z][a-z0-9_]*)(?:\.([a-z][a-z0-9_]*))?\}")
@@ -63,6 +68,8 @@ class Config:
     judge: str = "fair"  # the bench's judge: "fair" (deterministic) or "biased" (judge.py)
     slow_rate: float = 0.0  # share of bodies whose first arrival is answered `slow` s late
     slow: float = 5.0
+    deviate: float = 0.0  # share of answers that deviate as a real model's do (writer.py)
+    writer_flaws: float = 0.0  # share of written answers that copy the idea or run on
 
 
 class State:
@@ -141,39 +148,30 @@ def _fill(template: str, values: dict[str, dict[str, str]]) -> str:
 
 
 def answer_fill(task: dict, rng: random.Random) -> dict:
+    """A strict fill task: the template filled word for word between the style phrases."""
     values = task.get("values", {})
     phrases = [_fill(p, values) for p in task.get("style_phrases", [])]
     body = _fill(task.get("template", ""), values)
     parts = [phrases[0], body, *phrases[1:]] if phrases else [body]
     text = " ".join(p.strip() for p in parts if p.strip())
-    text = text[:1].upper() + text[1:]
-    slip = None
-    if task.get("slip"):
-        rules = list(task.get("slip_rules", []))
-        rng.shuffle(rules)
-        for rule in rules:
-            m = re.search(rule["pattern"], text)
-            if m:
-                after = m.expand(rule["replacement"])
-                text = text[:m.start()] + after + text[m.end():]
-                slip = {"kind": rule["kind"], "from": m.group(0), "to": after}
-                break
-    return {"text": f"{text}\n\n{task.get('signature', '')}", "slip": slip}
+    return {"text": text[:1].upper() + text[1:]}
 
 
-def answer(task: dict, rng: random.Random) -> dict:
+def answer(task: dict, rng: random.Random, body: dict | None = None,
+           cfg: Config | None = None) -> dict:
     kind = task.get("task")
+    cfg = cfg or Config()
+    written = writer.answer(task, body or {}, rng, cfg)
+    if written is not None:
+        return written
     if kind == "fill":
         return answer_fill(task, rng)
     if kind == "questions":
         examples = task.get("examples") or ["?"]
-        return {"question": rng.choice(examples)}
+        return writer.question_deviation({"question": rng.choice(examples)}, task, body or {},
+                                          rng, cfg)
     if kind == "rewrite":
         return moderation.rewrite(task)
-    if kind == "templates":
-        examples = list(task.get("examples", []))
-        rng.shuffle(examples)
-        return {"templates": examples[: task.get("count", len(examples))]}
     return {"text": "I do not know what you are asking for."}
 
 
@@ -189,17 +187,28 @@ def completion(body: dict, cfg: Config) -> dict:
     from tests.servers import judge  # the bench's judge and plain questions
 
     content = (judge.content(task_of(body), body, cfg.judge)
-               or json.dumps(answer(task_of(body), rng), ensure_ascii=False))
+               or json.dumps(answer(task_of(body), rng, body, cfg), ensure_ascii=False))
     if cfg.malformed_rate and rng.random() < cfg.malformed_rate:
         content = malformed(content, rng)
-    prompt_chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", []))
-    usage = {"prompt_tokens": prompt_chars // 4 + 1, "completion_tokens": len(content) // 4 + 1}
-    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    usage = count_usage(body, content)
     return {"id": f"chatcmpl-{rng.getrandbits(64):016x}", "object": "chat.completion",
             "created": int(time.time()), "model": body.get("model", "test-model"),
             "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
                          "message": {"role": "assistant", "content": content}}],
             "usage": usage}
+
+
+def count_usage(body: dict, content: str) -> dict:
+    """Tokens as OpenAI counts them: the chat format's prompt tokens and the answer's."""
+    from persona.checks.tokens import count_text, encoding_for_model, estimate_request_tokens
+
+    model = str(body.get("model") or "gpt-4o-mini")
+    messages = [m for m in body.get("messages", []) if isinstance(m, dict)]
+    prompt = estimate_request_tokens(messages, model)[0] if messages else 1
+    enc = encoding_for_model(model)[0]
+    completion = count_text(content, enc) if enc is not None else len(content) // 4 + 1
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": prompt + completion}
 
 
 def parse_multipart(content_type: str, raw: bytes) -> dict[str, tuple[bytes, str | None]]:
@@ -535,12 +544,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--slow", type=float, default=5.0, help="seconds a slow answer takes")
     ap.add_argument("--judge", choices=["fair", "biased"], default="fair",
                     help="the bench judge: deterministic, or always preferring answer A")
+    ap.add_argument("--deviate", type=float, default=0.0,
+                    help="share of answers and questions that deviate as a real model's do "
+                    "(decorations, labels, markdown, refusals, lowercase, unreported slips, "
+                    "wrong language; repeated, generic, labelled questions)")
+    ap.add_argument("--writer-flaws", type=float, default=0.0,
+                    help="share of written answers that copy their idea or run on")
     a = ap.parse_args(argv)
     srv = make_server(a.port, latency=a.latency, error_rate=a.error_rate,
                       malformed_rate=a.malformed_rate, hang=a.hang,
                       json_schema=not a.no_json_schema, batch_time=a.batch_time,
                       seed=a.seed, rate_limit_rate=a.rate_limit_rate, capacity=a.capacity,
-                      judge=a.judge, slow_rate=a.slow_rate, slow=a.slow)
+                      judge=a.judge, slow_rate=a.slow_rate, slow=a.slow, deviate=a.deviate,
+                      writer_flaws=a.writer_flaws)
     print(f"listening on http://127.0.0.1:{srv.server_address[1]}/v1", flush=True)  # noqa: T201
     try:
         srv.serve_forever()

@@ -1,4 +1,11 @@
-"""The overlapped run: fill and questions batches through one request pool, never idle.
+"""The orchestrator above the stages it drives: fill and questions, in rounds or overlapped.
+
+`fill_stage` / `questions_stage` run one stage (the CLI's `persona fill`, `persona questions`);
+`overlapped` runs both at once (`persona run` with an LLM). The round drivers live in the stage
+modules (`fill.run`, `questions.run`: the offline grammar, the Batch API); this module picks
+one, so the stages never import their driver.
+
+The overlapped run: fill and questions batches through one request pool, never idle.
 
 With an LLM provider (`provider.streams`), fill batch b + 1 is sent while batch b's last
 answers and retries are still out, and an answer's question is asked as soon as the answer
@@ -10,7 +17,9 @@ batch, so none waits for the answers before it. The pool (providers/request_pool
 the stage's rounds would whatever order answers arrive in. Fill batch b + 1 judges its
 answers (dedup) only once batch b is written, since b's answers join the dedup index first;
 its requests, the retries of answers that fail on their own and the questions of its
-candidates go out before that. Files are written as before, each batch's main file last
+candidates go out before that. Questions are judged against the run's question index in
+order too: batch b's once every batch before it is judged (a repeat is asked again). Files are
+written as before, each batch's main file last
 (dialogues b after answers b), so a batch file still means done and a killed run resumes
 from the request cache without re-sending an answered request.
 
@@ -24,10 +33,12 @@ import asyncio
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from persona.errors import WorkspaceError
-from persona.providers.base import Failure
-from persona.stages import Progress, StageReport, no_progress
+from persona.providers.base import Failure, Provider
+from persona.spec import PersonaSpec
+from persona.stages import Progress, StageReport, fill, no_progress, questions
 from persona.stages.fill import FillBatch, FillPlan
-from persona.stages.questions import AskBatch, QuestionsPlan
+from persona.stages.questions import AskBatch, QuestionIndex, QuestionsPlan
+from persona.workspace import Workspace
 
 AHEAD = 3
 # Priority within a batch number: fill retries first (they hold back the batch and the
@@ -35,22 +46,50 @@ AHEAD = 3
 FILL_RETRY, QUESTIONS, FILL = 0, 1, 2
 
 
-def run(spec, provider, seed: int, *, fill: FillPlan | None = None,
-        questions: QuestionsPlan | None = None, on_fill: Progress = no_progress,
-        on_questions: Progress = no_progress) -> tuple[StageReport | None, StageReport | None]:
+def streams(provider: Provider) -> bool:
+    """Whether the provider runs through one request pool (an LLM, not the Batch API)."""
+    return bool(getattr(provider, "streams", False))
+
+
+def fill_stage(spec: PersonaSpec, ws: Workspace, provider: Provider, *, count: int, seed: int,
+               batch_size: int, force: bool = False, on_progress: Progress = no_progress
+               ) -> StageReport:
+    """Stage 2 alone."""
+    plan = FillPlan.prepare(spec, ws, provider, count=count, seed=seed, batch_size=batch_size,
+                            force=force)
+    if streams(provider):
+        return overlapped(spec, provider, seed, fill_plan=plan, on_fill=on_progress)[0]
+    return fill.run(plan, provider, on_progress)
+
+
+def questions_stage(spec: PersonaSpec, ws: Workspace, provider: Provider, *, seed: int,
+                    force: bool = False, on_progress: Progress = no_progress) -> StageReport:
+    """Stage 3 alone."""
+    plan = QuestionsPlan.prepare(ws, provider, seed=seed, force=force)
+    if streams(provider):
+        return overlapped(spec, provider, seed, questions_plan=plan,
+                          on_questions=on_progress)[1]
+    return questions.run(spec, plan, provider, seed=seed, on_progress=on_progress)
+
+
+def overlapped(spec, provider, seed: int, *, fill_plan: FillPlan | None = None,
+               questions_plan: QuestionsPlan | None = None, on_fill: Progress = no_progress,
+               on_questions: Progress = no_progress
+               ) -> tuple[StageReport | None, StageReport | None]:
     """Run the given stages' batches overlapped; return their reports (None for a stage not
-    asked for). Without `fill`, the questions of every answers batch on disk are asked."""
-    run = _Stream(spec, provider, seed, fill, questions, on_fill, on_questions)
+    asked for). Without `fill_plan`, the questions of every answers batch on disk are asked."""
+    run = _Stream(spec, provider, seed, fill_plan, questions_plan, on_fill, on_questions)
     pool = provider.pool
     try:
         pool.loop_run(run.go())
     finally:
         run.writer.shutdown(wait=True)  # what was handed to the writer is on disk
         pool.cache.close()
-    if questions is not None and fill is None:
-        for b in range(questions.n_batches):  # as the stage alone: a missing batch is an error
-            questions.check_source(b)
-    return (fill.report if fill else None), (questions.report if questions else None)
+    if questions_plan is not None and fill_plan is None:
+        for b in range(questions_plan.n_batches):  # as the stage alone: a missing batch errs
+            questions_plan.check_source(b)
+    return ((fill_plan.report if fill_plan else None),
+            (questions_plan.report if questions_plan else None))
 
 
 class _Stream:
@@ -66,6 +105,10 @@ class _Stream:
         self.filled = self.asked = 0  # items of finished batches, for the progress bars
         # questions of open fill batches, asked for candidates (absent: already on disk)
         self.early: dict[int, AskBatch] = {}
+        # every question of the run; batches are judged against it in order (q_turn first)
+        self.q_index = QuestionIndex()
+        self.q_jobs: dict[int, AskBatch | None] = {}  # batches to judge (None: kept on disk)
+        self.q_turn = 0
         # Batch files are written (and fsynced) by one thread, in order: an fsync blocks for
         # ~10 ms, which the event loop must not. FIFO keeps "answers b before dialogues b".
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="persona-writer")
@@ -126,10 +169,10 @@ class _Stream:
             raise WorkspaceError("answers batches out of order: rerun with --force",
                                  file=str(self.fill.ws.answers))
         job = FillBatch(self.spec, self.fill.slots(b), self.fill.bank, self.fill.index,
-                        self.seed)
+                        self.seed, getattr(self.provider, "rephrases", False))
         self.jobs[b] = job
         if self.questions is not None and not self.questions.finished(b):
-            self.early[b] = AskBatch(self.spec)
+            self.early[b] = AskBatch(self.spec, self.q_index)
         self._send(b, job.start())
 
     def _fill_done(self, b: int, answers: list[dict] | None = None,
@@ -168,24 +211,40 @@ class _Stream:
 
     def _ask(self, b: int, answers: list[dict] | None = None, keys: list | None = None) -> None:
         """Ask batch b's questions (`answers`: the batch just handed to the writer, `keys`:
-        their keys in the overlapped run)."""
+        their keys in the overlapped run), then judge what is in."""
         plan = self.questions
         ask = self.early.pop(b, None)
         if ask is not None:  # asked early: now the batch's answers are known
             ask.seal(keys)
-            if ask.complete:
-                self._finish_questions(b, ask)
-            return
-        if plan.finished(b):
-            self._write(plan.keep, b)
+            self.q_jobs[b] = ask
+        elif plan.finished(b):
+            self.q_jobs[b] = None
+        else:
+            job = AskBatch(self.spec, self.q_index,
+                           plan.answers(b) if answers is None else answers)
+            self.q_jobs[b] = job
+            self._send_questions(b, job, job.start())
+        self._judge_questions()
+
+    def _judge_questions(self) -> None:
+        """Judge the questions of batch q_turn, and of the next ones as each completes."""
+        plan = self.questions
+        while self.q_turn in self.q_jobs:
+            b = self.q_turn
+            job = self.q_jobs[b]
+            if job is None:  # kept from an earlier run: its questions join the index in order
+                for q in plan.questions(b):
+                    self.q_index.add(q)
+                self._write(plan.keep, b)
+            else:
+                self._send_questions(b, job, job.judge())
+                if not job.complete:
+                    return
+                job.finished = True
+                self._write(plan.write, b, *job.result(self._usage("questions", b)))
+            del self.q_jobs[b]
+            self.q_turn += 1
             self._asked(b)
-            return
-        job = AskBatch(self.spec, plan.answers(b) if answers is None else answers)
-        if job.complete:  # an empty answers batch
-            self._write(plan.write, b, *job.result(self._usage("questions", b)))
-            self._asked(b)
-            return
-        self._send_questions(b, job, job.start())
 
     def _send_questions(self, b: int, job: AskBatch, requests) -> None:
         for req in requests:
@@ -202,15 +261,10 @@ class _Stream:
         b, job, req = item.tag
         self._add_usage("questions", b, item.usage)
         self._send_questions(b, job, job.take(req, result))
-        if job.complete and not job.finished:
-            self._finish_questions(b, job)
+        if b == self.q_turn:
+            self._judge_questions()
         if self.fill is not None:
             self._advance()  # a freed queue may let the next fill batch open
-
-    def _finish_questions(self, b: int, job: AskBatch) -> None:
-        job.finished = True
-        self._write(self.questions.write, b, *job.result(self._usage("questions", b)))
-        self._asked(b)
 
     def _asked(self, b: int) -> None:
         self.asked += self.questions.size(b)

@@ -1,0 +1,457 @@
+"""One verdict per generated answer or question, whatever wrote it: normalise, then judge.
+
+A model's text deviates in two ways, and each gets its own treatment:
+
+- **What can be normalised is.** Markdown or quotes around the text, a label before it
+  ("Andrej Babiš:", "**Odpověď:**"), a decorated, repeated or missing signature, line breaks
+  inside the paragraph, lowercase sentence starts and the spec's own fix-ups (Czech preposition
+  vocalisation). `normalise_answer` / `normalise_question` are idempotent, and on good text
+  (every offline answer and question) they change no byte.
+- **What cannot is asked again**, with its reason (`answer_problems`, `question_problems`): a
+  refusal, the wrong language, a value of the slot not mentioned in any form, too few or too
+  many sentences, clashing parts, a refusal or wrap-up in the middle, a copy of its template
+  (word 4-grams, `COPY_LIMIT`), a slip-rule output in an answer that reports none.
+
+Pure functions; the slip markers and refusal patterns are derived from the spec and
+`persona/data/refusals.toml` once per spec.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from importlib import resources
+
+from persona import text as T
+from persona.rules import language_ok, misplaced_endings
+from persona.spec import AGREE_RE, ALT_RE, PLACEHOLDER_RE, PersonaSpec, Placeholder
+
+# A model that keeps half or more of its template's own word 4-grams copied it rather than
+# writing an answer of its own (docs/llm.md: "copy ratio").
+COPY_LIMIT = 0.5
+
+_FENCE = re.compile(r"^```[^\n]*\n(.*?)\n?```\s*$", re.S)
+_EMPHASIS = re.compile(r"(\*\*|__)(.+?)\1|(?<![\w*])\*(?!\s)([^*\n]+?)(?<!\s)\*(?![\w*])")
+_LINE_MARKUP = re.compile(r"^\s*(?:#{1,6}\s+|>\s?|(?:[-*•]|\d{1,2}[.)])\s+)", re.M)
+_QUOTES = {'"': '"', "„": "“", "“": "”", "«": "»", "»": "«", "‚": "‘", "'": "'"}
+# A sentence end not followed by a capital: after these words the dot is an abbreviation.
+_ABBREVIATIONS = ("tzv", "např", "atd", "apod", "resp", "tj", "mj", "cca", "mil", "mld", "tis",
+                  "č", "str", "odst", "e.g", "i.e", "etc", "mr", "mrs", "dr", "st", "vs")
+_CAPITAL = re.compile(r"(^|[.!?…]\s+)([„“\"«(]?)([^\W\d_])")
+_WORDS = re.compile(r"[^\W\d_]+")
+
+
+# -- normalising -----------------------------------------------------------------------------
+
+def normalise_answer(text: str, spec: PersonaSpec) -> str:
+    """The answer as one signed paragraph, without the decorations models add."""
+    body = _undecorate(text, _answer_labels(spec), spec.persona.signature)
+    return T.sign(_tidy(body, spec), spec.persona.signature)
+
+
+def normalise_question(text: str, spec: PersonaSpec) -> str:
+    """The question as one paragraph, without a label, quotes or markdown."""
+    return _tidy(_undecorate(text, _question_labels(spec), None), spec)
+
+
+def _undecorate(text: str, labels: tuple[str, ...], signature: str | None) -> str:
+    """Peel markup, labels, the signature and quotes until none is left (they nest)."""
+    body = text.strip()
+    for _ in range(5):
+        new = _unwrap(body)
+        new = _strip_label(new, labels)
+        if signature is not None:
+            new = strip_signature(new, signature)
+        new = _unquote(new)
+        if new == body:
+            break
+        body = new
+    return body
+
+
+def _tidy(body: str, spec: PersonaSpec) -> str:
+    body = " ".join(body.split())
+    return capitalize_sentences(T.rewrite(body, spec.grammar.fixups))
+
+
+def capitalize_sentences(text: str) -> str:
+    """A capital after every sentence end (not after an abbreviation such as "tzv.")."""
+
+    def sub(m: re.Match) -> str:
+        head = text[:m.start(2)].rstrip()
+        if head.endswith(".") and _after_abbreviation(head):
+            return m.group(0)
+        return m.group(1) + m.group(2) + m.group(3).upper()
+
+    return _CAPITAL.sub(sub, text)
+
+
+def _after_abbreviation(head: str) -> bool:
+    word = head[:-1].rsplit(None, 1)[-1].lower() if head[:-1].strip() else ""
+    return word.isdigit() or word in _ABBREVIATIONS
+
+
+def _unwrap(text: str) -> str:
+    body = text.strip()
+    m = _FENCE.match(body)
+    if m:
+        body = m.group(1).strip()
+    body = _LINE_MARKUP.sub("", body)
+    return _EMPHASIS.sub(lambda m: m.group(2) or m.group(3), body).strip()
+
+
+def _unquote(body: str) -> str:
+    """Without the quotes around the whole text ("„…“"), when no other quote of the kind
+    stands inside."""
+    if len(body) > 2 and _QUOTES.get(body[0]) == body[-1] and body[0] not in body[1:-1] \
+            and body[-1] not in body[1:-1]:
+        return body[1:-1].strip()
+    return body
+
+
+def _strip_label(body: str, labels: tuple[str, ...]) -> str:
+    """Drop "Label:" lines and prefixes ("Andrej Babiš (ironie):", "Odpověď —")."""
+    if not labels:
+        return body
+    alt = "|".join(re.escape(x) for x in sorted(labels, key=len, reverse=True))
+    label = re.compile(rf"^\s*(?:{alt})(?:\s*\([^()\n]{{0,40}}\))?\s*(?::|—|–|-\s)\s*",
+                       re.IGNORECASE)
+    for _ in range(3):
+        new = label.sub("", body, count=1).lstrip()
+        if new == body or not new:
+            break
+        body = new
+    return body
+
+
+def per_spec(fn):
+    """Cache a function of (spec, *args) per spec object (a spec holds dicts, so it is not
+    hashable; it is immutable, so its identity is enough). The spec is kept, so its id is
+    never reused while the entry lives."""
+    cache: dict = {}
+
+    @functools.wraps(fn)
+    def wrapper(spec, *args):
+        key = (id(spec), *args)
+        if key not in cache:
+            if len(cache) > 64:
+                cache.clear()
+            cache[key] = (spec, fn(spec, *args))
+        return cache[key][1]
+
+    return wrapper
+
+
+@per_spec
+def _labels(spec: PersonaSpec, role: str) -> tuple[str, ...]:
+    data = _data()
+    out = list(data.get("labels", {}).get(role, []))
+    if role == "answer":
+        out += [spec.persona.name, *_signature_variants(spec.persona.signature)]
+        out += [s.label for s in spec.styles.values()]
+        out += list(data.get("labels", {}).get("style", []))
+    return tuple(x for x in dict.fromkeys(out) if x)
+
+
+def _answer_labels(spec: PersonaSpec) -> tuple[str, ...]:
+    return _labels(spec, "answer")
+
+
+def _question_labels(spec: PersonaSpec) -> tuple[str, ...]:
+    return _labels(spec, "question")
+
+
+def _signature_variants(signature: str) -> list[str]:
+    """The signature, its initial-and-surname form and the surname alone ("A. Babiš")."""
+    words = signature.split()
+    out = [signature]
+    if len(words) >= 2 and words[0][:1].isalpha():
+        out += [f"{words[0][0]}. {' '.join(words[1:])}", words[-1]]
+    return [x for x in out if len(x) >= 3]
+
+
+def strip_signature(body: str, signature: str) -> str:
+    """The text without the signature it ends with, however decorated ("— *Andrej Babiš*",
+    "S pozdravem,\\nAndrej Babiš", twice). A name that ends a sentence after a comma is part
+    of the sentence and stays."""
+    if not signature:
+        return body.strip()
+    names = "|".join(re.escape(x) for x in _signature_variants(signature))
+    deco = r"[\s*_\"'„“”»«~—–-]*"
+    greeting = r"(?:(?:s pozdravem|se srdečným pozdravem|váš|vaše|podpis|signed|yours|regards|" \
+               r"best regards|sincerely)[,:]?\s*)?"
+    own_line = re.compile(rf"\n{deco}{greeting}{deco}(?:{names}){deco}\.?{deco}$", re.I)
+    same_line = re.compile(rf"(?<=[.!?…])\s*(?:[—–-]+\s*)?{deco}(?:{names}){deco}\.?{deco}$",
+                           re.I)
+    dashed = re.compile(rf"\s+[—–-]+\s*{deco}(?:{names}){deco}\.?{deco}$", re.I)
+    text = body.strip()
+    while True:
+        new = text
+        for pattern in (own_line, same_line, dashed):
+            new = pattern.sub("", new).rstrip()
+        if re.fullmatch(rf"{deco}(?:{names}){deco}\.?", new, re.I):
+            new = ""
+        if new == text:
+            return text
+        text = new
+
+
+# -- judging answers -------------------------------------------------------------------------
+
+def answer_problems(text: str, spec: PersonaSpec, style: str, *, slip: dict | None = None,
+                    brief: dict | None = None) -> list[str]:
+    """Why the (normalised, signed) answer must be asked again; [] when it may stay.
+
+    `slip`: the slip the answer reports (it is undone before the checks that look for slip
+    outputs and values). `brief`: what the writer was asked (an LLM's fill request): the values
+    it must name (`required`, category -> value key), the sentence range (`sentences`), the
+    template it must not copy (`template`, alternatives resolved)."""
+    body = _body(text, spec)
+    own = undo_slip(body, slip)
+    problems: list[str] = []
+    if style not in spec.styles:
+        problems.append(f"unknown style label {style!r}")
+    if is_refusal(own, spec.persona.language):
+        problems.append("a refusal, not an answer")
+    if not own.strip():
+        problems.append("empty answer")
+    elif not language_ok(own, spec.persona.language):
+        problems.append(f"does not read as language {spec.persona.language!r}")
+    left = T.unresolved(text)
+    if left:
+        problems.append(f"unresolved placeholder {left[0]!r}")
+    if not T.is_signed(text, spec.persona.signature):
+        problems.append(f"not signed {spec.persona.signature!r}")
+    brief = brief or {}
+    for name, key in (brief.get("required") or {}).items():
+        value = _value(spec, name, key)
+        if value is not None and not mentions_value(own, value, spec.placeholders[name],
+                                                    spec.persona.language):
+            problems.append(f"does not mention {{{name}}} ({key})")
+    if brief.get("sentences"):
+        lo, hi = brief["sentences"]
+        n = len(T.split_sentences(body))
+        if not lo <= n <= hi:
+            problems.append(f"{n} sentences, {lo}-{hi} asked")
+    if clashes(spec, body):
+        problems.append("clashing parts")
+    problems += misplaced_endings(body, spec)[:1]
+    if brief.get("template"):
+        ratio = copy_ratio(own, brief["template"])
+        if ratio is not None and ratio >= COPY_LIMIT:
+            problems.append(f"a copy of its template ({ratio:.0%} of its word 4-grams)")
+    found = unreported_slips(own, spec)
+    if found:
+        problems.append(f"an unreported slip ({found[0]!r})")
+    return problems
+
+
+def _body(text: str, spec: PersonaSpec) -> str:
+    body = text.rstrip()
+    sig = spec.persona.signature
+    if sig and body.endswith(sig):
+        body = body[: -len(sig)]
+    return body.strip()
+
+
+def undo_slip(body: str, slip: dict | None) -> str:
+    """The text as it was before its reported slip (the first occurrence of `to` put back)."""
+    if not slip or slip.get("to") not in body:
+        return body
+    return body.replace(slip["to"], slip["from"], 1)
+
+
+def clashes(spec: PersonaSpec, text: str) -> bool:
+    return any(re.search(a, text) and re.search(b, text) for a, b in spec.grammar.clashes)
+
+
+def _value(spec: PersonaSpec, name: str, key: str) -> dict[str, str] | None:
+    ph = spec.placeholders.get(name)
+    if ph is None:
+        return None
+    return next((v for v in ph.values if T.value_key(v) == key), None)
+
+
+def value_forms(value: dict[str, str], ph: Placeholder) -> list[str]:
+    """Every written form of a value (its case forms and the journalist's neutral ones)."""
+    return list(dict.fromkeys(v for k, v in value.items() if k != ph.agreement))
+
+
+def mentions_value(text: str, value: dict[str, str], ph: Placeholder,
+                   language: str = "cs") -> bool:
+    """Whether the text names the value in any form: one of the spec's forms, or (for forms
+    a model inflects its own way) every content word's lemma (simplemma), in any order."""
+    low = text.casefold()
+    for form in value_forms(value, ph):
+        if re.search(rf"(?<!\w){re.escape(form.casefold())}(?!\w)", low):
+            return True
+    return _lemmas_present(low, value_forms(value, ph), language)
+
+
+def _lemmas_present(low: str, forms: list[str], lang: str) -> bool:
+    try:
+        import simplemma
+    except ImportError:  # pragma: no cover - a dependency of the main install
+        return False
+    try:
+        have = {simplemma.lemmatize(w, lang=lang) for w in _WORDS.findall(low)}
+    except (ValueError, KeyError):  # a language simplemma does not know
+        return False
+    for form in forms:
+        words = [w for w in _WORDS.findall(form.casefold()) if len(w) >= 3]
+        if words and all(simplemma.lemmatize(w, lang=lang) in have for w in words):
+            return True
+    return False
+
+
+# -- copy ratio ------------------------------------------------------------------------------
+
+def _grams(tokens: list[str | None], n: int = 4) -> set[tuple[str, ...]]:
+    """Word n-grams made of words only (None stands for a value or an alternative)."""
+    return {tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)
+            if None not in tokens[i:i + n]}
+
+
+def template_tokens(template: str, spec: PersonaSpec | None = None,
+                    values: dict[str, dict[str, str]] | None = None) -> list[str | None]:
+    """A template's words as its reader sees them: filled with `values` where given (the
+    first value of a category for every mention); a slot without a value, an agreeing word
+    of one, and every `[a|b]` alternative is one None (it matches nothing)."""
+    values = values or {}
+    marked = ALT_RE.sub(" \x00 ", template)
+    marked = PLACEHOLDER_RE.sub(lambda m: m.group(0) if m.group(1) in values else " \x00 ",
+                                marked)
+    marked = AGREE_RE.sub(lambda m: m.group(0) if m.group(1) in values else " \x00 ", marked)
+    if spec is not None and values:
+        marked = T.fill(marked, values, spec)
+    out: list[str | None] = []
+    for part in re.split(r"(\x00)", marked):
+        if part == "\x00":
+            out.append(None)
+        else:
+            out += [w.casefold() for w in _WORDS.findall(part)]
+    return out
+
+
+def copy_ratio(answer: str, template: str, spec: PersonaSpec | None = None,
+               values: dict[str, dict[str, str]] | None = None) -> float | None:
+    """Share of the template's word 4-grams (filled with the answer's `values`; alternatives
+    and slots without a value left out) found in the answer; None when it has none."""
+    own = _grams(template_tokens(template, spec, values))
+    if not own:
+        return None
+    have = _grams([w.casefold() for w in _WORDS.findall(answer)])
+    return len(own & have) / len(own)
+
+
+def overlap(a: str, b: str) -> float:
+    """Share of a's word 4-grams (placeholders as words) that b has too: near-copies."""
+    def grams(text: str) -> set:
+        words = [w.casefold() for w in re.findall(r"\{[^{}]+\}|[^\W\d_]+", text)]
+        return _grams(words)  # type: ignore[arg-type]
+
+    mine = grams(a)
+    return len(mine & grams(b)) / len(mine) if mine else 0.0
+
+
+# -- refusals and slips ----------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=1)
+def _data() -> dict:
+    import tomllib
+
+    path = resources.files("persona") / "data" / "answer_checks.toml"
+    return tomllib.loads(path.read_text(encoding="utf-8"))
+
+
+@functools.lru_cache(maxsize=8)
+def _refusal_re(language: str) -> re.Pattern | None:
+    pats = _data().get("refusals", {})
+    chosen = pats.get(language, []) + pats.get("any", [])
+    return re.compile("|".join(f"(?:{p})" for p in chosen), re.I) if chosen else None
+
+
+def is_refusal(text: str, language: str) -> bool:
+    """A model declining the task ("Omlouvám se, ale…", "I can't help with that"); the
+    persona's own refusals ("To nebudu komentovat.") are answers and do not count."""
+    pattern = _refusal_re(language)
+    return bool(pattern and pattern.search(text))
+
+
+@per_spec
+def slip_markers(spec: PersonaSpec) -> tuple[tuple[str, re.Pattern], ...]:
+    """(kind, pattern) of every slip output that cannot be correct text: the replacement of
+    a rule without backreferences, unless all of its words are words of the language
+    (simplemma's dictionary) or the spec's own texts hold it. A rule with backreferences
+    ("\\1ov") makes forms no pattern can tell from correct words: only a reported slip of it
+    is checked (in the text, by the stage)."""
+    own = " ".join(text for _, text in spec.fragments()).casefold()
+    own += " " + " ".join(v for ph in spec.placeholders.values() for value in ph.values
+                          for v in value.values()).casefold()
+    out = []
+    for rule in spec.slips:
+        if re.search(r"\\\d|\\g<", rule.replacement):
+            continue
+        literal = rule.replacement.strip()
+        words = _WORDS.findall(literal)
+        if not words or literal.casefold() in own:
+            continue
+        if len(words) == 1 and _known_word(words[0], spec.persona.language):
+            continue
+        first = literal[0]
+        head = f"[{first.upper()}{first.lower()}]" if first.isalpha() else re.escape(first)
+        pattern = re.compile(rf"(?<!\w){head}{re.escape(literal[1:])}(?!\w)")
+        out.append((rule.kind, pattern))
+    return tuple(out)
+
+
+def _known_word(word: str, language: str) -> bool:
+    try:
+        import simplemma
+
+        return simplemma.is_known(word.lower(), lang=language)
+    except (ImportError, ValueError, KeyError):
+        return False
+
+
+def unreported_slips(body: str, spec: PersonaSpec) -> list[str]:
+    """Slip outputs in a text that reports no slip (what the markers find)."""
+    return [m.group(0) for _, pattern in slip_markers(spec) for m in [pattern.search(body)]
+            if m]
+
+
+# -- judging questions -----------------------------------------------------------------------
+
+def question_problems(question: str, spec: PersonaSpec, values: dict[str, str] | None = None
+                      ) -> list[str]:
+    """Why a (normalised) question must be asked again. `values`: the answer's values
+    (category -> key); the question must name one of its topics (journalist.match)."""
+    problems: list[str] = []
+    if not question.strip():
+        return ["empty question"]
+    if is_refusal(question, spec.persona.language):
+        problems.append("a refusal, not a question")
+    left = T.unresolved(question)
+    if left:
+        problems.append(f"unresolved placeholder {left[0]!r}")
+    if "?" not in question:
+        problems.append("not a question (no '?')")
+    low = question.lower()
+    label = next((lab for lab in spec.journalist.labels if lab.lower() in low), None)
+    if label is not None:
+        problems.append(f"the journalist uses the persona's label {label!r}")
+    if not language_ok(question, spec.persona.language):
+        problems.append(f"does not read as language {spec.persona.language!r}")
+    topics = [(name, key) for name, key in (values or {}).items()
+              if name in spec.journalist.match]
+    if topics and not any(mentions_value(question, v, spec.placeholders[name],
+                                         spec.persona.language)
+                          for name, key in topics
+                          for v in [_value(spec, name, key)] if v is not None):
+        problems.append("names none of the answer's topics")
+    return problems
+
+
+def question_key(question: str) -> str:
+    """What makes two questions the same question: case, spacing and punctuation aside."""
+    return " ".join(_WORDS.findall(question.casefold()))

@@ -1,0 +1,201 @@
+"""How the loopback server writes, and how it misbehaves the way real chat models do.
+
+**Writing** (the default): a `fill` task in persona's write mode (it carries `about`, `idea`,
+`style_examples`, `sentences`) is answered by composing, not copying: a sentence of the
+server's own that names each value in `about`, then sentences of the style's own material,
+as many as `sentences` asks for. The template's wording (`idea`) is not used. A small share
+of answers has a writer's flaw (`writer_flaws`): it copies the idea nearly word for word, or
+runs on for three sentences too many. A strict task (`template`, `style_phrases`) is filled
+word for word (a copier). A `rephrase` task gets its text back with one of the offered words
+worked in. A `templates` task gets new templates recombined from clauses of different
+examples (some still too close to one example: the stage refuses those).
+
+**Deviating** (`deviate`: the share of answers that deviate, classes drawn uniformly):
+answers with a decorated or doubled signature, a label before the text, markdown, quotes
+around it, a model's refusal, lowercase sentence starts, an unreported Slovak word, or the
+wrong language (English, Slovak); questions repeated word for word across answers, generic
+questions that name no topic, questions with the persona's own labels, decorated, lowercase
+or in English. Every draw is seeded by the request body, so a run is reproducible.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+ANSWER_DEVIATIONS = ("signature", "label", "markdown", "quotes", "refusal", "lowercase",
+                     "slip", "language")
+QUESTION_DEVIATIONS = ("repeat", "generic", "label", "decorated", "lowercase", "language")
+_SENT = re.compile(r"(?<=[.!?])\s+")
+
+# The server's own sentences: each names a value in its first (nominative) form, which
+# every value has, so they stay grammatical whatever the value.
+_OWN = {
+    "cs": ["{X}, to je dneska největší téma.", "{X}, o tom se tady mluví pořád dokola.",
+           "Když se řekne {x}, každej ví, o co jde.", "{X}, to je přesně ta věc, co lidi řeší.",
+           "Tak a teď {x}, to je kapitola sama pro sebe.", "{X}, to je moje téma odjakživa.",
+           "Mně se pořád všichni ptají, jak je to s tím, že {x} je problém.",
+           "Když jde o to, co je {x}, tak já vím nejlíp, o čem mluvím.",
+           "{X}, to je věc, na kterou se ptají lidi na každým mítinku.",
+           "Tohle všechno kolem toho, co je {x}, já sleduju každej den.",
+           "{X}, to je věc, o které se u nás mluví roky.",
+           "Já vám řeknu jedno slovo: {x}.", "{X}, tak o tom bych mohl mluvit hodiny.",
+           "Kdo tady vůbec ví, co je {x}?", "{X}, to je téma, které mě fakt zajímá."],
+    "en": ["{X}, of all things.", "Ah, {x}: I have heard quite enough about it.",
+           "When one says {x}, the whole household knows what is meant.",
+           "{X}, if you please.", "I have given {x} a great deal of thought, sir.",
+           "{X} is not a subject for the drawing room."],
+}
+_SLOVAK = [("protože", "lebo"), ("teď", "teraz"), ("nikdo", "nikto"), ("všechno", "všetko"),
+           ("ještě", "ešte"), ("hned", "hneď"), ("vůbec", "vôbec")]
+_REFUSALS = ["Omlouvám se, ale s tímto požadavkem vám nemohu pomoci.",
+             "I'm sorry, but I can't help with that request."]
+
+
+def language_of(body: dict) -> str:
+    system = " ".join(str(m.get("content", "")) for m in body.get("messages", [])
+                      if m.get("role") == "system")
+    return "en" if re.search(r"\b(?:Write in|are in) English\b", system) else "cs"
+
+
+def persona_name(body: dict) -> str:
+    system = " ".join(str(m.get("content", "")) for m in body.get("messages", [])
+                      if m.get("role") == "system")
+    m = re.search(r"You speak as ([^:]+):", system) or re.search(r"addressed to ([^.]+)\.",
+                                                                   system)
+    return m.group(1).strip() if m else "Andrej Babiš"
+
+
+def labels_of(body: dict) -> list[str]:
+    system = " ".join(str(m.get("content", "")) for m in body.get("messages", [])
+                      if m.get("role") == "system")
+    m = re.search(r"words containing: ([^)]*)\)", system)
+    return [x.strip() for x in m.group(1).split(",")] if m else []
+
+
+# -- writing -------------------------------------------------------------------------------
+
+def write_answer(task: dict, body: dict, rng: random.Random, flaws: float) -> str:
+    lo, hi = (int(x) for x in str(task.get("sentences", "2-4")).split("-"))
+    n = rng.randint(lo, hi)
+    if flaws and rng.random() < flaws:
+        if rng.random() < 0.5:  # a copier after all
+            return " ".join([task.get("idea", ""), *task.get("style_examples", [])[:1]])
+        n += 3  # runs on
+    lang = language_of(body)
+    own = []
+    about = task.get("about", {})
+    for frame, value in zip(rng.sample(_OWN[lang], len(about)), about.values(), strict=False):
+        name = value[0] if isinstance(value, list) else value
+        own.append(frame.replace("{X}", name[:1].upper() + name[1:]).replace("{x}", name))
+    material = [s for e in task.get("style_examples", []) for s in _SENT.split(e) if s]
+    rng.shuffle(material)
+    closers = [s for e in task.get("closers", []) for s in _SENT.split(e) if s]
+    if closers and rng.random() < 0.5:  # a closer, when used, ends the answer
+        material = material + closers[:1]
+    sentences = own + material[-max(0, n - len(own)):] if n > len(own) else own
+    while len(sentences) < n:
+        sentences.insert(len(own), rng.choice(["A to je všechno jasný.", "To je fakt.",
+                                               "Tak to prostě je."] if lang == "cs" else
+                                              ["Quite so.", "Indeed it is."]))
+    return " ".join(sentences)
+
+
+def rephrase(task: dict, rng: random.Random) -> str:
+    words = task.get("use_one_of") or ["protože"]
+    word = rng.choice(words)
+    return f"Já vám řeknu, {word}, to je jasný. {task.get('text', '').strip()}"
+
+
+def write_templates(task: dict, rng: random.Random) -> list[str]:
+    """New templates: clauses of two or three different examples joined."""
+    examples = [e for e in task.get("examples", []) if e]
+    clauses = [c.strip() for e in examples for c in re.split(r"(?<=[,.!?])\s+", e)
+               if "{" in c and len(c.split()) >= 3]
+    out: list[str] = []
+    for _ in range(task.get("count", len(examples))):
+        if len(clauses) < 2:
+            break
+        parts = rng.sample(clauses, min(len(clauses), rng.choice((2, 3))))
+        text = " ".join(p.rstrip(",") + ("" if p.endswith((".", "!", "?")) else ".")
+                        for p in parts)
+        out.append(text[:1].upper() + text[1:])
+    return out
+
+
+# -- deviating -----------------------------------------------------------------------------
+
+def deviate_answer(text: str, body: dict, rng: random.Random) -> str:
+    kind = rng.choice(ANSWER_DEVIATIONS)
+    name = persona_name(body)
+    if kind == "signature":
+        return text + rng.choice([f"\n\n— {name}", f"\n\n*{name}*", f"\n\nS pozdravem,\n{name}",
+                                  f" {name}", f"\n\n{name}\n\n{name}", f"\n\n**{name}**."])
+    if kind == "label":
+        return rng.choice([f"{name}: ", "**Odpověď:** ", "Odpověď: ", f"{name} (ironie): "]) + text
+    if kind == "markdown":
+        return rng.choice([f"```\n{text}\n```", f"> {text}",
+                           "\n".join(f"- {s}" for s in _SENT.split(text)),
+                           re.sub(r"^(\S+ \S+)", r"**\1**", text)])
+    if kind == "quotes":
+        return f"„{text}“"
+    if kind == "refusal":
+        return rng.choice(_REFUSALS)
+    if kind == "lowercase":
+        return " ".join(s[:1].lower() + s[1:] for s in _SENT.split(text))
+    if kind == "slip":
+        for cz, sk in _SLOVAK:
+            if re.search(rf"\b{cz}\b", text):
+                return re.sub(rf"\b{cz}\b", sk, text, count=1)
+        return text + " A to je všetko."
+    if language_of(body) == "en":
+        return "Dobre, to je všetko, čo k tomu poviem, lebo ja som to hovoril."
+    return rng.choice(["Well, inflation is the problem and the others are to blame for it, "
+                       "that is what I have always said.",
+                       "No, ja som to vždy hovoril: to je problém a oni nič nerobia, lebo "
+                       "nevedia ako na to."])
+
+
+def deviate_question(question: str, task: dict, body: dict, rng: random.Random) -> str:
+    kind = rng.choice(QUESTION_DEVIATIONS)
+    topics = task.get("topics", {})
+    topic = next(iter(topics.values()), "to")
+    if kind == "repeat":  # the same question for every answer of a topic
+        return f"Pane Babiši, co říkáte na téma {topic}?"
+    if kind == "generic":
+        return rng.choice(["Co na to říkáte?", "Můžete to rozvést?", "A co dál?"])
+    if kind == "label":
+        answer = task.get("answer", "")
+        for stem in labels_of(body):
+            m = re.search(rf"\b\w*{re.escape(stem)}\w*", answer, re.I)
+            if m:
+                return f"{question[:-1]}, a co {m.group(0)}?"
+        return question
+    if kind == "decorated":
+        return rng.choice([f"**Otázka:** „{question}“", f"Novinář: {question}",
+                           f'"{question}"'])
+    if kind == "lowercase":
+        return question[:1].lower() + question[1:]
+    return f"Mr Babiš, what do you say about {topic}?"
+
+
+def answer(task: dict, body: dict, rng: random.Random, cfg) -> dict | None:
+    """The JSON answer of a write / rephrase / templates task (None: not one of these)."""
+    kind = task.get("task")
+    if kind == "fill" and "idea" in task:
+        text = write_answer(task, body, rng, cfg.writer_flaws)
+        if cfg.deviate and rng.random() < cfg.deviate:
+            text = deviate_answer(text, body, rng)
+        return {"text": text}
+    if kind == "rephrase":
+        return {"text": rephrase(task, rng)}
+    if kind == "templates":
+        return {"templates": write_templates(task, rng)}
+    return None
+
+
+def question_deviation(obj: dict, task: dict, body: dict, rng: random.Random, cfg) -> dict:
+    if cfg.deviate and rng.random() < cfg.deviate:
+        return {"question": deviate_question(obj["question"], task, body, rng)}
+    return obj
+
