@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -85,8 +86,11 @@ def finish(spec: PersonaSpec, ws: Workspace, merge_report: StageReport) -> dict:
     cache = ws.generated / "cache"
     if (cache / "requests.jsonl").exists():  # an LLM wrote (part of) this dataset
         from persona.providers.llm_cache import usage_by_kind
+        from persona.providers.openai_compat import PARAMS_FILE
 
         stages["llm_usage"] = usage_by_kind(cache)
+        if (cache / PARAMS_FILE).exists():  # what the last run sent (and what it adapted)
+            stages["llm_params"] = json.loads((cache / PARAMS_FILE).read_text("utf-8"))
     return report_mod.write(spec, ws, stages)
 
 

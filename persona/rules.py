@@ -13,7 +13,8 @@ _LANG_WORDS = {
            "jak", "co", "pane", "vás", "vám", "vy", "proč", "by", "podle", "pro", "i", "z",
            "do", "ale", "když", "mi", "mě", "mně", "my", "oni", "ten", "ta", "tady", "už",
            "jsou", "není", "jste", "byl", "kdo", "jen", "jenom", "taky", "nebo", "za", "byste",
-           "po", "při", "od", "k", "u", "ve", "si"},
+           "po", "při", "od", "k", "u", "ve", "si", "bych", "tom", "toho", "tomu", "jako",
+           "ať", "také", "ano", "jim", "ho", "mu"},
     "en": {"the", "a", "to", "and", "of", "is", "i", "it", "that", "we", "you", "in", "not"},
 }
 _CS_LETTERS = set("áčďéěíňóřšťúůýž")
@@ -43,8 +44,8 @@ def language_ok(text: str, language: str) -> bool:
     if common is None:
         return True
     hits = sum(w in common for w in words)
-    if language == "cs":
-        ok = hits >= 1 and any(c in _CS_LETTERS for c in text.lower())
+    if language == "cs":  # a short Czech sentence may have no diacritics, a longer one has
+        ok = hits >= 3 or (hits >= 1 and any(c in _CS_LETTERS for c in text.lower()))
     elif language == "en":
         non_ascii = sum(not c.isascii() for c in text if c.isalpha())
         ok = hits >= 1 and non_ascii <= 0.05 * sum(c.isalpha() for c in text)

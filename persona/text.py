@@ -170,6 +170,23 @@ def apply_slip(text: str, rules: list[SlipRule], rng: random.Random,
 _WORDS = re.compile(r"[^\W\d_]+")
 
 
+def warm_lemmas(language: str) -> None:
+    """Load simplemma's dictionary of `language` in a daemon thread (~0.4 s, mostly without
+    the GIL): the first slip or lemma check of an LLM run then does not stall the event loop
+    that keeps the requests going. A failure is left for the real call to report."""
+    import threading
+
+    def load() -> None:
+        try:
+            import simplemma
+
+            simplemma.is_known("a", lang=language)
+        except Exception:  # noqa: BLE001 - an unknown language: the real call says so
+            pass
+
+    threading.Thread(target=load, name="persona-lemmas", daemon=True).start()
+
+
 @functools.lru_cache(maxsize=4096)
 def is_real_slip(before: str, after: str, language: str) -> bool:
     """False when every changed word is still a valid form of the word it replaced (its

@@ -123,18 +123,21 @@ def test_held_out_topics_come_from_val_and_test_never_train(tmp_path):
 # -- the remote path, the judge and the sheet ----------------------------------------------
 
 def _bench(cli, data, out: Path, url: str, *extra):
-    return cli("bench", data["babis"], "--before", "openai:gpt-4o-mini", "--after",
+    return cli("bench", data["babis"], "--before", "openai:gpt-5.4-mini", "--after",
                "openai:ft:gpt-4o-mini:acme::x1", "--base-url", url, "--neutral",
                data["neutral"], "--out", out, "--limit", 12, "--json", *extra)
 
 
 def test_remote_bench_with_fair_judge_writes_a_sheet_that_reads_back(cli, data, tmp_path):
+    """Against a server enforcing OpenAI's rules (gpt-5.4-mini answers and judges): no
+    request is refused for its parameters."""
     out = tmp_path / "bench"
-    with serve() as srv:
-        r = _bench(cli, data, out, srv.url, "--judge", "gpt-4o-mini")
+    with serve(openai_rules=True) as srv:
+        r = _bench(cli, data, out, srv.url, "--judge", "gpt-5.4-mini")
         first = srv.stats()["total"]
-        again = _bench(cli, data, out, srv.url, "--judge", "gpt-4o-mini")
+        again = _bench(cli, data, out, srv.url, "--judge", "gpt-5.4-mini")
         assert srv.stats()["total"] == first  # a rerun reuses every answer and verdict
+        assert "400" not in srv.stats()["by_status"]
     s = json.loads(r.output)["summary"]
     assert s["questions"] == 12 and json.loads(again.output)["summary"] == s
     assert s["means"]["signature"]["before"] == 0 and s["means"]["signature"]["after"] == 1

@@ -90,7 +90,7 @@ def test_cost_of_a_file(tmp_path):
     assert (r.epochs, r.epochs_default, r.encoding, r.exact) == (8, True, "o200k_base", True)
     assert r.trained_tokens == 12 * per_example * 8
     assert r.cost == pytest.approx(r.trained_tokens * 3.00 / 1e6)
-    assert (r.price_model, r.prices_as_of, r.warnings) == ("gpt-4o-mini", "2026-11-22", [])
+    assert (r.price_model, r.prices_as_of, r.warnings) == ("gpt-4o-mini", "2026-12-02", [])
     assert (
         cost_file(path, "gpt-4o-mini-2024-07-18", epochs=2).trained_tokens == 12 * per_example * 2
     )
@@ -157,7 +157,7 @@ def test_cost_cli_without_a_price_prints_tokens_and_exits_0(tmp_path):
 
 def test_shipped_price_table():
     prices = load_prices()
-    assert prices.as_of.isoformat() == "2026-11-22" and prices.source
+    assert prices.as_of.isoformat() == "2026-12-02" and prices.source
     expected = {
         "gpt-4o-mini": 3.00,
         "gpt-4o": 25.00,
@@ -239,7 +239,7 @@ def test_cli_cost_table_marks_approximate_figures(tmp_path):
     exact = runner.invoke(cli, ["cost", str(path)])
     assert approx.exit_code == exact.exit_code == 0
     assert f"≈{10 * tokens_of(2) * 10:,}" in approx.stdout  # 10 epochs by default for 10
-    assert "≈" not in exact.stdout and "2026-11-22" in exact.stdout
+    assert "≈" not in exact.stdout and "2026-12-02" in exact.stdout
 
 
 def test_cli_cost_errors_exit_2(tmp_path):

@@ -39,22 +39,25 @@ def test_fill_request_renders_exactly(babis):
                                                         True), 42)
     assert msgs[0]["content"] == (
         "You write answers for a satirical persona style-transfer dataset. You speak as Andrej "
-        f"Babiš: {babis.persona.description}\n\n"
-        "Write in Czech, as spoken words: one paragraph of whole sentences, in your own words. "
-        "Give only the answer itself: no name or label before it, no quotation marks, no "
-        "markdown, no signature (it is added afterwards), no comment on the task. Never refuse "
-        "or step out of the role: when the persona refuses to comment, that refusal is the "
-        "answer. Write correct Czech; the dataset adds its deliberate slips itself.\n\n"
+        f"Babiš. The persona: {babis.persona.description}\n\n"
+        "Write spoken Czech in the persona's register, as the style examples show, without "
+        "typos: one paragraph of whole sentences, in your own words. Use no words of another "
+        "language and make no deliberate mistakes, malapropisms or mangled idioms: the dataset "
+        "adds those to chosen answers itself. It is satire of a speaking style: invent no "
+        "concrete facts, figures, names of real people or accusations of crimes. Give only the "
+        "answer itself: no name or label before it, no quotation marks, no markdown, no "
+        "signature (it is added afterwards), no comment on the task. Never refuse or step out "
+        "of the role: when the persona refuses to comment, that refusal is the answer.\n\n"
         'Reply with one JSON object and nothing else: {"text": "<the answer>"}')
     assert msgs[1]["content"] == (
         'Write one answer of Andrej Babiš in the style "irony": Ironie: předstíraný souhlas, '
         "sarkastická chvála protivníků.\n\n"
         "The task below gives you:\n"
-        "- `about`: what the answer is about. Name each of them, in whatever grammatical form "
-        "fits.\n"
-        "- `may_use` (when given): more things the answer may name.\n"
-        "- `idea`: a thought the answer can start from. Say it your own way; do not copy its "
-        "wording.\n"
+        "- `about`: what the answer is about. Use each of these words, inflected as your "
+        "sentence needs.\n"
+        "- `may_use` (when given): more words and phrases the answer may use.\n"
+        "- `idea`: a thought the answer can start from. Take its content, not its tone (the "
+        "style comes first), and say it your own way: do not copy its wording.\n"
         "- `style_examples`: sentences of this style, to show its tone. You may reuse one of "
         "them.\n"
         "- `closers` (when given): sentences of this style that close an answer (a refusal, a "
@@ -176,13 +179,29 @@ def test_question_checks(babis):
     ok = "Pane Babiši, co uděláte s inflací, kterou kritizují neziskové organizace?"
     assert A.question_problems(ok, babis, values) == []
     assert A.question_problems("Co na to říkáte?", babis, values) == [
-        "names none of the answer's topics"]
+        "does not name the answer's topic (inflace)"]
+    # naming only the critic is not naming the topic
+    assert A.question_problems("Pane Babiši, co říkáte na neziskové organizace?", babis,
+                               values) == ["does not name the answer's topic (inflace)"]
+    assert A.question_problems("Vraťme se k inflaci. Pane Babiši, co jim vzkážete? A co dál?",
+                               babis, values, max_sentences=2) == ["more than 2 sentences"]
     assert A.question_problems("Pane Babiši, proč neziskovky kritizují vaši inflaci?",
                                babis, values) == [
         "the journalist uses the persona's label 'neziskovk'"]
     assert A.question_problems("Mr Babiš, what about the inflation in the country?", babis,
                                values)[0] == "does not read as language 'cs'"
     assert A.question_key("Pane Babiši,  CO inflace?") == A.question_key("pane babiši co inflace")
+    from persona.stages.questions import QuestionIndex
+
+    index = QuestionIndex(babis)  # an LLM's questions: the address and a lead aside too
+    index.add("Pane Babiši, máte konkrétní plán, jak naložit s inflací?")
+    assert "Pane předsedo, máte konkrétní plán, jak naložit s inflací?" in index
+    assert "Dovolte mi otázku k inflaci. Máte konkrétní plán, jak naložit s inflací?" in index
+    index.add("Kritici tvrdí, že inflaci podceňujete. Mají pravdu?")
+    assert "Piráti tvrdí, že daně podceňujete. Mají pravdu?" not in index  # a short tail
+    exact = QuestionIndex()  # the offline grammar's rule: case and punctuation aside only
+    exact.add("Pane Babiši, co inflace?")
+    assert "pane babiši co inflace" in exact and "Pane předsedo, co inflace?" not in exact
 
 
 def test_slip_markers_are_outputs_no_correct_text_has(babis):
@@ -230,7 +249,8 @@ def test_a_deviating_model_leaves_nothing_in_final(tmp_path):
     fill, ask = report["stages"]["fill"]["reasons"], report["stages"]["questions"]["reasons"]
     assert fill["a refusal, not an answer"] and fill["does not read as language 'cs'"]
     assert any(k.startswith("an unreported slip") for k in fill)
-    assert ask["question asked before"] and ask["names none of the answer's topics"]
+    assert ask["question asked before"]
+    assert any(k.startswith("does not name the answer's topic") for k in ask)
     assert any(k.startswith("the journalist uses the persona's label") for k in ask)
     assert_no_key(ws, proc.stdout, proc.stderr)
 

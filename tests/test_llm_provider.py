@@ -72,9 +72,10 @@ def test_question_prompt_renders_exactly(babis):
         "markdown. Reply with one JSON object and nothing else.")}
     assert user["content"] == (
         "Write the question the journalist asked that Andrej Babiš answered like this. The "
-        "question names the answer's topics (`topics`, in the journalist's neutral words, in "
-        "whatever grammatical form fits) and must not quote the answer. `examples` shows "
-        "questions of the right kind; write one of your own.\n\n"
+        "question names the answer's topic: use the words in `topics` (the journalist's "
+        "neutral words for what the answer talks about), inflected as your sentence needs. It "
+        "must not quote the answer. `examples` shows questions of the right kind; write one "
+        "of your own.\n\n"
         "```json\n{\n \"task\": \"questions\",\n \"id\": \"babis-a000001\",\n \"attempt\": 0,\n"
         " \"answer\": \"Dálnice? To je tragédie!\\n\\nAndrej Babiš\",\n"
         " \"topics\": {\n  \"tema\": \"dálnice\"\n },\n"
@@ -224,9 +225,9 @@ def test_rpm_keeps_the_observed_rate_under_the_limit(tmp_path):
     with serve() as srv:
         run_llm(srv, ws, "fill", "--count", 40, "--batch-size", 40, "--rpm", 600,
                 "--concurrency", 16)
-        times = sorted(srv.stats()["times"])
+        times = sorted(srv.stats()["times"])[:40]  # the first asks (retries come later)
     rate = (len(times) - 1) / (times[-1] - times[0]) * 60
-    assert len(times) >= 40
+    assert len(times) == 40
     assert 540 <= rate <= 600
 
 
@@ -312,7 +313,7 @@ def test_batch_api_killed_while_polling_resumes_the_recorded_batch(tmp_path):
     # near-duplicate answers may add its own record)
     fill_records = [json.loads(p.read_text()) for p in records.glob("fill-*.json")]
     assert {"batch_id": first, "input_file_id": "file-000001", "kind": "fill",
-            "model": "gpt-4o-mini", "requests": 300, "status": "completed"} in fill_records
+            "model": "gpt-5.4-mini", "requests": 300, "status": "completed"} in fill_records
     assert validate_file(ws / "final" / "babis" / "train.jsonl").ok
 
 

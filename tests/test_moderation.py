@@ -165,12 +165,13 @@ def test_fix_regenerate_with_an_llm_on_a_file(planted, cli):
     final, lines = planted
     train = final / "train.jsonl"
     original = train.read_bytes()
-    with serve(malformed_rate=0.1) as srv:
+    with serve(malformed_rate=0.1, openai_rules=True) as srv:  # gpt-5.4-mini rewrites
         result = cli("moderate", train, "--base-url", srv.url, "--fix", "regenerate",
                      "--json")
         fix = json.loads(result.stdout)["fix"]
         out = final / "moderation" / "fixed.jsonl"
         again = json.loads(cli("moderate", out, "--base-url", srv.url, "--json").stdout)
+        assert "400" not in srv.stats()["by_status"]
     assert train.read_bytes() == original  # a file is never rewritten in place
     assert fix["regenerated"] == fix["flagged"] > 0 and fix["dropped"] == 0
     assert again["flagged"] == 0

@@ -25,7 +25,7 @@ def test_babis_is_the_assignment_persona(babis):
                                 "irony")}
     assert babis.style.slip_rate == 0.15
     assert babis.persona.signature == "Andrej Babiš"
-    assert {r.replacement for r in babis.slips} >= {"lebo", "tragédyje"}
+    assert {r.replacement for r in babis.slips} >= {"lebo", "tragédia"}
     assert {r.kind for r in babis.slips} == {"slovak", "wrong_ending", "malapropism",
                                              "mangled_idiom"}
     assert all(len(p.values) >= 20 for p in babis.placeholders.values())

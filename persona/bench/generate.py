@@ -88,7 +88,7 @@ def parse_model(spec: str) -> ModelRef:
     if spec.startswith("openai:"):
         name = spec.removeprefix("openai:")
         if not name:
-            raise InputError("openai: needs a model name, e.g. openai:gpt-4o-mini")
+            raise InputError("openai: needs a model name, e.g. openai:gpt-5.4-mini")
         return ModelRef(spec, "openai", name)
     path = Path(spec)
     if path.exists():

@@ -9,7 +9,8 @@ A model's text deviates in two ways, and each gets its own treatment:
   (every offline answer and question) they change no byte.
 - **What cannot is asked again**, with its reason (`answer_problems`, `question_problems`): a
   refusal, the wrong language, a value of the slot not mentioned in any form, too few or too
-  many sentences, clashing parts, a refusal or wrap-up in the middle, a copy of its template
+  many sentences, a sentence said twice, clashing parts, a refusal or wrap-up in the middle,
+  a copy of its template
   (word 4-grams, `COPY_LIMIT`), a slip-rule output in an answer that reports none.
 
 Pure functions; the slip markers and refusal patterns are derived from the spec and
@@ -222,6 +223,7 @@ def answer_problems(text: str, spec: PersonaSpec, style: str, *, slip: dict | No
         problems.append(f"unresolved placeholder {left[0]!r}")
     if not T.is_signed(text, spec.persona.signature):
         problems.append(f"not signed {spec.persona.signature!r}")
+    written = brief is not None  # by a model that was briefed (an LLM), not by the grammar
     brief = brief or {}
     for name, key in (brief.get("required") or {}).items():
         value = _value(spec, name, key)
@@ -233,6 +235,12 @@ def answer_problems(text: str, spec: PersonaSpec, style: str, *, slip: dict | No
         n = len(T.split_sentences(body))
         if not lo <= n <= hi:
             problems.append(f"{n} sentences, {lo}-{hi} asked")
+    # a sentence twice (in the offline grammar an interjection of three words or fewer may
+    # be a tic: "By Jove!"; a model's repeat is a flaw whatever its length)
+    sentences = [x.casefold() for x in T.split_sentences(body)
+                 if written or len(x.split()) > 3]
+    if len(sentences) != len(set(sentences)):
+        problems.append("a sentence said twice")
     if clashes(spec, body):
         problems.append("clashing parts")
     problems += misplaced_endings(body, spec)[:1]
@@ -422,10 +430,11 @@ def unreported_slips(body: str, spec: PersonaSpec) -> list[str]:
 
 # -- judging questions -----------------------------------------------------------------------
 
-def question_problems(question: str, spec: PersonaSpec, values: dict[str, str] | None = None
-                      ) -> list[str]:
+def question_problems(question: str, spec: PersonaSpec, values: dict[str, str] | None = None,
+                      max_sentences: int | None = None) -> list[str]:
     """Why a (normalised) question must be asked again. `values`: the answer's values
-    (category -> key); the question must name one of its topics (journalist.match)."""
+    (category -> key); the question must name its topic (the first journalist.match
+    category the answer has). `max_sentences`: what the writer was asked for (an LLM)."""
     problems: list[str] = []
     if not question.strip():
         return ["empty question"]
@@ -442,16 +451,59 @@ def question_problems(question: str, spec: PersonaSpec, values: dict[str, str] |
         problems.append(f"the journalist uses the persona's label {label!r}")
     if not language_ok(question, spec.persona.language):
         problems.append(f"does not read as language {spec.persona.language!r}")
-    topics = [(name, key) for name, key in (values or {}).items()
-              if name in spec.journalist.match]
-    if topics and not any(mentions_value(question, v, spec.placeholders[name],
-                                         spec.persona.language)
-                          for name, key in topics
-                          for v in [_value(spec, name, key)] if v is not None):
-        problems.append("names none of the answer's topics")
+    topic = next(((name, (values or {})[name]) for name in spec.journalist.match
+                  if name in (values or {})), None)
+    if topic is not None:
+        value = _value(spec, *topic)
+        if value is not None and not mentions_value(question, value,
+                                                    spec.placeholders[topic[0]],
+                                                    spec.persona.language):
+            problems.append(f"does not name the answer's topic ({topic[1]})")
+    if max_sentences and len(T.split_sentences(question)) > max_sentences:
+        problems.append(f"more than {max_sentences} sentences")
     return problems
 
 
 def question_key(question: str) -> str:
     """What makes two questions the same question: case, spacing and punctuation aside."""
     return " ".join(_WORDS.findall(question.casefold()))
+
+
+@per_spec
+def address_heads(spec: PersonaSpec) -> tuple[tuple[str, ...], ...]:
+    """How the journalist addresses the persona ("Pane Babiši,", "Pane předsedo,"): a head
+    of up to three words before a comma that starts at least three question frames."""
+    from collections import Counter
+
+    from persona.spec import expansions
+
+    counts: Counter = Counter()
+    for frame in spec.journalist.questions:
+        heads = set()
+        for variant in expansions(frame, 64):
+            head, sep, _ = variant.partition(", ")
+            words = tuple(_WORDS.findall(head.casefold()))
+            if sep and 0 < len(words) <= 3 and "{" not in head:
+                heads.add(words)
+        counts.update(heads)
+    return tuple(sorted((h for h, n in counts.items() if n >= 3), key=len, reverse=True))
+
+
+def question_keys(question: str, spec: PersonaSpec) -> tuple[str, str | None]:
+    """(key, tail key) of a question with the journalist's address left out of every
+    sentence: "Pane Babiši, X?" and "Pane předsedo, X?" are one question. The tail is the
+    question without a first sentence that asks nothing (a lead: "Vraťme se k daním."), when
+    what is left is a question of its own (five words or more, not "Mají pravdu?")."""
+    heads = address_heads(spec)
+
+    def key(sentences: list[str]) -> str:
+        out: list[str] = []
+        for sentence in sentences:
+            words = _WORDS.findall(sentence.casefold())
+            head = next((h for h in heads if tuple(words[:len(h)]) == h), ())
+            out += words[len(head):]
+        return " ".join(out)
+
+    sentences = T.split_sentences(question)
+    tail = key(sentences[1:]) if len(sentences) > 1 and "?" not in sentences[0] else None
+    return key(sentences), (tail if tail and len(tail.split()) >= 5 else None)

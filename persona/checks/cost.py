@@ -8,19 +8,15 @@ the dataset size. Prices ship as data (persona/data/prices.toml) and a file can 
 from __future__ import annotations
 
 import statistics
-import tomllib
 from dataclasses import asdict, dataclass, field
-from datetime import date
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
 from persona.checks import tokens
 from persona.checks.chatjsonl import iter_lines, parse_line
-from persona.checks.validate import example_tokens
-from persona.errors import InputError, from_validation
+from persona.checks.prices import ModelPrice, PriceTable, load_prices  # noqa: F401 - re-exported
+from persona.checks.tokens import example_tokens
+from persona.errors import InputError
 from persona.io import check_readable
 
 # OpenAI's default-epochs rule for fine-tuning (openai-cookbook, "Chat finetuning data prep").
@@ -30,56 +26,6 @@ MAX_TARGET_EXAMPLES = 25_000
 MIN_DEFAULT_EPOCHS = 1
 MAX_DEFAULT_EPOCHS = 25
 SHOWN_SKIPPED_LINES = 10
-
-
-class ModelPrice(BaseModel):
-    """One model's prices (USD per 1M tokens) and fine-tuning limit."""
-
-    model_config = ConfigDict(extra="forbid")
-    training: float | None = Field(None, ge=0, description="per 1M trained tokens")
-    input: float | None = Field(None, ge=0, description="per 1M input tokens (inference)")
-    output: float | None = Field(None, ge=0, description="per 1M output tokens (inference)")
-    max_example_tokens: int | None = Field(None, gt=0, description="longest training example")
-
-
-class PriceTable(BaseModel):
-    """A dated price table; see persona/data/prices.toml for the schema by example."""
-
-    model_config = ConfigDict(extra="forbid")
-    as_of: date
-    source: str
-    currency: str = "USD"
-    batch_discount: float = Field(0.5, ge=0, lt=1, description="Batch API discount")
-    models: dict[str, ModelPrice] = Field(min_length=1)
-
-    def lookup(self, model: str) -> tuple[str, ModelPrice] | None:
-        """(table name, prices) for `model` or a dated snapshot of it; the longest name wins."""
-        model = model.strip().lower().removeprefix("ft:")
-        names = [
-            n
-            for n in self.models
-            if model == n.lower() or model.startswith((n.lower() + "-", n.lower() + ":"))
-        ]
-        if not names:
-            return None
-        name = max(names, key=len)
-        return name, self.models[name]
-
-
-def load_prices(path: Path | None = None) -> PriceTable:
-    """The shipped table, or the one in `path`; a bad file raises InputError (one line)."""
-    if path is None:
-        text = resources.files("persona").joinpath("data/prices.toml").read_text("utf-8")
-        where = "persona/data/prices.toml"
-    else:
-        check_readable(Path(path))
-        text, where = Path(path).read_text(encoding="utf-8"), str(path)
-    try:
-        return PriceTable.model_validate(tomllib.loads(text))
-    except tomllib.TOMLDecodeError as e:
-        raise InputError(f"invalid TOML: {e}", file=where) from None
-    except ValidationError as e:
-        raise from_validation(e, file=where, cls=InputError, model=PriceTable) from None
 
 
 def default_epochs(n_examples: int) -> int:
@@ -240,6 +186,11 @@ def _warnings(r: CostReport, prices: PriceTable) -> list[str]:
         out.append(
             f"no known encoding for {r.model!r}: tokens counted with {r.encoding}, approximate"
         )
+    from persona.checks.prices import lifecycle
+
+    gone, going = lifecycle(r.model, prices=prices)
+    if gone or going:  # counting is not calling: said, not refused
+        out.append((gone or going).removesuffix(" (--model)"))
     return out
 
 
@@ -249,12 +200,13 @@ def generation_cost(
     output_tokens: int,
     batch_api: bool = False,
     prices: PriceTable | None = None,
+    cached_tokens: int = 0,
 ) -> float | None:
-    """USD for `input_tokens` in and `output_tokens` out on `model`; None if not priced."""
+    """USD for `input_tokens` in (of which `cached_tokens` from the provider's prompt cache)
+    and `output_tokens` out (reasoning included) on `model`; None if not priced."""
     prices = prices or load_prices()
     found = prices.lookup(model)
     if found is None or found[1].input is None or found[1].output is None:
         return None
-    price = found[1]
-    cost = (input_tokens * price.input + output_tokens * price.output) / 1e6
-    return cost * (1 - prices.batch_discount) if batch_api else cost
+    return found[1].usd(input_tokens, output_tokens, cached_tokens,
+                        prices.batch_discount if batch_api else 0.0)

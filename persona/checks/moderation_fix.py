@@ -210,8 +210,10 @@ class LLMRewriter:
                  concurrency: int = 8, rpm: float | None = None, timeout: float = 60.0,
                  cache_dir: Path | None = None):
         from persona.moderators.client import Client
+        from persona.providers.openai_compat import check_model
 
         self.model = model
+        self.warnings = check_model(model, base_url)  # a shut-down model: one line, at once
         self.client = Client(base_url=base_url, api_key_env=api_key_env,
                              concurrency=concurrency, rpm=rpm, timeout=timeout,
                              cache_dir=cache_dir, kind="rewrite", model=model)

@@ -223,6 +223,14 @@ def chat_tokens(messages: list[dict], encoding: tiktoken.Encoding) -> int:
     return total
 
 
+def example_tokens(obj: Any, encoding: tiktoken.Encoding) -> int | None:
+    """Billed tokens of one chat example, or None if it has no list of message objects."""
+    messages = obj.get("messages") if isinstance(obj, dict) else None
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        return None
+    return chat_tokens(messages, encoding)
+
+
 def estimate_request_tokens(messages: list[dict], model: str) -> tuple[int, bool]:
     """Prompt tokens of one chat request to `model`, and whether the count is exact."""
     encoding, exact, _ = encoding_for_model(model)

@@ -33,7 +33,7 @@ from persona.io import check_readable
 if TYPE_CHECKING:
     import tiktoken
 
-    from persona.checks.cost import PriceTable
+    from persona.checks.prices import PriceTable
 
 MIN_EXAMPLES = 10
 EXAMPLE_KEYS = frozenset({"messages", "tools", "functions", "parallel_tool_calls"})
@@ -86,7 +86,7 @@ def validate_file(
     prices: PriceTable | None = None,
 ) -> ValidationReport:
     """Stream `path` through `validate_example`; InputError if it cannot be read at all."""
-    from persona.checks.cost import load_prices  # cost imports this module
+    from persona.checks.prices import load_prices
 
     path = Path(path)
     check_readable(path)
@@ -127,14 +127,6 @@ def validate_file(
     return report
 
 
-def example_tokens(obj: Any, encoding: tiktoken.Encoding) -> int | None:
-    """Billed tokens of one example, or None if it has no list of message objects."""
-    messages = obj.get("messages") if isinstance(obj, dict) else None
-    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-        return None
-    return tokens.chat_tokens(messages, encoding)
-
-
 def validate_example(
     obj: Any, *, max_tokens: int | None, encoding: tiktoken.Encoding
 ) -> list[Finding]:
@@ -171,7 +163,7 @@ def _validate(
         findings.append(_f("messages", "missing_assistant", "no assistant message"))
     findings += _special_tokens(messages, "messages", encoding)
     findings += _pii(obj)
-    n = example_tokens(obj, encoding)
+    n = tokens.example_tokens(obj, encoding)
     if max_tokens is not None and n is not None and n > max_tokens:
         findings.append(
             _f(

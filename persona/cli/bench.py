@@ -57,7 +57,7 @@ from persona.finetune.chat import NO_REPEAT_NGRAM, REPETITION_PENALTY
               help="Stop before spending more than this many USD on remote answers and judge "
               "(answers so far are kept; exit 3).")
 @click.option("--judge", default=None, help="LLM judge model (pairwise both orders + 1-10 "
-              "score), e.g. gpt-4o-mini.")
+              "score), e.g. gpt-5.4-mini.")
 @click.option("--judge-base-url", default=None, help="OpenAI-compatible server of the judge "
               "[default: --base-url].")
 @click.option("--rescore", type=click.Path(path_type=Path), default=None,
@@ -75,8 +75,8 @@ def bench_cmd(final_dir: Path | None, before: str | None, after: str | None, out
 
     \b
       persona bench final/babis --before runs/base --after runs/babis
-      persona bench final/babis --before openai:gpt-4o-mini \\
-          --after openai:ft:gpt-4o-mini:acme::abc --judge gpt-4o-mini
+      persona bench final/babis --before openai:gpt-5.4-mini \\
+          --after openai:ft:gpt-4o-mini:acme::abc --judge gpt-5.4-mini
       persona bench --rescore final/babis/bench/bench.xlsx
 
     Writes bench.xlsx (Summary, Comparison, Config), bench.csv, bench.json, report.md and

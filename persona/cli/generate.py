@@ -20,6 +20,15 @@ def _stage_line(report) -> None:
         err.print(f"  [yellow]note:[/yellow] {note}")
 
 
+def _done(report, prov, as_json: bool) -> None:
+    """A stage command's last words: its report, and what the LLM used."""
+    if as_json:
+        print_json(report.to_dict())
+        return
+    _stage_line(report)
+    _stage_usage_line(prov)
+
+
 @click.command()
 @common
 @provider_options
@@ -38,7 +47,7 @@ def templates(persona, workspace, seed, as_json, provider, force, count, dry_run
         return
     spec, ws, prov = setup(persona, workspace, provider, llm)
     report = stage.run(spec, ws, prov, seed=seed, count=count, force=force)
-    print_json(report.to_dict()) if as_json else _stage_line(report)
+    _done(report, prov, as_json)
 
 
 @click.command()
@@ -66,7 +75,7 @@ def fill(persona, workspace, seed, as_json, provider, force, count, batch_size, 
         report = stages.fill_stage(spec, ws, prov, count=count, seed=seed,
                                    batch_size=batch_size, force=force,
                                    on_progress=bar("fill", count))
-    print_json(report.to_dict()) if as_json else _stage_line(report)
+    _done(report, prov, as_json)
 
 
 @click.command()
@@ -92,7 +101,7 @@ def questions(persona, workspace, seed, as_json, provider, force, dry_run, **llm
         _watch(prov, monitor)
         report = stages.questions_stage(spec, ws, prov, seed=seed, force=force,
                                         on_progress=bar("questions", total))
-    print_json(report.to_dict()) if as_json else _stage_line(report)
+    _done(report, prov, as_json)
 
 
 @click.command()
@@ -138,9 +147,9 @@ def run(persona, workspace, seed, as_json, provider, force, ratios, holdout_topi
     \b
     persona run --persona babis --count 3000        # offline, a few seconds
     persona run -p my_persona.toml -w runs/mine     # your own persona, elsewhere
-    persona run --provider openai --model gpt-4o-mini --count 3000 --dry-run
+    persona run --provider openai --model gpt-5.4-mini --count 3000 --dry-run
     persona run --provider openai --base-url http://localhost:8000/v1 --max-cost 5
-    persona run --provider openai --model gpt-4o-mini --batch-api   # half price, slower
+    persona run --provider openai --model gpt-5.4-mini --batch-api   # half price, slower
 
     A rerun resumes: finished batches are kept, answered LLM requests are not sent again;
     --force redoes every stage.

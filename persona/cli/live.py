@@ -47,6 +47,9 @@ def llm_bars(enabled: bool = True) -> Iterator[tuple]:
         return state["task"]
 
     def monitor(info: dict) -> None:
+        if info.get("kind") == "adapted":  # the server refused a parameter: said once
+            err.print(f"[yellow]adapted:[/yellow] {info['note']}")
+            return
         now = time.monotonic()
         if state["task"] is None or now - state["last"] < 0.1:  # redraws cost CPU
             return
@@ -60,10 +63,21 @@ def llm_bars(enabled: bool = True) -> Iterator[tuple]:
             lowered = (f" (429s: limit {limit}/{info['concurrency']})"
                        if limit and limit < info.get("concurrency", limit) else "")
             retried = f" · {info['retried']} retried" if info.get("retried") else ""
+            tokens = ""
+            if info.get("reasoning_tokens") or info.get("cached_tokens"):
+                tokens = (f" · {_k(info.get('reasoning_tokens', 0))} reasoning, "
+                          f"{_k(info.get('cached_tokens', 0))} cached")
             live = (f"{info['in_flight']:>3} in flight{lowered} · {info['requests']} sent"
-                    f"{retried} · ${info['spent']:.4f}")
+                    f"{retried}{tokens} · ${info['spent']:.4f}")
         for task in state["tasks"]:  # the live figures sit on the running stage's row
             progress.update(task, live=live if task == current() else "")
 
     with progress:
         yield bar, monitor
+
+
+def _k(n: int) -> str:
+    """A token count in few characters: 950, 12.3k, 4.1M."""
+    if n >= 1_000_000:
+        return f"{n / 1e6:.1f}M"
+    return f"{n / 1e3:.1f}k" if n >= 1000 else str(n)

@@ -11,9 +11,16 @@ def _dry_run(spec, ws, stages: tuple[str, ...], *, count: int, seed: int, model:
              templates: int | None, as_json: bool, batch_api: bool = False,
              fill_mode: str = "write") -> None:
     """Print what the LLM stages would cost; send nothing."""
+    from persona.checks.prices import lifecycle
+    from persona.errors import ProviderError
     from persona.providers.llm_estimate import estimate
     from persona.stages import templates as templates_stage
 
+    error, warning = lifecycle(model)
+    if error:
+        raise ProviderError(error)
+    if warning:
+        err.print(f"[yellow]warning:[/yellow] {warning}")
     bank = None  # an existing bank is kept by stage 1, so it costs nothing
     if ws.templates_file.exists() and stages != ("templates",):
         bank = templates_stage.load(ws.templates_file, spec)
@@ -48,9 +55,18 @@ def _stage_usage_line(prov) -> None:
                if stats.get("retried") else "")
     if stats.get("hedged"):
         retried += f", {stats['hedged']} slow ones sent twice (--no-hedge: never)"
+    detail = []
+    if stats.get("cached_tokens"):
+        detail.append(f"{stats['cached_tokens']:,} of them from the prompt cache")
+    if stats.get("reasoning_tokens"):
+        detail.append(f"{stats['reasoning_tokens']:,} reasoning")
+    if stats.get("cut"):
+        detail.append(f"{stats['cut']} answers cut by the token limit")
+    detail_text = f" ({'; '.join(detail)})" if detail else ""
     err.print(f"  [dim]{stats['requests']} requests sent{retried}, {stats['cached']} answered "
               f"from the cache, {stats['prompt_tokens']:,} + {stats['completion_tokens']:,} "
-              f"tokens, ${prov.spent:.4f} spent in this workspace[/dim]")
+              f"tokens{detail_text}, ${prov.spent:.4f} spent in this workspace[/dim]")
+
 
 
 def _watch(prov, monitor) -> None:

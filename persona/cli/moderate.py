@@ -51,7 +51,7 @@ PROVIDER_HELP = ("Who judges: 'openai' (the moderation endpoint, free, needs a k
               show_default=True, help="regenerate: 'offline' (another template and values; "
               "a final/ folder of a built-in or --persona spec) or 'llm' (--rewrite-model at "
               "--base-url). auto: llm when a key or base URL is set, else offline.")
-@click.option("--rewrite-model", default="gpt-4o-mini", show_default=True,
+@click.option("--rewrite-model", default="gpt-5.4-mini", show_default=True,
               help="regenerate with an LLM: the chat model that rewrites.")
 @click.option("--persona", "-p", default=None, help="The spec that made a final/ folder "
               "(default: the persona named in its report.json).")

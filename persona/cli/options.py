@@ -49,7 +49,14 @@ def llm_options(func):
 
     @click.option("--base-url", default=None, help="OpenAI-compatible server, e.g. "
                   "http://localhost:8000/v1 (default: OPENAI_BASE_URL or api.openai.com).")
-    @click.option("--model", default="gpt-4o-mini", show_default=True, help="Model to ask.")
+    @click.option("--model", default="gpt-5.4-mini", show_default=True,
+                  help="Model to ask (an OpenAI model, or the name a local server serves).")
+    @click.option("--reasoning-effort", type=click.Choice(EFFORTS), default=None,
+                  help="Reasoning effort of a reasoning model (default: the lowest it allows; "
+                  "a persona answer needs no thinking).")
+    @click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+                  help="Send this request parameter too (repeatable; the value is read as "
+                  "JSON where it parses), e.g. --param top_k=40 for vLLM.")
     @click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True,
                   help="Environment variable that holds the API key (never a flag: keys in "
                   "command lines end up in shell history).")
@@ -87,7 +94,8 @@ def llm_options(func):
 
 
 LLM_KEYS = ("base_url", "model", "api_key_env", "concurrency", "rpm", "tpm", "max_cost",
-            "timeout", "hedge", "batch_api", "fill_mode")
+            "timeout", "hedge", "batch_api", "fill_mode", "reasoning_effort", "params")
+EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 
 
 def setup(persona: str, workspace: Path, provider: str | None = None,
@@ -111,14 +119,19 @@ def setup(persona: str, workspace: Path, provider: str | None = None,
                              llm.get("api_key_env") or "OPENAI_API_KEY")
     options = {}
     if name == "openai":
+        from persona.providers.models import parse_params
+
         options = {**llm, "cache_dir": ws.generated / "cache",
-                   "batch_dir": ws.generated / "batches"}
+                   "batch_dir": ws.generated / "batches",
+                   "params": parse_params(llm.get("params") or ())}
         why += f" · model {llm.get('model')}" + (" · Batch API" if llm.get("batch_api") else "")
         if llm.get("fill_mode") == "strict":
             why += " · fill strict"
     err.print(f"[dim]persona [bold]{spec.id}[/bold] · provider [bold]{name}[/bold] ({why}) · "
               f"workspace {workspace.resolve()}[/dim]")
     prov = make_provider(name, **options)
+    for warning in getattr(prov, "warnings", ()):
+        err.print(f"[yellow]warning:[/yellow] {warning}")
     if hasattr(prov, "close"):
         click.get_current_context().call_on_close(prov.close)
     return spec, ws, prov

@@ -91,12 +91,14 @@ class RequestCache:
         return json.loads(self._reader.readline())
 
     def put(self, key: str, kind: str, model: str, content: str, usage: dict,
-            batch: bool = False, reask: int = 0) -> None:
+            batch: bool = False, reask: int = 0, cut: bool = False) -> None:
         entry = {"key": key, "kind": kind, "model": model, "content": content, "usage": usage}
         if batch:  # answered through the Batch API: priced at its discount
             entry["batch"] = True
         if reask:  # the n-th re-ask of a malformed answer
             entry["reask"] = reask
+        if cut:  # the token limit ended it (finish_reason "length"): its tokens were paid
+            entry["cut"] = True
         if self.path is None:
             self._memory[key] = entry
             return
@@ -150,7 +152,9 @@ def _ends_with_newline(path: Path) -> bool:
 def usage_by_kind(folder: Path) -> dict[str, dict]:
     """Requests answered, tokens used and their cost (USD, None when the model is not
     priced) per stage kind, over every run of this workspace (for the report).
-    `malformed_reasked`: how many of those requests re-asked a malformed answer."""
+    `malformed_reasked`: how many of those requests re-asked a malformed answer;
+    `reasoning_tokens` (billed within completion_tokens) and `cached_tokens` (within
+    prompt_tokens, priced as cached input); `cut`: answers the token limit ended."""
     from persona.checks.cost import generation_cost, load_prices
 
     prices = load_prices()
@@ -160,19 +164,24 @@ def usage_by_kind(folder: Path) -> dict[str, dict]:
     if path.exists():
         for _, e in RequestCache._lines_of(path):
             last[_digest(e["key"])] = {k: e.get(k) for k in ("kind", "usage", "reask", "model",
-                                                              "batch")}
+                                                              "batch", "cut")}
     for entry in last.values():
         u = out.setdefault(entry["kind"], {"requests": 0, "malformed_reasked": 0,
                                            "prompt_tokens": 0, "completion_tokens": 0,
-                                           "cost_usd": 0.0})
+                                           "reasoning_tokens": 0, "cached_tokens": 0,
+                                           "cut": 0, "cost_usd": 0.0})
         usage = entry["usage"] or {}
         pt, ct = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
+        cached = usage.get("cached_tokens", 0)
         u["requests"] += 1
         u["malformed_reasked"] += 1 if entry.get("reask") else 0
         u["prompt_tokens"] += pt
         u["completion_tokens"] += ct
+        u["reasoning_tokens"] += usage.get("reasoning_tokens", 0)
+        u["cached_tokens"] += cached
+        u["cut"] += 1 if entry.get("cut") else 0
         cost = generation_cost(entry["model"] or "", pt, ct, prices=prices,
-                               batch_api=bool(entry["batch"]))
+                               batch_api=bool(entry["batch"]), cached_tokens=cached)
         u["cost_usd"] = None if cost is None or u["cost_usd"] is None else u["cost_usd"] + cost
     for u in out.values():
         if u["cost_usd"] is not None:

@@ -52,6 +52,7 @@ FILL_MODES = ("write", "strict")
 MAX_TOKENS = {"templates": 2048, "fill": 512, "questions": 256}
 STYLE_EXAMPLES = 4  # style sentences shown per fill request
 TRIGGERS = 8  # trigger words offered per rephrase request
+QUESTION_SENTENCES = 2  # a journalist's question: one or two sentences
 
 FILL_SCHEMA = {"type": "object", "additionalProperties": False, "required": ["text"],
                "properties": {"text": {"type": "string"}}}
@@ -77,13 +78,28 @@ def templates_requests(spec: PersonaSpec, count: int, seed: int, attempt: int = 
     out = []
     for k in range(0, count, TEMPLATES_PER_REQUEST):
         n = min(TEMPLATES_PER_REQUEST, count - k)
-        chunk = pool[k % len(pool):][:n] or pool[:n]
-        examples = [T.choose_alternatives(t, rng) for t in chunk[:min(n, 8)]]
+        examples = _distinct_openers([T.choose_alternatives(t, rng)
+                                      for t in pool[k % len(pool):] + pool[:k % len(pool)]],
+                                     min(n, 8))
         task = {"task": "templates", "chunk": k // TEMPLATES_PER_REQUEST, "attempt": attempt,
                 **({"round": round_no} if round_no else {}), "count": n,
                 "examples": examples}
         out.append(prompts.messages("templates", spec, task,
                                     agreement=agreement_help(spec)))
+    return out
+
+
+def _distinct_openers(texts: list[str], n: int) -> list[str]:
+    """The first `n` texts whose first three words no earlier pick shares (so the examples
+    do not prime one opening)."""
+    out, seen = [], set()
+    for text in texts:
+        head = tuple(text.lower().split()[:3])
+        if head not in seen:
+            seen.add(head)
+            out.append(text)
+            if len(out) == n:
+                break
     return out
 
 
@@ -104,14 +120,10 @@ def agreement_help(spec: PersonaSpec) -> str:
 
 
 def _agreement_example(spec: PersonaSpec, token: str) -> str:
-    for _, text in spec.fragments():
-        if token in text:
-            variant = expansions(text)[0]
-            m = re.search(r"(?:\S+\s+){0,2}\S*" + re.escape(token) + r"\S*(?:\s+\S+){0,2}",
-                          variant)
-            if m:
-                return m.group(0).strip(".,!?")
-    return ""
+    """The shortest whole sentence of the spec (alternatives drawn) that uses the word."""
+    found = [s for _, text in spec.fragments() if token in text
+             for s in re.split(r"(?<=[.!?])\s+", expansions(text)[0]) if token in s]
+    return min(found, key=len) if found else ""
 
 
 def parse_templates(content: str) -> list[str] | Failure:
@@ -171,7 +183,7 @@ def fill_brief(spec: PersonaSpec, req: FillRequest, seed: int, mode: str = "writ
     examples = [T.choose_alternatives(p, rng) for p in picked]
     values, extra = draw_values(spec, " ".join([template, *examples]), rng)
     idea = finish(spec, req.style, template, values, extra)
-    filled = [finish(spec, req.style, e, values, extra) for e in examples]
+    filled = list(dict.fromkeys(finish(spec, req.style, e, values, extra) for e in examples))
     closers = tuple(e for e in filled if mode == "write" and spec.grammar.ending(e))
     cats = T.categories(template)
     required = [c for c in cats if c in spec.journalist.match] or [
@@ -204,12 +216,15 @@ def fill_request(spec: PersonaSpec, req: FillRequest, seed: int, reask: int = 0,
     elif mode == "strict":
         template = T.fill_agreement(brief.template, brief.values, spec)
         phrases = [p for p in brief.examples if p]
+        forms = {m.group(1): set() for m in PLACEHOLDER_RE.finditer(template)}
+        for m in PLACEHOLDER_RE.finditer(template):
+            forms[m.group(1)].add(m.group(2) or spec.placeholders[m.group(1)].forms[0])
         task = {**base, "style": req.style, "template": template, "style_phrases": phrases,
-                "values": {k: v for k, v in brief.values.items()
-                           if k in T.categories(template)}}
+                "values": {k: {f: v for f, v in brief.values[k].items() if f in forms[k]}
+                           for k in forms}}
         stage = "fill_strict"
     else:
-        may_use = {k: _nominative(spec, k, brief) for k in sorted(brief.values)
+        may_use = {k: _words(spec, k, brief) for k in sorted(brief.values)
                    if k not in brief.required}
         task = {**base, "style": req.style,
                 "about": {k: _nominative(spec, k, brief) for k in brief.required},
@@ -223,10 +238,15 @@ def fill_request(spec: PersonaSpec, req: FillRequest, seed: int, reask: int = 0,
     return msgs, brief
 
 
-def _nominative(spec: PersonaSpec, name: str, brief: FillBrief) -> str | list[str]:
+def _nominative(spec: PersonaSpec, name: str, brief: FillBrief) -> str:
+    """A value as the model is given it: its first form (several picks: the first)."""
+    return T.value_key((brief.extra.get(name) or [brief.values[name]])[0])
+
+
+def _words(spec: PersonaSpec, name: str, brief: FillBrief) -> list[str]:
+    """The words and phrases a category's picks for the slot offer (may_use: a list)."""
     picks = brief.extra.get(name) or [brief.values[name]]
-    names = list(dict.fromkeys(T.value_key(v) for v in picks))
-    return names[0] if len(names) == 1 else names
+    return list(dict.fromkeys(T.value_key(v) for v in picks))
 
 
 def parse_fill(content: str, spec: PersonaSpec, req: FillRequest, brief: FillBrief, seed: int,
@@ -293,7 +313,8 @@ def question_request(spec: PersonaSpec, req: QuestionRequest, seed: int, reask: 
         frame = pick_question_frame(spec, set(keys), rng)
         if frame is None:
             return Failure("no question frame fits the answer's placeholders", retry=False)
-        q = render_question(spec, frame, values, rng, lead=req.attempt > 0)
+        q = render_question(spec, frame, values, rng, lead=req.attempt > 0,
+                            max_sentences=QUESTION_SENTENCES)
         if q not in examples:
             examples.append(q)
     answer = req.answer["text"]

@@ -195,15 +195,19 @@ def compose(spec: PersonaSpec, style_name: str, template: str, rng: random.Rando
 
 
 def render_question(spec: PersonaSpec, frame: str, values: dict[str, dict[str, str]],
-                    rng: random.Random, lead: bool = False) -> str:
+                    rng: random.Random, lead: bool = False, max_sentences: int | None = None
+                    ) -> str:
     """A question frame filled in the journalist's voice: alternatives drawn, neutral forms
-    of the values, with a context lead sentence before it when `lead` (and one fits)."""
+    of the values, with a context lead sentence before it when `lead` (and one fits, and the
+    question stays within `max_sentences`)."""
     neutral = {name: ph.question_forms for name, ph in spec.placeholders.items()
                if ph.question_forms}
     frame = T.choose_alternatives(frame, rng)
     leads = [x for x in spec.journalist.leads
              if set(T.categories(x)) <= set(values)
              and {m.group(1) for m in AGREE_RE.finditer(x)} <= set(values)]
+    if max_sentences is not None and len(T.split_sentences(frame)) >= max_sentences:
+        leads = []
     if leads and lead:
         frame = T.join(T.choose_alternatives(rng.choice(leads), rng), frame)
     question = T.rewrite(T.fill(frame, values, spec, neutral), spec.grammar.fixups)

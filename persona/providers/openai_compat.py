@@ -27,12 +27,15 @@ from persona.errors import BudgetExceeded, ProviderError
 from persona.providers import llm_tasks as tasks
 from persona.providers.base import Failure, FillRequest, FillResult, QuestionRequest
 from persona.providers.llm_cache import RequestCache
+from persona.providers.models import RequestShape
 from persona.providers.request_pool import Item, RequestPool
 from persona.providers.request_pool import _prompt_tokens as _prompt_tokens
 from persona.spec import PersonaSpec
 
 log = logging.getLogger(__name__)
 
+DEFAULT_MODEL = "gpt-5.4-mini"
+PARAMS_FILE = "request_params.json"  # in the cache folder: what the run sent, for the report
 TEMPLATE_ATTEMPTS = 4
 # Extra asks per item for a malformed answer, before its Failure goes to the stage.
 MAX_REASKS = 3
@@ -43,14 +46,17 @@ class OpenAICompatProvider:
 
     # The stage may send a FillRequest with `previous` (a rephrase with a slip trigger word).
     rephrases = True
+    # A question has at most this many sentences (the prompt says so; the checks hold it).
+    question_sentences = tasks.QUESTION_SENTENCES
 
-    def __init__(self, *, base_url: str | None = None, model: str = "gpt-4o-mini",
+    def __init__(self, *, base_url: str | None = None, model: str = DEFAULT_MODEL,
                  api_key_env: str = "OPENAI_API_KEY", concurrency: int = 16,
                  rpm: float | None = None, tpm: float | None = None,
                  max_cost: float | None = None, cache_dir=None, timeout: float = 60.0,
                  max_retries: int = 5, monitor: Callable[[dict], None] | None = None,
                  batch_api: bool = False, batch_dir=None, hedge: bool = True,
-                 fill_mode: str = "write"):
+                 fill_mode: str = "write", reasoning_effort: str | None = None,
+                 params: dict | None = None):
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         api_key = os.environ.get(api_key_env)
         if not api_key:
@@ -59,6 +65,8 @@ class OpenAICompatProvider:
                                     "local server that needs none")
             api_key = "not-needed"  # local servers ignore it; the SDK wants one
         self.model = model
+        self.warnings = check_model(model, self.base_url)
+        shape = RequestShape(model, reasoning_effort, params)
         if fill_mode not in tasks.FILL_MODES:
             raise ProviderError(f"unknown fill mode {fill_mode!r}; choose one of "
                                 f"{', '.join(tasks.FILL_MODES)}")
@@ -74,7 +82,8 @@ class OpenAICompatProvider:
                                 concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout,
                                 max_retries=max_retries, cache=RequestCache(cache_dir),
                                 price=price, batch_discount=_batch_discount(),
-                                max_cost=max_cost, monitor=monitor, hedge=hedge)
+                                max_cost=max_cost, monitor=monitor, hedge=hedge, shape=shape)
+        self.cache_dir = Path(cache_dir) if cache_dir else None
         self.streams = not batch_api  # the overlapped run (stages/run.py) applies
         # Request parameters of plain-text kinds (the bench's answers, its judge): sent as
         # they are, no response_format; their max_tokens books the --max-cost reservation.
@@ -188,8 +197,26 @@ class OpenAICompatProvider:
             self.cache.close()
 
     def close(self) -> None:
-        """Close the connections and the event loop kept between rounds."""
+        """Close the connections and the event loop kept between rounds; record the
+        parameters the run sent (and what a server's refusal changed) for the report."""
         self.pool.close()
+        self.record()
+
+    def record(self) -> None:
+        """Write what the run sent (and what a server's refusal changed) next to the cache,
+        for the report; nothing when no request was sent."""
+        if self.cache_dir is not None and self.pool.stats["requests"]:
+            from persona.io import write_json
+
+            write_json(self.cache_dir / PARAMS_FILE, self.describe())
+
+    def describe(self) -> dict:
+        """Model, server host (never the key) and parameters: the report's provenance."""
+        from urllib.parse import urlsplit
+
+        host = urlsplit(self.base_url).netloc if self.base_url else "api.openai.com"
+        return {"model": self.model, "host": host, "fill": self.fill_mode,
+                **{k: v for k, v in self.pool.shape.describe().items() if k != "model"}}
 
     def complete(self, kind: str, messages: list[list[dict]], parse=None) -> list:
         """Plain chat completions of `kind` (its parameters in `kind_params`): the content,
@@ -263,13 +290,26 @@ def _near_copies(texts: list[str], examples: list[str]) -> list[str | Failure]:
     return out
 
 
-def _price_of(model: str) -> tuple[float, float] | None:
+def _price_of(model: str) -> tuple[float, float, float | None] | None:
     from persona.checks.cost import load_prices
 
     found = load_prices().lookup(model)
     if found is None or found[1].input is None or found[1].output is None:
         return None
-    return found[1].input, found[1].output
+    return found[1].input, found[1].output, found[1].cached_input
+
+
+def check_model(model: str, base_url: str | None) -> list[str]:
+    """Refuse a model OpenAI has shut down (naming the substitute); the warnings to show for
+    one that goes soon. A custom server's models are its own business."""
+    from persona.checks.prices import lifecycle
+
+    if base_url and "api.openai.com" not in base_url:
+        return []
+    error, warning = lifecycle(model)
+    if error:
+        raise ProviderError(error)
+    return [warning] if warning else []
 
 
 def _batch_discount() -> float:

@@ -53,6 +53,12 @@ are the pool's running figures, and `monitor(info)` gets them as they change.
   refused request (400) stop at once.
 - **Budget.** With --max-cost, each request books its worst case (prompt + max_tokens) before
   it is sent; a request that would pass the budget raises BudgetExceeded.
+- **What the model accepts.** Every chat request is shaped for its model's family
+  (providers/models.py: max_completion_tokens, reasoning_effort, no temperature where only the
+  default is accepted); a 400 refusing a parameter the run may change is adapted once (a note,
+  the same ask again), any other 400 stops the run with the server's message. An answer the
+  token limit cut (finish_reason "length") is asked again once with four times the limit,
+  then comes back as a Failure. `usage` counts reasoning and cached input tokens, priced.
 - **Priority.** Items carry a priority tuple (lower first): the stages put older batches
   first, so a batch's retries overtake the next batch's first asks.
 """
@@ -91,7 +97,11 @@ RATE_LIMITED_TRIES = 20
 # median answer time, at least HEDGE_MIN_S; at most HEDGE_SHARE of requests (HEDGE_FREE more).
 HEDGE_FACTOR, HEDGE_MIN_S, HEDGE_SHARE, HEDGE_FREE, HEDGE_TICK_S = 3.0, 0.5, 0.02, 8, 0.05
 HEDGE_SAMPLES = 5  # answers timed before the median is trusted
-USAGE_KEYS = ("requests", "cached", "malformed_reasked", "prompt_tokens", "completion_tokens")
+USAGE_KEYS = ("requests", "cached", "malformed_reasked", "prompt_tokens", "completion_tokens",
+              "reasoning_tokens", "cached_tokens")
+# an answer the token limit cut is asked again once with this many times the limit (and at
+# least CUT_ROOM more: what a reasoning model may spend before it writes)
+CUT_GROWTH, CUT_ROOM = 4, 8192
 
 
 @dataclass(eq=False)
@@ -121,15 +131,19 @@ class Item:
     _wired: int = 0  # of which on the wire now
     _since: float = 0.0  # when the ask went on the wire
     _hedged: bool = False
+    _grown: bool = False  # asked again with a higher limit after a cut answer
 
 
 class RequestPool:
     def __init__(self, *, base_url: str | None, api_key: str, model: str, concurrency: int = 16,
                  rpm: float | None = None, tpm: float | None = None, timeout: float = 60.0,
                  max_retries: int = 5, cache: RequestCache | None = None,
-                 price: tuple[float, float] | None = None, batch_discount: float = 0.5,
-                 max_cost: float | None = None, monitor: Callable[[dict], None] | None = None,
-                 hedge: bool = True):
+                 price: tuple[float, float] | tuple[float, float, float | None] | None = None,
+                 batch_discount: float = 0.5, max_cost: float | None = None,
+                 monitor: Callable[[dict], None] | None = None, hedge: bool = True,
+                 shape=None):
+        from persona.providers.models import RequestShape
+
         self.base_url, self._api_key, self.model = base_url, api_key, model
         self.concurrency, self.timeout, self.max_retries = concurrency, timeout, max_retries
         self.limiter = RateLimiter(rpm, tpm)
@@ -139,8 +153,11 @@ class RequestPool:
         self.price, self.batch_discount, self.max_cost = price, batch_discount, max_cost
         self.monitor = monitor
         self.structured = True  # json_schema response_format until the server refuses it
+        # what the model accepts (RequestShape: family rules, --reasoning-effort, --param, and
+        # what a server's 400 taught the run)
+        self.shape = shape if shape is not None else RequestShape(model)
         self.stats = {**dict.fromkeys(USAGE_KEYS, 0), "failed": 0, "retried": 0,
-                      "rate_limited": 0, "hedged": 0}
+                      "rate_limited": 0, "hedged": 0, "cut": 0}
         # A cancelled copy may still be billed, and its cost is never reported: no hedging
         # under a budget.
         self.hedge = hedge and max_cost is None
@@ -239,16 +256,24 @@ class RequestPool:
         self._ticking, self._idle, self.limiter._turn = False, None, None
 
     def cost(self, usage: dict, batch: bool = False) -> float:
+        """USD of one answer's usage: cached input at its price, reasoning within output."""
         if self.price is None:
             return 0.0
-        usd = (usage.get("prompt_tokens", 0) * self.price[0]
-               + usage.get("completion_tokens", 0) * self.price[1]) / 1e6
+        inp, out = self.price[0], self.price[1]
+        cached_price = self.price[2] if len(self.price) > 2 and self.price[2] is not None \
+            else inp
+        prompt = usage.get("prompt_tokens", 0)
+        cached = min(usage.get("cached_tokens", 0), prompt)
+        usd = ((prompt - cached) * inp + cached * cached_price
+               + usage.get("completion_tokens", 0) * out) / 1e6
         return usd * (1 - self.batch_discount) if batch else usd
 
     def params(self, kind: str, max_tokens: int, schema: dict | None,
                temperature: float = 0.9) -> dict:
-        """Request parameters (part of the cache key)."""
-        params = {"temperature": temperature, "max_tokens": max_tokens}
+        """Request parameters as the code asks for them (part of the cache key, with the
+        model's reasoning effort and --param); `shape.wire` turns them into what is sent."""
+        params = {"temperature": temperature, "max_tokens": max_tokens,
+                  **self.shape.key_params()}
         if schema is not None and self.structured:
             params["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": kind, "strict": True, "schema": schema}}
@@ -288,14 +313,20 @@ class RequestPool:
             params = {"path": item.path}
             key = request_key(self.model, [messages], params)
         else:
-            params = (dict(item.params) if item.params is not None else
-                      self.params(item.kind, item.max_tokens, item.schema, item.temperature))
+            params = (dict(item.params, **self.shape.key_params()) if item.params is not None
+                      else self.params(item.kind, item.max_tokens, item.schema,
+                                       item.temperature))
+            if item._grown:
+                params["max_tokens"] = item.max_tokens
             key = request_key(self.model, messages, params)
         hit = self.cache.get(key)
         if hit is not None:
             item.usage["cached"] += 1
             self.stats["cached"] += 1
-            self._answer(item, hit["content"])
+            if hit.get("cut"):
+                self._cut(item)
+            else:
+                self._answer(item, hit["content"])
             return
         item._wire, item._hedged = (messages, params, key), False
         self._launch(item)
@@ -384,8 +415,8 @@ class RequestPool:
         booked, sent = 0.0, 0.0
         try:
             booked = self._reserve(item, messages)
-            tokens = (_prompt_tokens(messages, self.model) + item.max_tokens
-                      if self.limiter.tpm else 0)
+            tokens = (_prompt_tokens(messages, self.model)
+                      + self.shape.output_limit(item.max_tokens) if self.limiter.tpm else 0)
             await self.limiter.wait(tokens)
             self.in_flight += 1
             item._wired += 1
@@ -398,8 +429,13 @@ class RequestPool:
                 # client.post, not chat.completions.create: the latter walks the body through
                 # the SDK's TypedDict transform and builds a pydantic model of the answer (~40 %
                 # of our CPU per request); our body is plain JSON and we read one field.
-                body = ({"model": self.model, **messages} if isinstance(messages, dict)
-                        else {"model": self.model, "messages": messages, **params})
+                if isinstance(messages, dict):  # a whole body (shaped if it is a chat one)
+                    body = {"model": self.model, **(self.shape.wire(messages)
+                                                    if item.path == "/chat/completions"
+                                                    else messages)}
+                else:
+                    body = {"model": self.model, "messages": messages,
+                            **self.shape.wire(params)}
                 resp = await self._client().post(item.path, cast_to=object, body=body)
             finally:
                 self.in_flight -= 1
@@ -411,6 +447,8 @@ class RequestPool:
                 log.info("server refuses json_schema output; parsing plain JSON")
                 self.structured = False
                 self._push(item)  # the same ask, without response_format
+            elif item.path == "/chat/completions" and self._adapted(e):
+                self._push(item)  # the same ask, with the parameters the server takes
             else:
                 self._stop(ProviderError(f"the server refused a request: {_short(e)}"))
         except (openai.AuthenticationError, openai.PermissionDeniedError,
@@ -451,7 +489,11 @@ class RequestPool:
                     other.cancel()
                     item._live.discard(other)
             try:
-                self._answer(item, self._answered(item, key, resp))
+                content = self._answered(item, key, resp)
+                if content is None:
+                    self._cut(item)
+                else:
+                    self._answer(item, content)
             except Exception as e:
                 self._stop(e)
         finally:
@@ -460,6 +502,21 @@ class RequestPool:
             if self._heap and not self._pump_soon and self._fatal is None:
                 self._pump_soon = True
                 asyncio.get_running_loop().call_soon(self._pump)
+
+    def _adapted(self, e) -> bool:
+        """Whether a 400 refusing a parameter is handled: adapted now, or already (a request
+        that left before another's refusal taught the run)."""
+        param = getattr(e, "param", None)
+        if param and (param in self.shape.dropped or param in self.shape.renamed):
+            return True
+        body = e.body if isinstance(getattr(e, "body", None), dict) else {}
+        note = self.shape.adapt(getattr(e, "code", None), param,
+                                str(body.get("message") or _short(e)))
+        if note is None:
+            return False
+        log.info("%s: %s", self.model, note)
+        self.notify("adapted", note=note)
+        return True
 
     def _retry(self, item: Item, exc: Exception, why: str, later: bool = True,
                wait: float | None = None) -> float | None:
@@ -490,15 +547,21 @@ class RequestPool:
             asyncio.get_running_loop().call_later(wait, self._push, item)
         return wait
 
-    def _answered(self, item: Item, key: str, resp: Any) -> str:
+    def _answered(self, item: Item, key: str, resp: Any) -> str | None:
+        """The answer's content, cached and counted; None when the token limit cut it (the
+        item is then asked again with a higher limit, or fails)."""
         choices = resp.get("choices") if isinstance(resp, dict) else None
         content = ((choices[0].get("message") or {}).get("content") or "") if choices else ""
+        cut = bool(choices) and choices[0].get("finish_reason") == "length" and (
+            not content or item.schema is not None)  # a cut JSON answer is no answer
         if item.whole or item.path != "/chat/completions":  # another endpoint: the whole answer
             content = json.dumps(resp, ensure_ascii=False)
-        u = (resp.get("usage") if isinstance(resp, dict) else None) or {}
-        usage = {"prompt_tokens": u.get("prompt_tokens", 0) or 0,
-                 "completion_tokens": u.get("completion_tokens", 0) or 0}
-        self.cache.put(key, item.kind, self.model, content, usage, reask=item._reask)
+        usage = read_usage(resp)
+        self.cache.put(key, item.kind, self.model, content, usage, reask=item._reask, cut=cut)
+        if usage.get("reasoning_tokens"):
+            note = self.shape.reasoned(usage["reasoning_tokens"])
+            if note:
+                self.notify("adapted", note=note)
         cost = self.cost(usage)
         self.spent += cost
         for k, v in (("requests", 1), *usage.items()):
@@ -506,14 +569,28 @@ class RequestPool:
             item.usage[k] += v
         item.usage["cost_usd"] += cost
         self.notify(item.kind)
-        return content
+        return None if cut else content
+
+    def _cut(self, item: Item) -> None:
+        """An answer the token limit ended (reasoning ate it, or the answer ran long): once
+        more with CUT_GROWTH times the limit, then a Failure the stage counts."""
+        self.stats["cut"] += 1
+        if item._grown:
+            self._done(item, Failure(f"cut by the token limit ({item.max_tokens} tokens, "
+                                     "finish_reason length) twice"))
+            return
+        item._grown = True
+        item.max_tokens = max(item.max_tokens * CUT_GROWTH, item.max_tokens + CUT_ROOM)
+        log.info("%s: answer cut by the token limit, asking again with %d", item.kind,
+                 item.max_tokens)
+        self._push(item)
 
     def _reserve(self, item: Item, messages: list[dict]) -> float:
         """Book the most this request can cost (prompt + max_tokens); refuse past --max-cost."""
         if self.max_cost is None:
             return 0.0
         worst = self.cost({"prompt_tokens": _prompt_tokens(messages, self.model),
-                           "completion_tokens": item.max_tokens})
+                           "completion_tokens": self.shape.output_limit(item.max_tokens)})
         if self.spent + self._reserved + worst > self.max_cost:
             raise BudgetExceeded(
                 f"stopped before --max-cost {self.max_cost:g} USD would be exceeded "
@@ -523,9 +600,28 @@ class RequestPool:
         return worst
 
 
+def read_usage(resp: Any) -> dict:
+    """Token counts of an answer: prompt and completion, and within them the cached input
+    (prompt_tokens_details) and the reasoning (completion_tokens_details) where given."""
+    u = (resp.get("usage") if isinstance(resp, dict) else None) or {}
+    usage = {"prompt_tokens": u.get("prompt_tokens", 0) or 0,
+             "completion_tokens": u.get("completion_tokens", 0) or 0}
+    reasoning = (u.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
+    cached = (u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    if reasoning:
+        usage["reasoning_tokens"] = reasoning
+    if cached:
+        usage["cached_tokens"] = cached
+    return usage
+
+
 def _short(e: Exception) -> str:
-    """An SDK error as one line; the SDK puts no credentials in its messages."""
-    return str(getattr(e, "message", e)).splitlines()[0][:300]
+    """An SDK error as one line (the server's own message where it gave one); the SDK puts
+    no credentials in its messages."""
+    body = getattr(e, "body", None)
+    text = body.get("message") if isinstance(body, dict) and body.get("message") else \
+        getattr(e, "message", e)
+    return str(text).splitlines()[0][:300]
 
 
 def _prompt_tokens(messages: list[dict], model: str) -> int:

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from persona.checks.answer import normalise_question, question_key, question_problems
+from persona.checks.answer import (
+    normalise_question,
+    question_key,
+    question_keys,
+    question_problems,
+)
 from persona.errors import WorkspaceError
 from persona.io import iter_jsonl, write_json, write_jsonl
 from persona.providers.base import Failure, Provider, QuestionRequest
@@ -30,17 +35,35 @@ REPEATED = "question asked before"
 
 
 class QuestionIndex:
-    """Every question of the run so far, by `question_key` (case, spacing and punctuation
-    aside): one per run, shared by all its batches."""
+    """Every question of the run so far: one per run, shared by all its batches.
 
-    def __init__(self):
+    Two questions are the same when they differ only in case, spacing and punctuation. With
+    `spec` (an LLM writes the questions) also when they differ only in the journalist's
+    address ("Pane Babiši," / "Pane předsedo,") or a lead sentence before the same question
+    (`question_keys`): a model that copies its example questions makes such twins. The
+    offline grammar keeps the exact rule: its address alternatives are by design, and its
+    dataset stays the same bytes (the report counts its address-aside leaks)."""
+
+    def __init__(self, spec: PersonaSpec | None = None):
+        self.spec = spec
         self._keys: set[str] = set()
+        self._tails: set[str] = set()
+
+    def _keys_of(self, question: str) -> tuple[str, str | None]:
+        if self.spec is None:
+            return question_key(question), None
+        return question_keys(question, self.spec)
 
     def __contains__(self, question: str) -> bool:
-        return question_key(question) in self._keys
+        key, tail = self._keys_of(question)
+        return key in self._keys or key in self._tails or (
+            tail is not None and (tail in self._keys or tail in self._tails))
 
     def add(self, question: str) -> None:
-        self._keys.add(question_key(question))
+        key, tail = self._keys_of(question)
+        self._keys.add(key)
+        if tail is not None:
+            self._tails.add(tail)
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -50,7 +73,8 @@ def run(spec: PersonaSpec, plan: QuestionsPlan, provider: Provider, *, seed: int
         on_progress: Progress = no_progress) -> StageReport:
     """The stage in rounds, batch after batch (the offline provider, the Batch API); an LLM
     provider that streams is driven by persona/stages/run.py instead."""
-    seen = QuestionIndex()  # every question of the run so far: no question is asked twice
+    # every question of the run so far: no question is asked twice (an LLM's twins too)
+    seen = QuestionIndex(spec if getattr(provider, "rephrases", False) else None)
     for b in range(plan.n_batches):
         plan.check_source(b)
         if plan.finished(b):
@@ -149,7 +173,9 @@ def ask_batch(spec: PersonaSpec, provider: Provider, answers: list[dict], offset
                 problems, raw, retryable = [res.reason], res.raw, res.retry
             else:
                 res = normalise_question(res, spec)
-                problems, raw = question_problems(res, spec, req.answer["values"]), res
+                problems, raw = question_problems(res, spec, req.answer["values"],
+                                                  getattr(provider, "question_sentences", None)
+                                                  ), res
                 if not problems and res in seen:
                     problems = [REPEATED]
             if not problems:
@@ -193,8 +219,8 @@ class AskBatch:
     `answers`, it holds a finished answers batch, sealed."""
 
     def __init__(self, spec: PersonaSpec, index: QuestionIndex,
-                 answers: list[dict] | None = None):
-        self.spec, self.index = spec, index
+                 answers: list[dict] | None = None, max_sentences: int | None = None):
+        self.spec, self.index, self.max_sentences = spec, index, max_sentences
         self.chains: dict = {}  # key -> _Chain
         self.order: list | None = None  # the sealed keys, in the answers file's order
         self.rounds: list[list] = []
@@ -243,7 +269,8 @@ class AskBatch:
             problems, raw, retryable = [res.reason], res.raw, res.retry
         else:
             res = normalise_question(res, self.spec)
-            problems, raw = question_problems(res, self.spec, chain.answer["values"]), res
+            problems, raw = question_problems(res, self.spec, chain.answer["values"],
+                                              self.max_sentences), res
         if not problems:
             chain.question = res
             return []

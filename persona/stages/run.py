@@ -78,6 +78,9 @@ def overlapped(spec, provider, seed: int, *, fill_plan: FillPlan | None = None,
                ) -> tuple[StageReport | None, StageReport | None]:
     """Run the given stages' batches overlapped; return their reports (None for a stage not
     asked for). Without `fill_plan`, the questions of every answers batch on disk are asked."""
+    from persona.text import warm_lemmas
+
+    warm_lemmas(spec.persona.language)  # slips and lemma checks of the answers to come
     run = _Stream(spec, provider, seed, fill_plan, questions_plan, on_fill, on_questions)
     pool = provider.pool
     try:
@@ -85,6 +88,7 @@ def overlapped(spec, provider, seed: int, *, fill_plan: FillPlan | None = None,
     finally:
         run.writer.shutdown(wait=True)  # what was handed to the writer is on disk
         pool.cache.close()
+        provider.record()  # the parameters sent, for the report
     if questions_plan is not None and fill_plan is None:
         for b in range(questions_plan.n_batches):  # as the stage alone: a missing batch errs
             questions_plan.check_source(b)
@@ -106,7 +110,8 @@ class _Stream:
         # questions of open fill batches, asked for candidates (absent: already on disk)
         self.early: dict[int, AskBatch] = {}
         # every question of the run; batches are judged against it in order (q_turn first)
-        self.q_index = QuestionIndex()
+        self.q_index = QuestionIndex(spec)  # an LLM writes: address and lead aside too
+        self.q_sentences = getattr(provider, "question_sentences", None)
         self.q_jobs: dict[int, AskBatch | None] = {}  # batches to judge (None: kept on disk)
         self.q_turn = 0
         # Batch files are written (and fsynced) by one thread, in order: an fsync blocks for
@@ -172,7 +177,7 @@ class _Stream:
                         self.seed, getattr(self.provider, "rephrases", False))
         self.jobs[b] = job
         if self.questions is not None and not self.questions.finished(b):
-            self.early[b] = AskBatch(self.spec, self.q_index)
+            self.early[b] = AskBatch(self.spec, self.q_index, None, self.q_sentences)
         self._send(b, job.start())
 
     def _fill_done(self, b: int, answers: list[dict] | None = None,
@@ -221,7 +226,7 @@ class _Stream:
             self.q_jobs[b] = None
         else:
             job = AskBatch(self.spec, self.q_index,
-                           plan.answers(b) if answers is None else answers)
+                           plan.answers(b) if answers is None else answers, self.q_sentences)
             self.q_jobs[b] = job
             self._send_questions(b, job, job.start())
         self._judge_questions()

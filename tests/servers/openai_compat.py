@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from tests.servers import finetune_jobs, moderation, writer
+from tests.servers import finetune_jobs, moderation, rules, writer
 
 _TASK_RE = re.compile(r"```json\s*\n(.*?)\n```", re.S)
 _SLOT_RE = re.compile(r"\{([a-z][a-z0-9_]*)(?:\.([a-z][a-z0-9_]*))?\}")
@@ -70,6 +70,7 @@ class Config:
     slow: float = 5.0
     deviate: float = 0.0  # share of answers that deviate as a real model's do (writer.py)
     writer_flaws: float = 0.0  # share of written answers that copy the idea or run on
+    openai_rules: bool = False  # enforce OpenAI's parameter rules, reasoning, prompt cache
 
 
 class State:
@@ -89,6 +90,7 @@ class State:
         self.batch_lines: Counter = Counter()  # requests received through batches, by kind
         self.next_id = 0
         self.handling = 0  # chat requests being answered now (for `capacity`)
+        self.prompt_cache = rules.PromptCache()  # what `openai_rules` reports as cached
 
     def new_id(self, prefix: str) -> str:
         with self.lock:
@@ -407,11 +409,19 @@ class Handler(BaseHTTPRequestHandler):
             if (cfg.slow_rate and state.bodies[digest] == 1
                     and int(digest[:8], 16) / 16 ** 8 < cfg.slow_rate):
                 time.sleep(cfg.slow)  # a straggler: a fine answer, late (picked by body)
+            refused = rules.check(body) if cfg.openai_rules else None
+            if refused:  # OpenAI refuses the parameters before anything else
+                self._send(400, refused)
+                state.count(400, kind, digest)
+                return
             status = self._fault(cfg, state, body)
             if status:
                 state.count(status, kind, digest)
                 return
-            self._send(200, moderation.guard_completion(body, state) or completion(body, cfg))
+            answer = moderation.guard_completion(body, state) or completion(body, cfg)
+            if cfg.openai_rules:
+                answer = rules.apply(body, answer, state.prompt_cache)
+            self._send(200, answer)
             state.count(200, kind, digest)
         finally:
             with state.lock:
@@ -550,13 +560,17 @@ def main(argv: list[str] | None = None) -> None:
                     "wrong language; repeated, generic, labelled questions)")
     ap.add_argument("--writer-flaws", type=float, default=0.0,
                     help="share of written answers that copy their idea or run on")
+    ap.add_argument("--openai-rules", action="store_true",
+                    help="enforce OpenAI's rules: reasoning models refuse max_tokens and a "
+                    "custom temperature, reasoning tokens are spent and can cut an answer, "
+                    "long prompts hit a prompt cache (rules.py)")
     a = ap.parse_args(argv)
     srv = make_server(a.port, latency=a.latency, error_rate=a.error_rate,
                       malformed_rate=a.malformed_rate, hang=a.hang,
                       json_schema=not a.no_json_schema, batch_time=a.batch_time,
                       seed=a.seed, rate_limit_rate=a.rate_limit_rate, capacity=a.capacity,
                       judge=a.judge, slow_rate=a.slow_rate, slow=a.slow, deviate=a.deviate,
-                      writer_flaws=a.writer_flaws)
+                      writer_flaws=a.writer_flaws, openai_rules=a.openai_rules)
     print(f"listening on http://127.0.0.1:{srv.server_address[1]}/v1", flush=True)  # noqa: T201
     try:
         srv.serve_forever()

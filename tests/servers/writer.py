@@ -34,13 +34,9 @@ _OWN = {
     "cs": ["{X}, to je dneska největší téma.", "{X}, o tom se tady mluví pořád dokola.",
            "Když se řekne {x}, každej ví, o co jde.", "{X}, to je přesně ta věc, co lidi řeší.",
            "Tak a teď {x}, to je kapitola sama pro sebe.", "{X}, to je moje téma odjakživa.",
-           "Mně se pořád všichni ptají, jak je to s tím, že {x} je problém.",
-           "Když jde o to, co je {x}, tak já vím nejlíp, o čem mluvím.",
-           "{X}, to je věc, na kterou se ptají lidi na každým mítinku.",
-           "Tohle všechno kolem toho, co je {x}, já sleduju každej den.",
-           "{X}, to je věc, o které se u nás mluví roky.",
-           "Já vám řeknu jedno slovo: {x}.", "{X}, tak o tom bych mohl mluvit hodiny.",
-           "Kdo tady vůbec ví, co je {x}?", "{X}, to je téma, které mě fakt zajímá."],
+           "Téma číslo jedna? {X}.", "{X}, na to se mě ptají na každým mítinku.",
+           "{X}, o tom se u nás mluví roky.", "{X}, tak o tom bych mohl mluvit hodiny.",
+           "{X}, to je téma, které mě fakt zajímá.", "Řeknu vám to na rovinu: {x}."],
     "en": ["{X}, of all things.", "Ah, {x}: I have heard quite enough about it.",
            "When one says {x}, the whole household knows what is meant.",
            "{X}, if you please.", "I have given {x} a great deal of thought, sir.",
@@ -94,10 +90,12 @@ def write_answer(task: dict, body: dict, rng: random.Random, flaws: float) -> st
     if closers and rng.random() < 0.5:  # a closer, when used, ends the answer
         material = material + closers[:1]
     sentences = own + material[-max(0, n - len(own)):] if n > len(own) else own
-    while len(sentences) < n:
-        sentences.insert(len(own), rng.choice(["A to je všechno jasný.", "To je fakt.",
-                                               "Tak to prostě je."] if lang == "cs" else
-                                              ["Quite so.", "Indeed it is."]))
+    fillers = (["A to je všechno jasný.", "To je fakt.", "Tak to prostě je.", "To ví každej.",
+                "Lidi to vidí.", "To si pamatujte."] if lang == "cs" else
+               ["Quite so.", "Indeed it is.", "Mark my words.", "So it is."])
+    rng.shuffle(fillers)
+    while len(sentences) < n and fillers:  # each filler once
+        sentences.insert(len(own), fillers.pop())
     return " ".join(sentences)
 
 
