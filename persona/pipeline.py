@@ -31,6 +31,13 @@ def run(spec: PersonaSpec, ws: Workspace, provider: Provider, opts: RunOptions,
         progress: Callable[[str, int], Progress] | None = None) -> tuple[dict, list[StageReport]]:
     """Run every stage; `progress(stage, total)` gives each stage its progress callback."""
     bar = progress or (lambda stage, total: (lambda done, total: None))
+    if not stage_run.streams(provider):
+        # Loaded beside the work, on the other core (both release the GIL as they load): the
+        # lemma dictionary of the slips' checks (~0.4 s) and the report's tokenizer (~0.3 s).
+        from persona.text import warm_lemmas
+
+        warm_lemmas(spec.persona.language)
+        _warm(report_mod._encoder)
     reports = [templates.run(spec, ws, provider, seed=opts.seed, count=opts.templates,
                              force=opts.force)]
     if stage_run.streams(provider):

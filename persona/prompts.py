@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 from persona.errors import InputError
-from persona.spec import PersonaSpec
+from persona.spec import PersonaSpec, per_spec
 
 # fill: the writing task (--fill write), fill_strict: word-for-word (--fill strict),
 # fill_rephrase: a slot's answer again with a slip trigger word (no system section: fill's);
@@ -45,6 +45,7 @@ def use_folder(folder: Path | None) -> None:
     _folder = Path(folder) if folder is not None else None
 
 
+@functools.cache
 def builtin_text(stage: str) -> str:
     if stage not in STAGES:
         raise ValueError(f"no prompt for stage {stage!r}")
@@ -98,6 +99,12 @@ def render(template: str, variables: dict[str, str]) -> str:
 
 
 def spec_variables(spec: PersonaSpec) -> dict[str, str]:
+    """The prompt variables a spec gives (the same for every request of a run)."""
+    return dict(_spec_variables(spec))
+
+
+@per_spec
+def _spec_variables(spec: PersonaSpec) -> dict[str, str]:
     p = spec.persona
     lines = [f"- {name}: {ph.description} (forms: {', '.join(ph.forms)})"
              for name, ph in spec.placeholders.items()]

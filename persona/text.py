@@ -18,6 +18,7 @@ from persona.spec import (
     Rewrite,
     SlipRule,
     agree_form,
+    rx,
 )
 
 _SENTENCE_START = re.compile(r"(^|[.!?]\s+)([a-zà-žěščřžýáíéúůďťň])")
@@ -118,7 +119,7 @@ def fill_agreement(text: str, values: dict[str, dict[str, str]], spec: PersonaSp
 
 def rewrite(text: str, rules: list[Rewrite]) -> str:
     for rule in rules:
-        text = re.sub(rule.pattern, rule.replacement, text)
+        text = rx(rule.pattern).sub(rule.replacement, text)
     return text
 
 
@@ -141,7 +142,7 @@ class Slip:
 
 
 def applicable_slips(text: str, rules: list[SlipRule]) -> list[SlipRule]:
-    return [r for r in rules if re.search(r.pattern, text)]
+    return [r for r in rules if rx(r.pattern).search(text)]
 
 
 def apply_slip(text: str, rules: list[SlipRule], rng: random.Random,
@@ -155,7 +156,7 @@ def apply_slip(text: str, rules: list[SlipRule], rng: random.Random,
         kinds = sorted({r.kind for r in candidates})
         kind = rng.choice(kinds)
         rule = rng.choice([r for r in candidates if r.kind == kind])
-        matches = list(re.finditer(rule.pattern, text))
+        matches = list(rx(rule.pattern).finditer(text))
         rng.shuffle(matches)
         for m in matches:
             after = m.expand(rule.replacement)
@@ -184,7 +185,21 @@ def warm_lemmas(language: str) -> None:
         except Exception:  # noqa: BLE001 - an unknown language: the real call says so
             pass
 
-    threading.Thread(target=load, name="persona-lemmas", daemon=True).start()
+    if language in _WARMING:
+        return
+    thread = _WARMING[language] = threading.Thread(target=load, name="persona-lemmas",
+                                                   daemon=True)
+    thread.start()
+
+
+_WARMING: dict = {}  # language -> the thread loading its dictionary (joined before use)
+
+
+def _lemmas_ready(language: str) -> None:
+    """Wait for a warm-up under way rather than load the same dictionary twice."""
+    thread = _WARMING.get(language)
+    if thread is not None:
+        thread.join()
 
 
 @functools.lru_cache(maxsize=4096)
@@ -193,6 +208,7 @@ def is_real_slip(before: str, after: str, language: str) -> bool:
     lemma is the same, by simplemma's dictionary): such a change reads as correct text."""
     import simplemma
 
+    _lemmas_ready(language)
     try:
         simplemma.is_known("a", lang=language)
     except (ValueError, KeyError):

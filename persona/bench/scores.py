@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from persona.spec import PersonaSpec
+from persona.spec import PersonaSpec, per_spec
 from persona.text import is_signed
 
 WORD_RE = re.compile(r"\w+", re.U)
@@ -68,19 +68,6 @@ def signature(answer: str, spec: PersonaSpec) -> int | None:
     return int(bool(answer.strip()) and is_signed(answer, sig))
 
 
-_CACHE: dict[tuple[str, str], tuple] = {}
-
-
-def _per_spec(func):
-    """Cache a derived view per spec (specs are frozen but hold dicts, so not hashable)."""
-    def wrapper(spec: PersonaSpec):
-        key = (func.__name__, spec.fingerprint())
-        if key not in _CACHE:
-            _CACHE[key] = func(spec)
-        return _CACHE[key]
-    return wrapper
-
-
 _ALT_RE = re.compile(r"\[([^\[\]]*)\]")
 _CLAUSE_SPLIT_RE = re.compile(r"\{[^}]*\}|[.!?,;:–—\"„“]")
 MAX_EXPANSIONS = 64
@@ -101,7 +88,7 @@ def expand_alternatives(text: str, limit: int = MAX_EXPANSIONS) -> list[str]:
     return out
 
 
-@_per_spec
+@per_spec
 def _phrases(spec: PersonaSpec) -> tuple[str, ...]:
     """The spec's fixed catch-phrases: the clauses of its style phrases, openers and closers
     (every `[a|b]` variant) that contain no placeholder and have at least three words,
@@ -125,7 +112,7 @@ def catchphrases(answer: str, spec: PersonaSpec) -> int:
     return sum(1 for p in _phrases(spec) if f" {' '.join(words(p))} " in low)
 
 
-@_per_spec
+@per_spec
 def _slip_detectors(spec: PersonaSpec) -> tuple[re.Pattern, ...]:
     """One regex per slip rule that finds the rule's output: the replacement with each group
     reference replaced by that group's pattern. Rules whose output equals their input (no

@@ -50,6 +50,7 @@ class FillResult:
     # values to name, sentence range, the template not to copy. None: nothing beyond the
     # checks every answer passes (the offline grammar composes them exactly).
     brief: dict | None = None
+    normalised: bool = False  # the provider normalised it already (an LLM's parse)
 
 
 @dataclass(frozen=True)

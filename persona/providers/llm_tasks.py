@@ -30,12 +30,7 @@ from dataclasses import dataclass, replace
 
 from persona import prompts
 from persona import text as T
-from persona.checks.answer import (
-    mentions_value,
-    normalise_answer,
-    normalise_question,
-    per_spec,
-)
+from persona.checks.answer import mentions_value, normalise_answer, normalise_question
 from persona.providers.base import Failure, FillRequest, FillResult, QuestionRequest
 from persona.providers.offline import (
     OfflineProvider,
@@ -45,7 +40,7 @@ from persona.providers.offline import (
     pick_question_frame,
     render_question,
 )
-from persona.spec import AGREE_RE, PLACEHOLDER_RE, PersonaSpec, expansions
+from persona.spec import AGREE_RE, PLACEHOLDER_RE, PersonaSpec, expansions, per_spec
 
 TEMPLATES_PER_REQUEST = 20
 FILL_MODES = ("write", "strict")
@@ -273,7 +268,7 @@ def parse_fill(content: str, spec: PersonaSpec, req: FillRequest, brief: FillBri
             body, made = slipped
             slip = made.to_dict()
     return FillResult(text=T.sign(body, spec.persona.signature), values=values, slip=slip,
-                      brief=brief.checks(mode))
+                      brief=brief.checks(mode), normalised=True)
 
 
 @per_spec

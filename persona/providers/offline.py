@@ -10,12 +10,11 @@ attempt), so an item's text never depends on which other items were made before 
 from __future__ import annotations
 
 import random
-import re
 
 from persona import rules
 from persona import text as T
 from persona.providers.base import Failure, FillRequest, FillResult, QuestionRequest
-from persona.spec import AGREE_RE, PersonaSpec
+from persona.spec import AGREE_RE, PersonaSpec, per_spec, rx
 
 
 class OfflineProvider:
@@ -137,7 +136,7 @@ def finish(spec: PersonaSpec, style: str, body: str, values: dict, extra: dict) 
 
 
 def clashes(spec: PersonaSpec, text: str) -> bool:
-    return any(re.search(a, text) and re.search(b, text) for a, b in spec.grammar.clashes)
+    return any(rx(a).search(text) and rx(b).search(text) for a, b in spec.grammar.clashes)
 
 
 def compose(spec: PersonaSpec, style_name: str, template: str, rng: random.Random) -> str:
@@ -225,10 +224,17 @@ def pick_question_frame(spec: PersonaSpec, have: set[str], rng: random.Random) -
 
 def lookup_values(spec: PersonaSpec, keys: dict[str, str]) -> dict[str, dict[str, str]]:
     out = {}
+    index = value_index(spec)
     for name, key in keys.items():
-        ph = spec.placeholders.get(name)
-        match = next((v for v in ph.values if T.value_key(v) == key), None) if ph else None
+        match = index.get(name, {}).get(key)
         if match is None:
             raise KeyError(f"{name}={key!r} is not a value of the spec")
         out[name] = match
     return out
+
+
+@per_spec
+def value_index(spec: PersonaSpec) -> dict[str, dict[str, dict[str, str]]]:
+    """category -> value key -> the value (all its forms)."""
+    return {name: {T.value_key(v): v for v in ph.values}
+            for name, ph in spec.placeholders.items()}

@@ -321,7 +321,8 @@ def _own_verdict(spec: PersonaSpec, req: FillRequest, res) -> tuple[str, str] | 
     no-op on the offline grammar's answers)."""
     if isinstance(res, Failure):
         return res.reason, res.raw
-    res.text = normalise_answer(res.text, spec)
+    if not res.normalised:  # the offline grammar's (a no-op) or another provider's
+        res.text = normalise_answer(res.text, spec)
     problems = answer_problems(res.text, spec, req.style, slip=res.slip, brief=res.brief)
     if req.slip and not res.slip:
         problems.append(NO_SLIP)

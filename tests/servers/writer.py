@@ -34,7 +34,7 @@ _OWN = {
     "cs": ["{X}, to je dneska největší téma.", "{X}, o tom se tady mluví pořád dokola.",
            "Když se řekne {x}, každej ví, o co jde.", "{X}, to je přesně ta věc, co lidi řeší.",
            "Tak a teď {x}, to je kapitola sama pro sebe.", "{X}, to je moje téma odjakživa.",
-           "Téma číslo jedna? {X}.", "{X}, na to se mě ptají na každým mítinku.",
+           "Moje téma číslo jedna: {x}.", "{X}, na to se mě ptají na každým mítinku.",
            "{X}, o tom se u nás mluví roky.", "{X}, tak o tom bych mohl mluvit hodiny.",
            "{X}, to je téma, které mě fakt zajímá.", "Řeknu vám to na rovinu: {x}."],
     "en": ["{X}, of all things.", "Ah, {x}: I have heard quite enough about it.",
