@@ -206,7 +206,23 @@ def preflight_cmd(ctx: click.Context, model: str, out_dir: str, quant: str, chec
 
 
 def main() -> None:
-    cli.main(prog_name="disk-manager", standalone_mode=True)
+    """Run the CLI; click's own usage errors too become one `error: …` line and exit 2."""
+    try:
+        # without standalone mode, click returns ctx.exit's code instead of raising it
+        rc = cli.main(prog_name="disk-manager", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.UsageError as e:
+        where = e.ctx.command_path if e.ctx is not None else "disk-manager"
+        click.echo(f"error: {e.format_message()} (see `{where} --help`)", err=True)
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        click.echo(f"error: {e.format_message()}", err=True)
+        sys.exit(e.exit_code)
+    except click.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

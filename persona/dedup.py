@@ -95,14 +95,27 @@ class DedupIndex:
         self._sigs = np.zeros((1024, PERMS), dtype=np.uint32)
         self.size = 0
 
-    def check(self, text: str) -> tuple[Verdict, tuple]:
-        """Verdict plus a token to pass to `add` (so a kept text is hashed only once)."""
+    def fingerprint(self, text: str) -> tuple:
+        """What `check` compares, computed from the text alone (so a worker process can):
+        (exact digest, MinHash signature, LSH band keys)."""
         norm = normalize(text, self.signature)
-        digest = hashlib.blake2b(norm.encode(), digest_size=12).digest()
-        if digest in self._exact:
-            return Verdict("exact", self._exact[digest], 1.0), (digest, None, None)
         sig = minhash(norm)
-        keys = _band_keys(sig)
+        return hashlib.blake2b(norm.encode(), digest_size=12).digest(), sig, _band_keys(sig)
+
+    def check(self, text: str, fingerprint: tuple | None = None) -> tuple[Verdict, tuple]:
+        """Verdict plus a token to pass to `add` (so a kept text is hashed only once);
+        `fingerprint`: the text's, computed already."""
+        if fingerprint is None:
+            norm = normalize(text, self.signature)
+            digest = hashlib.blake2b(norm.encode(), digest_size=12).digest()
+            if digest in self._exact:
+                return Verdict("exact", self._exact[digest], 1.0), (digest, None, None)
+            sig = minhash(norm)
+            keys = _band_keys(sig)
+        else:
+            digest, sig, keys = fingerprint
+            if digest in self._exact:
+                return Verdict("exact", self._exact[digest], 1.0), (digest, None, None)
         best = Verdict(None)
         for key in keys:
             found = self._buckets.get(key)

@@ -32,12 +32,12 @@ def run(spec: PersonaSpec, ws: Workspace, provider: Provider, opts: RunOptions,
     """Run every stage; `progress(stage, total)` gives each stage its progress callback."""
     bar = progress or (lambda stage, total: (lambda done, total: None))
     if not stage_run.streams(provider):
-        # Loaded beside the work, on the other core (both release the GIL as they load): the
-        # lemma dictionary of the slips' checks (~0.4 s) and the report's tokenizer (~0.3 s).
+        # Loaded beside the work, on the other core (it releases the GIL as it loads): the
+        # lemma dictionary of the slips' checks (~0.4 s); fill waits for it before it forks
+        # its workers, so they have it too.
         from persona.text import warm_lemmas
 
         warm_lemmas(spec.persona.language)
-        _warm(report_mod._encoder)
     reports = [templates.run(spec, ws, provider, seed=opts.seed, count=opts.templates,
                              force=opts.force)]
     if stage_run.streams(provider):
@@ -52,13 +52,13 @@ def run(spec: PersonaSpec, ws: Workspace, provider: Provider, opts: RunOptions,
                                         questions_plan=q_plan, on_fill=bar("fill", opts.count),
                                         on_questions=bar("questions", opts.count))
     else:
-        reports += [
-            stage_run.fill_stage(spec, ws, provider, count=opts.count, seed=opts.seed,
-                                 batch_size=opts.batch_size, force=opts.force,
-                                 on_progress=bar("fill", opts.count)),
-            stage_run.questions_stage(spec, ws, provider, seed=opts.seed, force=opts.force,
-                                      on_progress=bar("questions", opts.count)),
-        ]
+        reports.append(stage_run.fill_stage(spec, ws, provider, count=opts.count,
+                                            seed=opts.seed, batch_size=opts.batch_size,
+                                            force=opts.force, on_progress=bar("fill", opts.count)))
+        reports.append(stage_run.questions_stage(spec, ws, provider, seed=opts.seed,
+                                                 force=opts.force,
+                                                 on_progress=bar("questions", opts.count)))
+        _warm(report_mod._encoder)  # the report's tokenizer, during merge: no fork after it
     reports.append(merge.run(spec, ws, count=opts.count, seed=opts.seed, ratios=opts.ratios,
                              holdout_topics=opts.holdout_topics,
                              on_progress=bar("merge", opts.count)))
@@ -98,7 +98,25 @@ def finish(spec: PersonaSpec, ws: Workspace, merge_report: StageReport) -> dict:
         stages["llm_usage"] = usage_by_kind(cache)
         if (cache / PARAMS_FILE).exists():  # what the last run sent (and what it adapted)
             stages["llm_params"] = json.loads((cache / PARAMS_FILE).read_text("utf-8"))
-    return report_mod.write(spec, ws, stages)
+    report = report_mod.write(spec, ws, stages)
+    log_run(ws, report)
+    return report
+
+
+def log_run(ws: Workspace, report: dict) -> None:
+    """Append when this dataset was made (and by what) to generated/<persona>/runs.jsonl:
+    final/ holds no date, so that one seed gives the same bytes."""
+    import datetime as dt
+
+    from persona.io import dumps
+
+    p = report.get("provenance") or {}
+    entry = {"finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+             "pairs": report.get("count"), "provider": p.get("provider"),
+             "model": (p.get("model") or {}).get("model"), "seed": p.get("seed")}
+    ws.generated.mkdir(parents=True, exist_ok=True)
+    with open(ws.generated / "runs.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(dumps(entry) + "\n")
 
 
 def stage_stats(stage: str, folder) -> dict:

@@ -86,6 +86,14 @@ def _parse(text: str, where: str, user_only: bool = False) -> dict[str, str]:
     return out
 
 
+def digest(stage: str) -> str:
+    """A short sha256 of the stage's prompt as used (the workspace's, else built-in)."""
+    import hashlib
+
+    prompt = load(stage)
+    return hashlib.sha256(f"{prompt['system']}\n---\n{prompt['user']}".encode()).hexdigest()[:16]
+
+
 def render(template: str, variables: dict[str, str]) -> str:
     def sub(m: re.Match) -> str:
         if m.group(0) in ("{{", "}}"):

@@ -37,6 +37,9 @@ def _encoder():
 
 
 def measure(spec: PersonaSpec, ws: Workspace) -> dict:
+    from persona.parallel import Later
+
+    copies_later = Later(copy_ratios, spec, ws)  # on the other core, beside what follows
     enc = _encoder()
     signature = spec.persona.signature
     n = signed = unresolved = exact_dups = 0
@@ -108,7 +111,7 @@ def measure(spec: PersonaSpec, ws: Workspace) -> dict:
     diversity_figures["leakage"]["test_questions_in_train_loose"] = loose_leaks(
         spec, [questions[i] for i in split_i["train"]], [questions[i] for i in split_i["test"]])
     diversity_figures["sentence_shapes"] = shapes.result()
-    copies = copy_ratios(spec, ws)
+    copies = copies_later.get()
     return {
         "persona": spec.id,
         "count": n,
@@ -197,9 +200,34 @@ def tokens_per_pair(stages: dict, count: int) -> dict | None:
     return {"input": round(inp / count, 1), "output": round(out / count, 1)}
 
 
+def provenance(spec: PersonaSpec, ws: Workspace, stages: dict) -> dict:
+    """How the data was made: provider (the offline grammar, or which model on which host;
+    never a key), seed, counts, split rule, held-out topics, spec / template bank / prompt
+    digests, the tool's version. No date: two runs with one seed give the same bytes (the
+    time of each run is in generated/<persona>/runs.jsonl)."""
+    from persona import __version__
+
+    fill = Workspace.fingerprint(ws.answers)
+    llm = stages.get("llm_params")
+    split = (stages.get("merge") or {}).get("split") or {}
+    out = {"tool": f"persona {__version__}",
+           "provider": fill.get("provider", "offline"),
+           "seed": fill.get("seed"), "pairs_asked": fill.get("count"),
+           "spec": {"id": spec.id, "sha256": fill.get("persona") or spec.fingerprint()},
+           "template_bank": fill.get("templates"),
+           "split": {"by": split.get("by", "template"), "ratios": split.get("ratios"),
+                     "holdout_topics": split.get("holdout_topics", [])}}
+    if llm:
+        out["model"] = {k: llm.get(k) for k in ("model", "host", "fill", "family",
+                                                 "reasoning_effort", "extra", "batch_api")}
+        out["prompts"] = llm.get("prompts", {})
+    return out
+
+
 def write(spec: PersonaSpec, ws: Workspace, stages: dict[str, dict]) -> dict:
     report = measure(spec, ws)
     report["stages"] = stages
+    report["provenance"] = provenance(spec, ws, stages)
     per_pair = tokens_per_pair(stages, report["count"])
     if per_pair:
         report["tokens_per_pair"] = per_pair
@@ -268,6 +296,35 @@ def llm_rows(r: dict) -> list[tuple[str, str]]:
     for note in (r.get("stages", {}).get("llm_params") or {}).get("adapted", []):
         rows.append(("parameters adapted to the server", note))
     return rows
+
+
+def made_with(p: dict) -> list[str]:
+    """The card's "Made with" section: how the data was made (report.json → provenance)."""
+    if not p:
+        return []
+    m = p.get("model")
+    if m:
+        effort = f", reasoning effort {m['reasoning_effort']}" if m.get("reasoning_effort") else ""
+        batch = ", through the Batch API" if m.get("batch_api") else ""
+        who = (f"the model `{m['model']}` at {m['host']} (OpenAI-compatible chat, "
+               f"`--fill {m.get('fill') or 'write'}`{effort}{batch}); the code fixed every "
+               "slot's template, style, values and slip, and checked every answer")
+    else:
+        who = "the spec's offline grammar (no model): the same bytes for the same seed"
+    held = ", ".join(p["split"].get("holdout_topics") or []) or "none"
+    ratios = "/".join(f"{r:g}" for r in p["split"].get("ratios") or [])
+    lines = ["", "## Made with", "",
+             f"- Writer: {who}.",
+             f"- Seed {p.get('seed')}; {p.get('pairs_asked')} pairs asked.",
+             f"- Split by {p['split'].get('by')} ({ratios}); topics held out of train: {held}.",
+             f"- Spec `{p['spec']['id']}` sha256 {p['spec']['sha256']}; template bank "
+             f"{p.get('template_bank')}; {p.get('tool')}."]
+    if p.get("prompts"):
+        lines.append("- Prompts (sha256): " + ", ".join(f"{k} {v}" for k, v in
+                                                       p["prompts"].items()) + ".")
+    lines.append("- No date here (a rerun with the seed gives these bytes); each run's time is "
+                 "in `generated/<persona>/runs.jsonl`.")
+    return lines
 
 
 def card(spec: PersonaSpec, r: dict, examples: list[tuple[str, str]] = ()) -> str:
@@ -340,6 +397,7 @@ def card(spec: PersonaSpec, r: dict, examples: list[tuple[str, str]] = ()) -> st
         lines += ["", "## Examples (first of train.jsonl)", ""]
         for q, a in examples:
             lines += [f"> **Q:** {q}", ">", "> **A:** " + a.replace("\n\n", "\n>\n> "), ""]
+    lines += made_with(r.get("provenance") or {})
     lines += ["", "## Intended use", "",
               "Satire and style-transfer research: fine-tuning a model to imitate a speaking "
               "style. The answers are invented; they are not quotes.", ""]

@@ -57,18 +57,20 @@ def language_ok(text: str, language: str) -> bool:
 def _outnumbered(words: list[str], language: str) -> bool:
     """Another language's own words outnumber this one's (by more than one: a slip or a
     borrowed word is not another language)."""
-    mine = _DISTINCT.get(language)
-    if mine is None:
+    if language not in _DISTINCT:
         return False
-    own = sum(w in mine and not any(w in other for lang, other in _DISTINCT.items()
-                                    if lang != language) for w in words)
-    for lang, theirs in _DISTINCT.items():
-        if lang == language:
-            continue
-        foreign = sum(w in theirs and w not in mine for w in words)
-        if foreign > own + 1:
-            return True
-    return False
+    own_set, others = _EXCLUSIVE[language]
+    own = sum(w in own_set for w in words)
+    return any(sum(w in theirs for w in words) > own + 1 for theirs in others)
+
+
+# per language: its words no other language of the table has, and each other language's
+# words it does not have
+_EXCLUSIVE = {
+    lang: (mine - set().union(*(o for k, o in _DISTINCT.items() if k != lang)),
+           [theirs - mine for k, theirs in _DISTINCT.items() if k != lang])
+    for lang, mine in _DISTINCT.items()
+}
 
 
 def check_template(text: str, spec: PersonaSpec) -> list[str]:

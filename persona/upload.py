@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from persona.errors import InputError, PersonaError
+from persona.fmt import plural
 from persona.io import check_readable, write_json
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,12 @@ def validate(p: Plan, model: str) -> None:
                                 "uploaded", file=str(path), line=f.line, field=f.field)
 
 
+def count_examples(path: Path) -> int:
+    """Examples (non-blank lines) of a chat JSONL file that validate has passed."""
+    with open(path, "rb") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
 def moderate(p: Plan, *, strict: bool, provider: str | None, base_url: str | None,
              warn: Callable[[str], None]) -> list:
     """Screen what will be uploaded with issue 11's moderation (which writes moderation/
@@ -148,7 +155,7 @@ def moderate(p: Plan, *, strict: bool, provider: str | None, base_url: str | Non
             continue
         who = "word-list screen" if o.heuristic else o.provider
         cats = ", ".join(f"{c} {n}" for c, n in sorted(o.by_category.items()))
-        what = (f"{o.flagged} of {o.total} examples flagged by {who}"
+        what = (f"{o.flagged} of {plural(o.total, 'example')} flagged by {who}"
                 + (f" ({cats})" if cats else "") + (f", {o.pii} PII value(s)" if o.pii else ""))
         if strict:
             raise UploadRefused(f"moderation: {what}; see {o.out_dir}; nothing uploaded "
@@ -161,19 +168,12 @@ def moderate(p: Plan, *, strict: bool, provider: str | None, base_url: str | Non
 
 def upload(p: Plan, params: JobParams, client, base_url: str,
            on_step: Callable[[str], None] = lambda s: None) -> dict:
-    """Upload what is not uploaded, create the job if there is none; the record entry."""
-    from filelock import FileLock, Timeout
+    """Upload what is not uploaded, create the job if there is none; the record entry. The
+    folder's workspace lock keeps a second upload of it out (and is gone afterwards)."""
+    from persona.workspace import workspace_lock
 
-    lock = FileLock(str(p.record) + ".lock")
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise PersonaError("another upload of this dataset is running (its lock is held)",
-                           file=str(p.record)) from None
-    try:
+    with workspace_lock(p.record.parent, "persona upload"):
         return _upload(p, params, client, base_url, on_step)
-    finally:
-        lock.release()
 
 
 def _upload(p: Plan, params: JobParams, client, base_url: str, on_step) -> dict:

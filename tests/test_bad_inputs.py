@@ -5,7 +5,8 @@ fresh temporary workspace as its cwd. The cases selected for this session run on
 time, in a session fixture; each parametrized test then asserts on its own case's result, so
 `-k` picks single cases and a failure names its case id.
 
-Asserted for every case: the exit code, at most `max_lines` non-blank lines on stderr, no
+Asserted for every case: the exit code, an `error: …` line when it is 2 (click's own usage
+errors too), at most `max_lines` non-blank lines on stderr, no
 "Traceback" anywhere in the output, the expected text on stderr, and that every file that
 existed before the command (an earlier run's output in the workspace, the shared dataset) is
 byte-identical after it.
@@ -183,6 +184,8 @@ def test_bad_input(case: Case, outcomes: dict[str, Outcome]) -> None:
         (f"at most {case.max_lines} lines on stderr", len(lines) <= case.max_lines),
         (f"{case.stderr!r} on stderr",
          case.stderr is None or case.stderr.lower() in proc.stderr.lower()),
+        ("an 'error: …' line (usage errors too)",
+         case.exit != 2 or any(line.startswith("error:") for line in lines)),
         (f"no earlier file changed, but {result.changed}", not result.changed),
     ]
     failed = [what for what, ok in checks if not ok]

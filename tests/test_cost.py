@@ -260,3 +260,15 @@ def test_help_names_every_option():
     result = CliRunner().invoke(cli, ["cost", "--help"])
     for option in ("--model", "--epochs", "--prices", "--json"):
         assert option in result.output
+
+
+def test_a_model_name_that_only_begins_like_one_is_not_priced_as_it(tmp_path):
+    prices = load_prices()
+    assert prices.lookup("gpt-4o-minii") is None  # a typo, not a snapshot of gpt-4o
+    assert prices.lookup("gpt-4o-mini-2024-07-18")[0] == "gpt-4o-mini"
+    assert prices.lookup("ft:gpt-4o-mini-2024-07-18:acme::x1")[0] == "gpt-4o-mini"
+    from tests.conftest import run_persona
+
+    path = write(tmp_path / "d.jsonl", [example(1), example(2)])
+    proc = run_persona("cost", path, "--model", "gpt-4o-minii", check=False)
+    assert proc.returncode == 0 and "did you mean gpt-4o-mini?" in " ".join(proc.stderr.split())

@@ -397,3 +397,28 @@ def test_mixed_providers_keep_their_own_workspace_settings(tmp_path):
     manifest = json.loads((ws / "generated" / "babis" / "answers" / "manifest.json")
                           .read_text())
     assert "fill" not in manifest["params"]
+
+
+def test_the_card_says_how_the_data_was_made(tmp_path):
+    """An offline card and an LLM card differ in "Made with": provider, model, the base URL's
+    host (never a key), seed; report.json holds the same as `provenance`."""
+    from tests.conftest import run_persona
+
+    run_persona("run", "--count", 60, "--seed", 7, "--workspace", tmp_path / "offline")
+    ws = with_bank(tmp_path / "llm")
+    with serve() as srv:
+        proc = run_llm(srv, ws, "run", "--count", 60, "--seed", 8)
+    cards = {}
+    for name, root in (("offline", tmp_path / "offline"), ("llm", ws)):
+        card = (root / "final" / "babis" / "DATASET_CARD.md").read_text()
+        cards[name] = card.split("## Made with", 1)[1].split("## Intended use")[0]
+    assert "offline grammar (no model)" in cards["offline"] and "Seed 7;" in cards["offline"]
+    host = srv.url.split("//")[1].split("/")[0]
+    assert f"`gpt-5.4-mini` at {host}" in cards["llm"] and "Seed 8;" in cards["llm"]
+    assert "Prompts (sha256): templates" in cards["llm"] and "Prompts" not in cards["offline"]
+    p = json.loads((ws / "final" / "babis" / "report.json").read_text())["provenance"]
+    assert (p["provider"], p["seed"], p["model"]["model"], p["model"]["host"]) == (
+        "openai", 8, "gpt-5.4-mini", host)
+    assert_no_key(ws, proc.stdout, proc.stderr)
+    runs = (ws / "generated" / "babis" / "runs.jsonl").read_text().splitlines()
+    assert json.loads(runs[-1])["pairs"] == 60  # the time of a run is kept here, not in final/

@@ -207,7 +207,18 @@ def test_jobs_list_events_and_cancel(tmp_path):
         assert job_id.startswith("ftjob-")
         listed = json.loads(persona(srv, "jobs", "list", "--json").stdout)
         assert [j["id"] for j in listed] == [job_id]
+        assert not list(data.glob("*.lock")) and not list(data.glob(".persona.lock"))
+        # with a test split in all.jsonl, moderation says how many of its examples go up
+        test_rows = (data / "val.jsonl").read_text("utf-8").splitlines()[:3]
+        (data / "all.jsonl").write_text((data / "all.jsonl").read_text("utf-8")
+                                        + "".join(r + "\n" for r in test_rows), "utf-8")
+        again = persona(srv, "upload", data)  # the same upload: its record answers
+        assert "moderation: 25 examples of all.jsonl (the 22 uploaded among them)" in \
+            " ".join(again.stderr.split())
         assert persona(srv, "jobs", "cancel", job_id).stdout.strip() == f"{job_id} · cancelled"
+        again = persona(srv, "jobs", "cancel", job_id, check=False)
+        assert again.returncode == 2 and again.stderr.strip() == (
+            f"error: job {job_id} has already been cancelled: nothing to cancel")
         events = persona(srv, "jobs", "events", job_id).stdout
         assert "Fine-tuning job cancelled" in events.splitlines()[-1]
         shown = persona(srv, "jobs", "show", job_id, "--wait", check=False)
@@ -217,7 +228,7 @@ def test_jobs_list_events_and_cancel(tmp_path):
         rerun = persona(srv, "upload", data, "--wait")
         model_of(rerun.stdout)
         assert counts(srv) == (2, 2)
-        assert finetune_jobs.stats(srv.state)["cancels"] == 1
+        assert finetune_jobs.stats(srv.state)["cancels"] == 1  # the second cancel was not sent
 
 
 @pytest.mark.parametrize("args", [("jobs", "list"), ("jobs", "show", "ftjob-x")])

@@ -106,8 +106,17 @@ def parse_model(spec: str) -> ModelRef:
             return ModelRef(spec, "local", str(path))
         raise InputError("no model here (neither config.json nor adapter_config.json)",
                          file=spec)
-    if spec.count("/") == 1 and not spec.startswith((".", "/")):
-        return ModelRef(spec, "local", spec)  # a hub id: loaded (or refused) by transformers
+    if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
+        # A hub id (or a local folder that is not there): asked now, once and briefly, so a
+        # hub that cannot be reached is one line in seconds, not a minute of retries.
+        from persona.finetune.hub import check_base_model
+
+        try:
+            check_base_model(spec)
+        except InputError as e:
+            raise InputError(f"no such model folder here, and as a hub id: {e.message}",
+                             file=spec) from None
+        return ModelRef(spec, "local", spec)
     raise InputError("no such model folder (give a folder, a hub id org/name, or "
                      "openai:MODEL)", file=spec)
 

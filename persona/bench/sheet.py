@@ -300,14 +300,21 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _pairs(d: dict, code: bool = False) -> str:
+    """A dict as people read it: "test 300, val (held-out topic) 12" (not a Python repr)."""
+    q = "`" if code else ""
+    return ", ".join(f"{k} {q}{v}{q}" for k, v in d.items())
+
+
 def report_md(result: dict, plot_name: str, examples: int = 3) -> str:
     c, s = result["config"], result["summary"]
     lines = [f"# Before/after benchmark: {c['persona']}", "",
              f"- before: `{c['models']['before']['given']}`",
              f"- after: `{c['models']['after']['given']}`",
-             f"- {s['questions']} held-out questions ({c['held_out']['by_split']}); "
+             f"- {s['questions']} held-out questions ({_pairs(c['held_out']['by_split'])}); "
              f"{c['held_out']['refused_in_train']} refused because they occur in train",
-             f"- same system prompt, decoding and seed on both sides: `{c['decoding']}`",
+             f"- same system prompt, decoding and seed on both sides: "
+             f"{_pairs(c['decoding'], code=True)}",
              f"- style classifier: {c['classifier']['persona_answers']} persona vs "
              f"{c['classifier']['neutral_answers']} neutral answers, held-out accuracy "
              f"{_fmt(c['classifier']['holdout_accuracy'])}", "",

@@ -470,16 +470,21 @@ def unreported_slips(body: str, spec: PersonaSpec) -> list[str]:
     words, stems, phrases = _marker_sets(spec)
     found = [w for w in _WORDS.findall(body)
              if w.lower() in words or (stems and w.lower().startswith(stems))]
-    low = body.lower()
-    return found + [p for p in phrases if _form_re(p).search(low)]
+    if phrases is not None:
+        found += phrases.findall(body.lower())
+    return found
 
 
 @per_spec
-def _marker_sets(spec: PersonaSpec) -> tuple[frozenset[str], tuple[str, ...], tuple[str, ...]]:
+def _marker_sets(spec: PersonaSpec
+                 ) -> tuple[frozenset[str], tuple[str, ...], re.Pattern | None]:
+    """Single words (a set), word beginnings (a tuple for startswith), phrases (one regex)."""
     markers = slip_markers(spec)
+    phrases = [t for _, t, _ in markers if " " in t]
     return (frozenset(t for _, t, whole in markers if whole and " " not in t),
             tuple(t for _, t, whole in markers if not whole),
-            tuple(t for _, t, _ in markers if " " in t))
+            re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, phrases)) + r")(?!\w)")
+            if phrases else None)
 
 
 # -- judging questions -----------------------------------------------------------------------

@@ -161,11 +161,15 @@ def distribution(counts: list[int]) -> dict[str, float]:
 def _warnings(r: CostReport, prices: PriceTable) -> list[str]:
     out = []
     if r.price_model is None:
-        known = ", ".join(n for n, p in prices.models.items() if p.training is not None)
+        import difflib
+
+        names = [n for n, p in prices.models.items() if p.training is not None]
+        close = difflib.get_close_matches(r.model.lower(), names, n=1, cutoff=0.75)
+        mean = f"did you mean {close[0]}? " if close else ""
         out.append(
             f"price unknown: no training price for {r.model!r} in the price table of "
-            f"{prices.as_of} (known: {known}); tokens counted, no cost, not capped per "
-            "example; pass --prices FILE with its price"
+            f"{prices.as_of} ({mean}known: {', '.join(names)}); tokens counted, no cost, not "
+            "capped per example; pass --prices FILE with its price"
         )
     if r.skipped:
         shown = ", ".join(map(str, r.skipped_lines)) + (

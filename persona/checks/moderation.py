@@ -24,6 +24,7 @@ from typing import Any
 from persona.checks.chatjsonl import read_examples
 from persona.checks.pii import find_pii, mask_text
 from persona.errors import InputError
+from persona.fmt import plural
 from persona.io import atomic_writer, dumps, write_json
 
 WORST_SHOWN = 3
@@ -244,7 +245,7 @@ def verdict(o: ModerationOutcome) -> tuple[str, list[str]]:
                           "`--provider openai` (free, needs a key) before uploading.")
     else:
         level = "likely" if share >= HIGH_SHARE else "possible"
-        line = (f"{o.flagged} of {o.total} examples ({share:.2%}) flagged by {who}: "
+        line = (f"{o.flagged} of {plural(o.total, 'example')} ({share:.2%}) flagged by {who}: "
                 f"blocking {level}")
         advice.append("Fix before uploading: `--fix regenerate` rewrites the flagged answers "
                       "and checks them again, `--fix drop` removes them; the originals stay "

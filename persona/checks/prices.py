@@ -9,6 +9,7 @@ the table (`persona cost --prices FILE`, same schema, unknown keys rejected).
 
 from __future__ import annotations
 
+import re
 import tomllib
 from datetime import date
 from importlib import resources
@@ -20,6 +21,7 @@ from persona.errors import InputError, from_validation
 from persona.io import check_readable
 
 WARN_DAYS = 90  # a model shut down within this many days is warned about
+_SNAPSHOT = re.compile(r"-\d{4}(?:-\d{2}-\d{2})?(?::.*)?")  # -2024-07-18, -0125, then ft: parts
 
 
 class ModelPrice(BaseModel):
@@ -56,13 +58,13 @@ class PriceTable(BaseModel):
     models: dict[str, ModelPrice] = Field(min_length=1)
 
     def lookup(self, model: str) -> tuple[str, ModelPrice] | None:
-        """(table name, prices) for `model` or a dated snapshot of it; the longest name wins."""
+        """(table name, prices) for `model`, a dated snapshot of it ("-2024-07-18", "-0125")
+        or a fine-tuned one ("ft:gpt-4o-mini:org::id"); the longest name wins. A name that
+        only begins like one ("gpt-4o-minii") is not priced as it."""
         model = model.strip().lower().removeprefix("ft:")
-        names = [
-            n
-            for n in self.models
-            if model == n.lower() or model.startswith((n.lower() + "-", n.lower() + ":"))
-        ]
+        names = [n for n in self.models
+                 if model == n.lower() or model.startswith(n.lower() + ":")
+                 or _SNAPSHOT.fullmatch(model[len(n):]) and model.startswith(n.lower())]
         if not names:
             return None
         name = max(names, key=len)

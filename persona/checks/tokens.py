@@ -19,6 +19,7 @@ import os
 import re
 import tempfile
 import threading
+from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -101,12 +102,50 @@ def get_encoding(name: str) -> tiktoken.Encoding:
         if (cache_dir, name) not in _provisioned:
             _provision(name, Path(cache_dir))
             _provisioned.add((cache_dir, name))
+        _fast_ranks(Path(cache_dir))
     try:
         return tiktoken.get_encoding(name)
     except Exception as e:  # tiktoken raises requests/ValueError/OSError: one line for the user
         raise PersonaError(
             f"could not load tiktoken encoding {name!r} from {cache_dir}: {e}"
         ) from e
+
+
+def _fast_ranks(cache_dir: Path) -> None:
+    """Let tiktoken read its token ranks from a marshal dump next to the BPE file (~0.05 s)
+    instead of parsing 200,000 base64 lines (~0.3 s, every process that counts). The dump is
+    keyed by the file's expected sha256, which tiktoken checked when it was made; marshal
+    data cannot run code. tiktoken_ext.openai_public calls `load_tiktoken_bpe` by its module
+    name, so that name is wrapped (once)."""
+    import tiktoken_ext.openai_public as public
+
+    if getattr(public.load_tiktoken_bpe, "_persona", False):
+        return
+    original = public.load_tiktoken_bpe
+
+    def load(blob: str, expected_hash: str | None = None) -> dict[bytes, int]:
+        import marshal
+
+        dump = cache_dir / f"{expected_hash}.ranks.marshal" if expected_hash else None
+        if dump is not None and dump.is_file():
+            try:
+                ranks = marshal.loads(dump.read_bytes())
+                if isinstance(ranks, dict) and ranks:
+                    return ranks
+            except (EOFError, ValueError, TypeError):
+                pass  # a broken dump: parse the file again and write a new one
+        ranks = original(blob, expected_hash=expected_hash)
+        if dump is not None:
+            with suppress(OSError):
+                fd, tmp = tempfile.mkstemp(prefix=f".{dump.name}.", dir=cache_dir)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(marshal.dumps(ranks))
+                os.chmod(tmp, file_mode())
+                os.replace(tmp, dump)
+        return ranks
+
+    load._persona = True
+    public.load_tiktoken_bpe = load
 
 
 def cache_file(name: str, cache_dir: Path) -> Path:

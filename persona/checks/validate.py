@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from persona.checks import tokens
 from persona.checks.chatjsonl import Finding, iter_lines, parse_line  # noqa: F401 - re-exported
 from persona.errors import InputError
+from persona.fmt import plural
 from persona.io import check_readable
 
 if TYPE_CHECKING:
@@ -120,7 +121,7 @@ def validate_file(
                 None,
                 None,
                 "too_few_examples",
-                f"{report.examples} examples; OpenAI needs at least {MIN_EXAMPLES}",
+                f"{plural(report.examples, 'example')}; OpenAI needs at least {MIN_EXAMPLES}",
             ),
             max_findings,
         )

@@ -79,7 +79,28 @@ _register()
 
 
 def main() -> None:
-    cli.main(prog_name="persona", standalone_mode=True, windows_expand_args=False)
+    """Run the CLI; click's own usage errors too become one `error: …` line and exit 2."""
+    run_cli(cli, "persona")
+
+
+def run_cli(group: click.Group, prog: str) -> None:
+    """Run a click group with every error as one line (shared with disk-manager)."""
+    try:
+        # without standalone mode, click returns ctx.exit's code instead of raising it
+        rc = group.main(prog_name=prog, standalone_mode=False, windows_expand_args=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.UsageError as e:
+        where = e.ctx.command_path if e.ctx is not None else prog
+        click.echo(f"error: {e.format_message()} (see `{where} --help`)", err=True)
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        click.echo(f"error: {e.format_message()}", err=True)
+        sys.exit(e.exit_code)
+    except click.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

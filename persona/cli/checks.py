@@ -12,6 +12,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from persona.fmt import plural
+
 # persona.checks.* (tiktoken, pydantic) are imported inside the commands: start-up stays fast.
 
 _FILE = click.Path(path_type=Path)  # existence is checked by the library: one line, exit 2
@@ -56,9 +58,9 @@ def _print_validation(report, console: Console) -> None:
     limit = (f"limit {report.max_tokens:,} tokens per example" if report.max_tokens else
              f"token limit unknown for {report.model}: per-example length not checked")
     console.print(
-        f"[bold]{report.path}[/]: {report.examples:,} examples in {report.lines:,} "
-        f"lines · {report.model} · {report.encoding}{approx} · {limit} · longest "
-        f"{report.max_example_tokens:,} tokens",
+        f"[bold]{report.path}[/]: {plural(report.examples, 'example')} in "
+        f"{plural(report.lines, 'line')} · {report.model} · {report.encoding}{approx} · "
+        f"{limit} · longest {report.max_example_tokens:,} tokens",
         soft_wrap=True,
     )
     if report.ok:

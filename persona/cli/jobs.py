@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from persona.cli.ui import err, out, print_json
+from persona.fmt import plural
 
 
 def server_options(func):
@@ -82,11 +83,14 @@ def upload(target: Path, model: str, epochs, batch_size, learning_rate_multiplie
     server = api.server_url(base_url)
     up.validate(p, model)
     err.print(f"[dim]validated {', '.join(f.name for f in p.files.values())} for {model}[/dim]")
+    uploaded = sum(up.count_examples(path) for path in p.files.values())
     for o in up.moderate(p, strict=strict, provider=moderator, base_url=base_url,
                          warn=lambda w: err.print(f"[yellow]warning:[/] {w}", highlight=False)):
         if o.ok:
-            err.print(f"[dim]moderation: {o.total:,} examples, nothing flagged by "
-                      f"{'the word-list screen' if o.heuristic else o.provider}[/dim]")
+            of = (f" of {Path(o.path).name} (the {uploaded:,} uploaded among them)"
+                  if o.total != uploaded else "")
+            err.print(f"[dim]moderation: {plural(o.total, 'example')}{of}, nothing flagged "
+                      f"by {'the word-list screen' if o.heuristic else o.provider}[/dim]")
     with api.api_errors(server):
         entry = up.upload(p, params, client, server,
                           on_step=lambda s: err.print(f"  {s}", highlight=False))
@@ -215,9 +219,16 @@ def events(job_id: str, limit: int, base_url, api_key_env, as_json: bool) -> Non
 @click.argument("job_id")
 @server_options
 def cancel(job_id: str, base_url, api_key_env) -> None:
-    """Cancel a job that has not ended."""
+    """Cancel a job that has not ended (one that has is refused: exit 2)."""
+    from persona.errors import InputError
+    from persona.upload import TERMINAL
+
     client, server = _client(base_url, api_key_env)
     with _errors(server):
+        job = client.fine_tuning.jobs.retrieve(job_id)
+        if job.status in TERMINAL:
+            ended = "been cancelled" if job.status == "cancelled" else job.status
+            raise InputError(f"job {job.id} has already {ended}: nothing to cancel")
         job = client.fine_tuning.jobs.cancel(job_id)
     out.print(f"{job.id} · {job.status}", highlight=False)
 

@@ -19,6 +19,9 @@ from rich.progress import (
 
 from persona.cli.ui import err
 
+# Columns of a row besides the live text: name 10, bar 16, 3000/3000, 0:00:41, ETA, 0:00:12
+LINE_FIXED = 62
+
 
 @contextmanager
 def llm_bars(enabled: bool = True) -> Iterator[tuple]:
@@ -27,13 +30,15 @@ def llm_bars(enabled: bool = True) -> Iterator[tuple]:
     if not enabled:
         yield (lambda stage, total: (lambda done, total: None)), None
         return
-    progress = Progress(TextColumn("[bold]{task.description:<10}"), BarColumn(),
+    progress = Progress(TextColumn("[bold]{task.description:<10}"), BarColumn(bar_width=16),
                         MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
                         TimeRemainingColumn(), TextColumn("{task.fields[live]}"),
                         console=err, transient=False)
     state = {"task": None, "last": 0.0, "tasks": []}
 
     def bar(stage: str, total: int):
+        if not state["tasks"]:  # shown from the first bar on: an early error prints nothing
+            progress.start()
         task = progress.add_task(stage, total=total, live="")
         state["tasks"].append(task)
         state["task"] = task
@@ -69,11 +74,18 @@ def llm_bars(enabled: bool = True) -> Iterator[tuple]:
                           f"{_k(info.get('cached_tokens', 0))} cached")
             live = (f"{info['in_flight']:>3} in flight{lowered} · {info['requests']} sent"
                     f"{retried}{tokens} · ${info['spent']:.4f}")
+        # one row must fit the terminal, or every redraw wraps and repeats it
+        room = max(20, err.width - LINE_FIXED)
+        if len(live) > room:
+            live = live[:room - 1] + "…"
         for task in state["tasks"]:  # the live figures sit on the running stage's row
             progress.update(task, live=live if task == current() else "")
 
-    with progress:
+    try:
         yield bar, monitor
+    finally:
+        if state["tasks"]:
+            progress.stop()
 
 
 def _k(n: int) -> str:

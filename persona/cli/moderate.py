@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from persona.cli.ui import err, out, print_json
+from persona.fmt import plural
 
 PROVIDER_HELP = ("Who judges: 'openai' (the moderation endpoint, free, needs a key or "
                  "--base-url), 'llamaguard' (Llama Guard 3 behind an OpenAI-compatible server, "
@@ -154,8 +155,9 @@ def _bar(enabled: bool, label: str):
 
 def print_outcome(o) -> None:
     kind = "heuristic screen" if o.heuristic else "moderation"
-    out.print(f"[bold]{escape(o.path)}[/]: {o.total:,} examples, {o.texts_checked:,} distinct "
-              f"texts checked · {o.provider} ({o.model}) · {kind}", soft_wrap=True)
+    out.print(f"[bold]{escape(o.path)}[/]: {plural(o.total, 'example')}, "
+              f"{o.texts_checked:,} distinct texts checked · {o.provider} ({o.model}) · "
+              f"{kind}", soft_wrap=True)
     if o.by_category:
         table = Table("category", "examples", "share", "worst (line: text)",
                       title="Flagged by category")

@@ -30,11 +30,20 @@ def stage_bars(enabled: bool = True) -> Iterator:
     progress = Progress(TextColumn("[bold]{task.description:<10}"), BarColumn(),
                         MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
                         TimeRemainingColumn(), console=err, transient=False)
-    with progress:
-        def bar(stage: str, total: int):
-            task = progress.add_task(stage, total=total)
-            return lambda done, total: progress.update(task, completed=done, total=total)
+    started = []
+
+    def bar(stage: str, total: int):
+        if not started:  # shown from the first bar on: an early error prints no blank line
+            progress.start()
+            started.append(True)
+        task = progress.add_task(stage, total=total)
+        return lambda done, total: progress.update(task, completed=done, total=total)
+
+    try:
         yield bar
+    finally:
+        if started:
+            progress.stop()
 
 
 def print_json(obj) -> None:

@@ -51,6 +51,7 @@ class FillResult:
     # checks every answer passes (the offline grammar composes them exactly).
     brief: dict | None = None
     normalised: bool = False  # the provider normalised it already (an LLM's parse)
+    fingerprint: tuple | None = None  # its dedup fingerprint, when a worker computed it
 
 
 @dataclass(frozen=True)

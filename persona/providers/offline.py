@@ -19,6 +19,8 @@ from persona.spec import AGREE_RE, PersonaSpec, per_spec, rx
 
 class OfflineProvider:
     name = "offline"
+    normalises = True  # its text needs no normalising (the grammar applies the fix-ups)
+    forkable = True  # writes in this process, from the spec alone: forked workers may write
 
     def write_templates(self, spec: PersonaSpec, count: int, seed: int, round_no: int = 0
                         ) -> list[str]:
@@ -83,8 +85,11 @@ class OfflineProvider:
                 return Failure("no slip rule matches this answer")
             text, made = slipped
             slip = made.to_dict()
+        # the grammar applies the spec's fix-ups and capitals itself: normalising its text
+        # changes no byte (tests/test_llm_path.py), so the stage need not
         return FillResult(text=T.sign(text, spec.persona.signature),
-                          values={k: T.value_key(v) for k, v in values.items()}, slip=slip)
+                          values={k: T.value_key(v) for k, v in values.items()}, slip=slip,
+                          normalised=True)
 
     def ask(self, spec: PersonaSpec, requests: list[QuestionRequest], seed: int
             ) -> list[str | Failure]:
@@ -215,11 +220,23 @@ def render_question(spec: PersonaSpec, frame: str, values: dict[str, dict[str, s
 
 def pick_question_frame(spec: PersonaSpec, have: set[str], rng: random.Random) -> str | None:
     """A frame using only the answer's categories and all of its `match` categories."""
-    must = set(spec.journalist.match) & have
-    fits = [q for q in spec.journalist.questions if set(T.categories(q)) <= have]
-    best = [q for q in fits if must <= set(T.categories(q))]
-    pool = best or fits
+    pool = _frames_for(spec, frozenset(have))
     return rng.choice(pool) if pool else None
+
+
+@per_spec
+def _frame_cache(spec: PersonaSpec) -> dict:
+    return {}
+
+
+def _frames_for(spec: PersonaSpec, have: frozenset[str]) -> list[str]:
+    cache = _frame_cache(spec)
+    if have not in cache:
+        must = set(spec.journalist.match) & have
+        fits = [q for q in spec.journalist.questions if set(T.categories(q)) <= have]
+        best = [q for q in fits if must <= set(T.categories(q))]
+        cache[have] = best or fits
+    return cache[have]
 
 
 def lookup_values(spec: PersonaSpec, keys: dict[str, str]) -> dict[str, dict[str, str]]:

@@ -44,6 +44,7 @@ MAX_REASKS = 3
 class OpenAICompatProvider:
     name = "openai"
 
+    normalises = True  # its parse normalises every answer and question
     # The stage may send a FillRequest with `previous` (a rephrase with a slip trigger word).
     rephrases = True
     # A question has at most this many sentences (the prompt says so; the checks hold it).
@@ -214,9 +215,15 @@ class OpenAICompatProvider:
         """Model, server host (never the key) and parameters: the report's provenance."""
         from urllib.parse import urlsplit
 
+        from persona import prompts
+
         host = urlsplit(self.base_url).netloc if self.base_url else "api.openai.com"
+        fill = "fill" if self.fill_mode == "write" else "fill_strict"
+        used = ("templates", fill, "fill_rephrase", "questions")
         return {"model": self.model, "host": host, "fill": self.fill_mode,
-                **{k: v for k, v in self.pool.shape.describe().items() if k != "model"}}
+                **{k: v for k, v in self.pool.shape.describe().items() if k != "model"},
+                "prompts": {stage: prompts.digest(stage) for stage in used},
+                "batch_api": self.batch_api}
 
     def complete(self, kind: str, messages: list[list[dict]], parse=None) -> list:
         """Plain chat completions of `kind` (its parameters in `kind_params`): the content,

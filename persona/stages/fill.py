@@ -10,6 +10,8 @@ what still fails goes to `invalid/fill/` with its reason.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -81,17 +83,52 @@ def run(plan: FillPlan, provider: Provider, on_progress: Progress = no_progress
     provider that streams is driven by persona/stages/run.py instead."""
     spec, seed, count = plan.spec, plan.seed, plan.count
     done = 0
-    for b in range(plan.n_batches):
-        if plan.finished(b):
-            plan.keep(b)
-        else:
-            answers, invalid, stats = fill_batch(spec, provider, plan.slots(b), plan.bank,
-                                                 plan.index, seed,
-                                                 getattr(provider, "rephrases", False))
-            plan.write(b, answers, invalid, stats)
-        done += len(plan.range(b))
-        on_progress(done, count)
+    with _workers(spec, provider, seed) as fill_many:
+        # Every batch's first asks are known now: the workers start on all of them, and the
+        # parent's in-order work on batch b (dedup, retries, the write) overlaps with theirs
+        # on the batches after it.
+        todo = [b for b in range(plan.n_batches) if not plan.finished(b)]
+        first = (iter(fill_many([s for b in todo for s in plan.slots(b)]))
+                 if fill_many is not None else None)
+        for b in range(plan.n_batches):
+            if plan.finished(b):
+                plan.keep(b)
+            else:
+                slots = plan.slots(b)
+                answers, invalid, stats = fill_batch(
+                    spec, provider, slots, plan.bank, plan.index, seed,
+                    getattr(provider, "rephrases", False), fill_many,
+                    itertools.islice(first, len(slots)) if first is not None else None)
+                plan.write(b, answers, invalid, stats)
+            done += len(plan.range(b))
+            on_progress(done, count)
     return plan.report
+
+
+def _workers(spec: PersonaSpec, provider: Provider, seed: int):
+    """Forked workers for a provider that writes in this process (the offline grammar);
+    a network provider asks on its own (None). The lemma dictionary is loaded first, so
+    every worker has it."""
+    from contextlib import nullcontext
+
+    from persona import parallel
+    from persona.text import _lemmas_ready
+
+    if not getattr(provider, "forkable", False):
+        return nullcontext(None)
+    _lemmas_ready(spec.persona.language)
+    return parallel.pool(functools.partial(fill_and_judge, spec, provider, seed))
+
+
+def fill_and_judge(spec: PersonaSpec, provider: Provider, seed: int, req: FillRequest
+                   ) -> tuple:
+    """One answer and its own verdict (everything but dedup): (result, verdict or None); a
+    candidate carries its dedup fingerprint, so the parent only looks it up."""
+    res = provider.fill(spec, [req], seed)[0]
+    own = _own_verdict(spec, req, res)
+    if own is None:
+        res.fingerprint = DedupIndex(spec.persona.signature).fingerprint(res.text)
+    return res, own
 
 
 @dataclass
@@ -166,16 +203,24 @@ class FillPlan:
 
 def fill_batch(spec: PersonaSpec, provider: Provider, slots: list[FillRequest],
                bank: list[TemplateRecord], index: DedupIndex, seed: int,
-               rephrase: bool = False) -> tuple[list[dict], list[dict], dict]:
-    """Fill, check and dedup one batch in rounds (one provider.fill call per round)."""
+               rephrase: bool = False, fill_many=None, first=None
+               ) -> tuple[list[dict], list[dict], dict]:
+    """Fill, check and dedup one batch in rounds (one provider.fill call per round).
+    `fill_many(requests)`: each request's `fill_and_judge`, in order (on forked workers);
+    `first`: those of the batch's first round, asked for already."""
     job = FillBatch(spec, slots, bank, index, seed, rephrase)
     mark = usage_mark(provider)
     pending = job.start()
     job.activate()
     while pending:
         new: list[FillRequest] = []
-        for req, res in zip(pending, provider.fill(spec, pending, seed), strict=True):
-            new += job.take(req, res)
+        if fill_many is not None:
+            results, first = (first if first is not None else fill_many(pending)), None
+            for req, (res, own) in zip(pending, results, strict=True):
+                new += job.take(req, res, own)
+        else:
+            for req, res in zip(pending, provider.fill(spec, pending, seed), strict=True):
+                new += job.take(req, res)
         pending = sorted(new, key=lambda r: r.index)
     return job.result(usage_since(provider, mark))
 
@@ -230,8 +275,10 @@ class FillBatch:
         self.active = True
         return self._advance()
 
-    def take(self, req: FillRequest, res) -> list[FillRequest]:
-        own = _own_verdict(self.spec, req, res)
+    def take(self, req: FillRequest, res, own=()) -> list[FillRequest]:
+        """An answer to one request (`own`: its own verdict when judged already)."""
+        if own == ():
+            own = _own_verdict(self.spec, req, res)
         self.answers[(req.attempt, req.index)] = (req, res, own)
         if own is None:
             self._candidates.append(((req.id, req.attempt), _record(req, res)))
@@ -336,7 +383,7 @@ def _own_verdict(spec: PersonaSpec, req: FillRequest, res) -> tuple[str, str] | 
 
 
 def _dedup_verdict(req: FillRequest, res, index: DedupIndex) -> tuple[str | None, str]:
-    verdict, token = index.check(res.text)
+    verdict, token = index.check(res.text, getattr(res, "fingerprint", None))
     if verdict.kind is not None:
         return f"{verdict.kind} duplicate", res.text
     index.add(token)

@@ -106,7 +106,10 @@ def run(spec: PersonaSpec, ws: Workspace, *, count: int | None = None, seed: int
     count = count or total
     n_batches = -(-total // fill_params["batch_size"])
     report = StageReport("merge")
-    index = DedupIndex(spec.persona.signature)
+    # Fill deduplicated its answers over the whole run; a dialogue still holding its fill
+    # answer's text needs no second look. Only when one was edited since (by hand, by
+    # another tool) does merge dedup everything again.
+    index = None if _as_filled(ws, n_batches) else DedupIndex(spec.persona.signature)
     templates, topics = array("I"), array("I")
     template_codes: dict[str, int] = {}
     topic_codes: dict[str, int] = {}
@@ -126,8 +129,8 @@ def run(spec: PersonaSpec, ws: Workspace, *, count: int | None = None, seed: int
                     raise InputError("dialogue refers to an unknown answer", line=lineno,
                                      file=str(Workspace.batch(ws.dialogues, b)),
                                      field="answer_id")
-                verdict = index.offer(d["answer"])
-                if verdict.kind is not None:
+                verdict = index.offer(d["answer"]) if index is not None else None
+                if verdict is not None and verdict.kind is not None:
                     removed[verdict.kind] += 1
                     continue
                 out.write(dumps(chat_example(spec.persona.system_prompt, d["question"],
@@ -158,6 +161,16 @@ def run(spec: PersonaSpec, ws: Workspace, *, count: int | None = None, seed: int
     side.unlink()
     pairs.unlink()
     return report
+
+
+def _as_filled(ws: Workspace, n_batches: int) -> bool:
+    """Whether every dialogue holds the text its answer had when fill accepted it."""
+    for b in range(n_batches):
+        answers = {a["id"]: a.get("text") for _, a in _read(Workspace.batch(ws.answers, b))}
+        for _, d in _read(Workspace.batch(ws.dialogues, b)):
+            if answers.get(d.get("answer_id")) != d.get("answer"):
+                return False
+    return True
 
 
 def choose_holdout(topic_codes: dict[str, int], n: int, seed: int) -> list[str]:

@@ -8,6 +8,7 @@ question is in the dataset twice and none leaks from test into train.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from persona.checks.answer import (
@@ -75,18 +76,47 @@ def run(spec: PersonaSpec, plan: QuestionsPlan, provider: Provider, *, seed: int
     provider that streams is driven by persona/stages/run.py instead."""
     # every question of the run so far: no question is asked twice (an LLM's twins too)
     seen = QuestionIndex(spec if getattr(provider, "rephrases", False) else None)
-    for b in range(plan.n_batches):
-        plan.check_source(b)
-        if plan.finished(b):
-            for q in plan.questions(b):
-                seen.add(q)
-            plan.keep(b)
-        else:
-            dialogues, invalid, stats = ask_batch(spec, provider, plan.answers(b),
-                                                  plan.offset(b), seed, seen)
-            plan.write(b, dialogues, invalid, stats)
-        on_progress(min(plan.count, (b + 1) * plan.batch_size), plan.count)
+    with _workers(spec, provider, seed) as ask_many:
+        for b in range(plan.n_batches):
+            plan.check_source(b)
+            if plan.finished(b):
+                for q in plan.questions(b):
+                    seen.add(q)
+                plan.keep(b)
+            else:
+                dialogues, invalid, stats = ask_batch(spec, provider, plan.answers(b),
+                                                      plan.offset(b), seed, seen, ask_many)
+                plan.write(b, dialogues, invalid, stats)
+            on_progress(min(plan.count, (b + 1) * plan.batch_size), plan.count)
     return plan.report
+
+
+def _workers(spec: PersonaSpec, provider: Provider, seed: int):
+    """Forked workers for a provider that writes in this process (the offline grammar);
+    a network provider asks on its own (None)."""
+    from contextlib import nullcontext
+
+    from persona import parallel
+
+    if not getattr(provider, "forkable", False):
+        return nullcontext(None)
+    return parallel.pool(functools.partial(ask_and_judge, spec, provider, seed))
+
+
+def ask_and_judge(spec: PersonaSpec, provider: Provider, seed: int, req: QuestionRequest
+                  ) -> tuple:
+    """One question and its own verdict: (question or Failure, problems, raw, retryable)."""
+    return _judge(spec, provider, req, provider.ask(spec, [req], seed)[0])
+
+
+def _judge(spec: PersonaSpec, provider: Provider, req: QuestionRequest, res) -> tuple:
+    if isinstance(res, Failure):
+        return res, [res.reason], res.raw, res.retry
+    if not getattr(provider, "normalises", False):
+        res = normalise_question(res, spec)
+    problems = question_problems(res, spec, req.answer["values"],
+                                 getattr(provider, "question_sentences", None))
+    return res, problems, res, True
 
 
 @dataclass
@@ -152,10 +182,11 @@ class QuestionsPlan:
 
 
 def ask_batch(spec: PersonaSpec, provider: Provider, answers: list[dict], offset: int,
-              seed: int, seen: QuestionIndex | None = None
+              seed: int, seen: QuestionIndex | None = None, ask_many=None
               ) -> tuple[list[dict], list[dict], dict]:
     """Questions for one batch; a question already asked in the run (`seen`, updated) is
-    re-asked, so the dataset never holds one question twice (and none leaks across splits)."""
+    re-asked, so the dataset never holds one question twice (and none leaks across splits).
+    `ask_many(requests)`: each request's `ask_and_judge`, in order (on forked workers)."""
     seen = QuestionIndex() if seen is None else seen
     done: dict[int, str] = {}
     last: dict[int, tuple[str, str]] = {}
@@ -167,17 +198,14 @@ def ask_batch(spec: PersonaSpec, provider: Provider, answers: list[dict], offset
         if not pending:
             break
         retry = []
-        for req, res in zip(pending, provider.ask(spec, pending, seed), strict=True):
-            retryable = True
-            if isinstance(res, Failure):
-                problems, raw, retryable = [res.reason], res.raw, res.retry
-            else:
-                res = normalise_question(res, spec)
-                problems, raw = question_problems(res, spec, req.answer["values"],
-                                                  getattr(provider, "question_sentences", None)
-                                                  ), res
-                if not problems and res in seen:
-                    problems = [REPEATED]
+        if ask_many is not None:
+            judged = ask_many(pending)
+        else:
+            judged = [_judge(spec, provider, req, res) for req, res in
+                      zip(pending, provider.ask(spec, pending, seed), strict=True)]
+        for req, (res, problems, raw, retryable) in zip(pending, judged, strict=True):
+            if not problems and res in seen:
+                problems = [REPEATED]
             if not problems:
                 seen.add(res)
                 done[req.index] = res
@@ -267,8 +295,7 @@ class AskBatch:
         retryable = True
         if isinstance(res, Failure):
             problems, raw, retryable = [res.reason], res.raw, res.retry
-        else:
-            res = normalise_question(res, self.spec)
+        else:  # an LLM's question, normalised by its parse already
             problems, raw = question_problems(res, self.spec, chain.answer["values"],
                                               self.max_sentences), res
         if not problems:

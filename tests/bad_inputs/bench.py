@@ -84,6 +84,14 @@ def _sheet(ws: Path, rows: list[list], sheet: str = "Comparison",
 
 
 CASES: list[Case] = [
+    # a model that is not there: one line at once, not a minute of hub retries
+    Case("bench-before-missing-local-folder", ("bench", "{ws}/final/babis", "--before",
+                                               "./does-not-exist", "--after", "openai:m"),
+         workspace=True, stderr="no such model folder", max_lines=1, timeout=10),
+    Case("bench-before-missing-folder-or-hub-id", ("bench", "{ws}/final/babis", "--before",
+                                                   "runs/base", "--after", "openai:m"),
+         workspace=True, stderr="no such model folder here, and as a hub id", max_lines=1,
+         timeout=20),
     Case("bench-missing-dataset", ("bench", "{ws}/final/nope", "--before", "x", "--after", "y"),
          stderr="not a dataset folder"),
     Case("bench-dataset-is-a-file", ("bench", "{ws}/final/babis/train.jsonl", "--before", "x",

@@ -34,9 +34,14 @@ CASES: list[Case] = [
     Case("merge-workspace-dev-null", ("merge", "--workspace", "/dev/null"),
          stderr="not a folder"),
     # flag values
-    Case("run-count-zero", ("run", "--count", "0"), stderr="--count"),
-    Case("run-count-negative", ("run", "--count", "-5"), stderr="--count"),
-    Case("run-count-not-a-number", ("run", "--count", "many"), stderr="--count"),
+    # click's own usage errors: one `error: …` line too
+    Case("run-count-zero", ("run", "--count", "0"), stderr="error: invalid value for '--count'",
+         max_lines=1),
+    Case("run-count-negative", ("run", "--count", "-5"), stderr="--count", max_lines=1),
+    Case("run-count-not-a-number", ("run", "--count", "many"), stderr="--count", max_lines=1),
+    Case("unknown-command", ("bogus",), stderr="error: no such command 'bogus'", max_lines=1),
+    Case("run-missing-option-value", ("run", "--count"), stderr="requires an argument",
+         max_lines=1),
     Case("run-split-not-summing-to-1", ("run", "--split", "0.5", "0.5", "0.5"),
          stderr="sum to 1"),
     Case("run-split-negative", ("run", "--split", "1.2", "-0.1", "-0.1"), stderr="--split"),
