@@ -40,23 +40,28 @@ def normalize(text: str, signature: str = "") -> str:
     return _NON_WORD.sub(" ", text.lower()).strip()
 
 
-def shingle_hashes(norm: str) -> np.ndarray:
-    """Distinct 64-bit hashes of the character 5-grams (a polynomial rolling hash)."""
+def shingle_hashes(norm: str, distinct: bool = True) -> np.ndarray:
+    """64-bit hashes of the character 5-grams (a polynomial rolling hash); `distinct`:
+    each once (a set), else in text order with repeats (enough for a minimum)."""
     cp = np.frombuffer(norm.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
     if len(cp) < SHINGLE:
         cp = np.concatenate([cp, np.zeros(SHINGLE - len(cp), dtype=np.uint64)])
     n = len(cp) - SHINGLE + 1
-    h = np.zeros(n, dtype=np.uint64)
+    h = cp[:n].copy()
     with np.errstate(over="ignore"):
-        for j in range(SHINGLE):
-            h = h * np.uint64(1_000_003) + cp[j:j + n]
-    return np.unique(h)
+        for j in range(1, SHINGLE):
+            h *= np.uint64(1_000_003)
+            h += cp[j:j + n]
+    return np.unique(h) if distinct else h
 
 
 def minhash(norm: str) -> np.ndarray:
-    h = shingle_hashes(norm)
+    """The 64 minima; a repeated shingle changes no minimum, so no set is built."""
+    h = shingle_hashes(norm, distinct=False)
     with np.errstate(over="ignore"):
-        vals = (_A[:, None] * h[None, :] + _B[:, None]) >> np.uint64(32)
+        vals = np.multiply.outer(_A, h)
+        vals += _B[:, None]
+        vals >>= np.uint64(32)
     return vals.min(axis=1).astype(np.uint32)
 
 

@@ -44,7 +44,8 @@ def pool(work: Callable) -> Iterator[Callable[[list], list]]:
     """Yields `run(items)`: `work(item)` for every item, in order, spread over forked
     workers for large rounds, as an iterator (the parent takes each result as its chunk is
     done, while the workers go on). `work` must be a function of its item alone (the state
-    it reads is the parent's at the fork)."""
+    it reads is the parent's at the fork). The workers are forked at the first large round
+    (a stage whose rounds are all small, or answered ahead, forks none)."""
     global _WORK
     n = workers()
     if n <= 1:
@@ -53,22 +54,28 @@ def pool(work: Callable) -> Iterator[Callable[[list], list]]:
     import gc
     import multiprocessing
 
-    _WORK = work
-    # Objects that exist now go to a permanent generation: the workers' garbage collector
-    # then does not walk (and so copy, page by page) the parent's whole heap.
-    gc.freeze()
-    procs = multiprocessing.get_context("fork").Pool(n)
-    try:
-        def run(items: list):
-            if len(items) < MIN_ITEMS:
-                return (work(i) for i in items)
-            return procs.imap(_run, items, chunksize=max(4, len(items) // (n * 8)))
+    procs = None
 
+    def run(items: list):
+        nonlocal procs
+        global _WORK
+        if len(items) < MIN_ITEMS:
+            return (work(i) for i in items)
+        if procs is None:
+            _WORK = work
+            # Objects that exist now go to a permanent generation: the workers' garbage
+            # collector then does not walk (and so copy, page by page) the parent's heap.
+            gc.freeze()
+            procs = multiprocessing.get_context("fork").Pool(n)
+        return procs.imap(_run, items, chunksize=max(4, len(items) // (n * 8)))
+
+    try:
         yield run
     finally:
-        procs.terminate()
-        procs.join()
-        gc.unfreeze()
+        if procs is not None:
+            procs.terminate()
+            procs.join()
+            gc.unfreeze()
         _WORK = None
 
 
@@ -94,3 +101,4 @@ class Later:
         finally:
             self._pool.terminate()
             self._pool.join()
+

@@ -39,7 +39,7 @@ def _encoder():
 def measure(spec: PersonaSpec, ws: Workspace) -> dict:
     from persona.parallel import Later
 
-    copies_later = Later(copy_ratios, spec, ws)  # on the other core, beside what follows
+    side = Later(side_figures, spec, ws)  # on the other core, beside what follows
     enc = _encoder()
     signature = spec.persona.signature
     n = signed = unresolved = exact_dups = 0
@@ -49,7 +49,6 @@ def measure(spec: PersonaSpec, ws: Workspace) -> dict:
     a_len: list[int] = []
     chunk_q, chunk_a = [], []
     div = diversity.Counter_(signature, spec.journalist.labels)
-    shapes = diversity.SentenceShapes(value_words(spec))
     question_hashes: list[int] = []
     questions: list[str] = []  # for the leak check with the journalist's address aside
 
@@ -76,7 +75,6 @@ def measure(spec: PersonaSpec, ws: Workspace) -> dict:
         chunk_q.append(q)
         chunk_a.append(a)
         div.add(q, a)
-        shapes.add(diversity.strip_signature(a, signature))
         question_hashes.append(hash(q))
         questions.append(q)
         if len(chunk_q) >= 1000:
@@ -110,8 +108,7 @@ def measure(spec: PersonaSpec, ws: Workspace) -> dict:
                                                       topic_key)
     diversity_figures["leakage"]["test_questions_in_train_loose"] = loose_leaks(
         spec, [questions[i] for i in split_i["train"]], [questions[i] for i in split_i["test"]])
-    diversity_figures["sentence_shapes"] = shapes.result()
-    copies = copies_later.get()
+    diversity_figures["sentence_shapes"], copies = side.get()
     return {
         "persona": spec.id,
         "count": n,
@@ -154,6 +151,16 @@ def value_words(spec: PersonaSpec) -> frozenset[str]:
     return frozenset(w for ph in spec.placeholders.values() for value in ph.values
                      for k, form in value.items() if k != ph.agreement
                      for w in diversity.words(form))
+
+
+def side_figures(spec: PersonaSpec, ws: Workspace) -> tuple[dict, dict | None]:
+    """The answers' sentence shapes and copy ratios, figures that need only final/ and so
+    run on another core while `measure` does the rest."""
+    shapes = diversity.SentenceShapes(value_words(spec))
+    signature = spec.persona.signature
+    for _, ex in iter_jsonl(ws.final / "all.jsonl"):
+        shapes.add(diversity.strip_signature(ex["messages"][-1]["content"], signature))
+    return shapes.result(), copy_ratios(spec, ws)
 
 
 def copy_ratios(spec: PersonaSpec, ws: Workspace) -> dict | None:

@@ -242,11 +242,14 @@ class Grammar(Strict):
                              f"openers × {len(self.cores)} cores × {len(self.closers)} closers "
                              f"make at most {most}")
         if most <= 200_000:  # exact: empty parts and repeats make fewer distinct texts
-            distinct = len({" ".join(f"{o} {c} {e}".split()) for o in self.openers
-                            for c in self.cores for e in self.closers})
-            if self.count > distinct:
-                raise ValueError(f"count: {self.count} templates asked, but the grammar makes "
-                                 f"only {distinct} distinct ones")
+            distinct: set[str] = set()
+            for o in self.openers:  # until enough are found (every one only when too few)
+                for c in self.cores:
+                    distinct.update(" ".join(f"{o} {c} {e}".split()) for e in self.closers)
+                    if len(distinct) >= self.count:
+                        return self
+            raise ValueError(f"count: {self.count} templates asked, but the grammar makes "
+                             f"only {len(distinct)} distinct ones")
         return self
 
 

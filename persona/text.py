@@ -10,6 +10,7 @@ import random
 import re
 from dataclasses import dataclass
 
+from persona import lemmas
 from persona.spec import (
     AGREE_RE,
     ALT_RE,
@@ -179,8 +180,7 @@ def warm_lemmas(language: str) -> None:
 
     def load() -> None:
         try:
-            import simplemma
-
+            simplemma = lemmas.load()
             simplemma.is_known("a", lang=language)
         except Exception:  # noqa: BLE001 - an unknown language: the real call says so
             pass
@@ -206,7 +206,7 @@ def _lemmas_ready(language: str) -> None:
 def is_real_slip(before: str, after: str, language: str) -> bool:
     """False when every changed word is still a valid form of the word it replaced (its
     lemma is the same, by simplemma's dictionary): such a change reads as correct text."""
-    import simplemma
+    simplemma = lemmas.load()
 
     _lemmas_ready(language)
     try:

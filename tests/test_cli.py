@@ -29,6 +29,25 @@ def test_help_does_not_import_torch_or_openai():
     assert proc.returncode == 0, proc.stderr
 
 
+def test_the_lazy_command_table_matches_the_modules():
+    """Every command of every persona/cli module is in LAZY_COMMANDS under its own module,
+    and a plain command loads neither the training nor the bench module."""
+    import importlib
+    import pkgutil
+
+    import persona.cli as pkg
+    from persona.cli import LAZY_COMMANDS
+
+    found = {c.name: m.name for m in pkgutil.iter_modules(pkg.__path__)
+             for c in getattr(importlib.import_module(f"persona.cli.{m.name}"), "COMMANDS", [])}
+    assert found == LAZY_COMMANDS
+    code = ("import sys; from persona.cli import main; sys.argv=['persona','personas'];\n"
+            "try: main()\nexcept SystemExit: pass\n"
+            "assert not {'persona.cli.train', 'persona.cli.bench'} & set(sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_python_dash_m_and_version():
     assert "Usage:" in run_persona("--help").stdout
     assert "persona" in run_persona("--version").stdout

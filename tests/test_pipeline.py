@@ -192,6 +192,24 @@ def test_stages_one_by_one_equal_run(tmp_path, cli):
     assert final_bytes(one) == final_bytes(both)
 
 
+def test_merge_dedups_dialogues_edited_after_fill(tmp_path, cli):
+    """Fill dedups, so merge trusts dialogues that still hold their answers' texts; one
+    edited into a copy of another (by hand, by another tool) makes merge dedup them all."""
+    ws = tmp_path / "ws"
+    cli("run", "--count", 300, "--workspace", ws)
+    batch = ws / "generated/babis/dialogues/batch_0001.jsonl"
+    rows = [json.loads(line) for line in batch.read_text(encoding="utf-8").splitlines()]
+    rows[5]["answer"] = rows[4]["answer"]
+    batch.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                     encoding="utf-8")
+    result = cli("merge", "--workspace", ws)
+    assert "exact duplicate" in result.output or "1 rejected" in result.output, result.output
+    final = (ws / "final/babis/all.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(final) == 299
+    answers = [json.loads(line)["messages"][-1]["content"] for line in final]
+    assert len(set(answers)) == 299
+
+
 def test_split_flag(tmp_path, cli):
     ws = tmp_path / "ws"
     cli("run", "--count", 300, "--workspace", ws, "--split", 0.5, 0.25, 0.25)

@@ -152,3 +152,25 @@ def test_filled_answers_have_one_to_seven_sentences(babis):
         lengths.append(len(T.split_sentences(res.text.rsplit("\n\n", 1)[0])))
     assert min(lengths) == 1 and max(lengths) <= 7
     assert max(lengths.count(n) for n in set(lengths)) < len(lengths) / 2
+
+
+def test_the_lemma_dictionary_cache_gives_simplemmas_own_answers(tmp_path):
+    """The marshal dump of simplemma's Czech dictionary (persona/lemmas.py) is written on
+    first use and read back with the same lemmas; a broken dump is rebuilt."""
+    import subprocess
+    import sys
+
+    code = ("from persona import lemmas; s = lemmas.load(); "
+            "print(s.lemmatize('zabil', lang='cs'), s.is_known('předsedo', lang='cs'))")
+    env = {**__import__("os").environ, "XDG_CACHE_HOME": str(tmp_path)}
+    first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                           text=True, check=True).stdout
+    dumps = list((tmp_path / "persona" / "simplemma").glob("cs-*.marshal"))
+    assert len(dumps) == 1 and dumps[0].stat().st_size > 1_000_000
+    again = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                           text=True, check=True).stdout
+    dumps[0].write_bytes(b"not marshal")
+    rebuilt = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True).stdout
+    assert first == again == rebuilt == "zabít True\n"
+    assert dumps[0].stat().st_size > 1_000_000

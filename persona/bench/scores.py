@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from persona import lemmas as lemma_cache
 from persona.spec import PersonaSpec, per_spec
 from persona.text import is_signed
 
@@ -140,7 +141,7 @@ def slips(answer: str, spec: PersonaSpec) -> int:
 @lru_cache(maxsize=200_000)
 def _lemma(word: str, lang: str) -> str:
     try:
-        import simplemma
+        simplemma = lemma_cache.load()
     except ImportError:  # without simplemma: exact forms only (the spec lists every case)
         return word
     try:

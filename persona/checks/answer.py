@@ -23,6 +23,7 @@ import functools
 import re
 from importlib import resources
 
+from persona import lemmas
 from persona import text as T
 from persona.rules import language_ok, misplaced_endings
 from persona.spec import (
@@ -304,7 +305,7 @@ def _form_re(form: str) -> re.Pattern:
 
 def _lemmas_present(low: str, forms: list[str], lang: str) -> bool:
     try:
-        import simplemma
+        simplemma = lemmas.load()
     except ImportError:  # pragma: no cover - a dependency of the main install
         return False
     T._lemmas_ready(lang)

@@ -17,10 +17,14 @@ from persona.errors import PersonaError
 
 class PersonaGroup(click.Group):
     """A click group that turns our known errors into one line and an exit code, and lists
-    its commands in the order of the workflow (stages, checks, training), not alphabetically."""
+    its commands in the order of the workflow (stages, checks, training), not alphabetically;
+    a command's module is imported when it is needed (LAZY_COMMANDS)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(self.commands)
+        return list(LAZY_COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return _command(name)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -66,16 +70,25 @@ def cli(ctx: click.Context, debug: bool) -> None:
                         format="%(levelname)s %(name)s: %(message)s")
 
 
-def _register() -> None:
-    # Command modules import no heavy libraries at module level (a test checks torch stays out).
-    from persona.cli import bench, checks, export, generate, jobs, moderate, specs, train
+# Each command's module, in the order of the workflow: a command's module (and what it
+# imports: pydantic for finetune, rich tables for checks) loads only when that command runs or
+# `--help` lists them all. tests/test_cli.py checks the table against the modules' COMMANDS.
+LAZY_COMMANDS = {
+    "templates": "generate", "fill": "generate", "questions": "generate", "merge": "generate",
+    "run": "generate", "personas": "specs", "init": "specs", "validate": "checks",
+    "cost": "checks", "moderate": "moderate", "export": "export", "upload": "jobs",
+    "jobs": "jobs", "finetune": "train", "chat": "train", "bench": "bench",
+}
 
-    for module in (generate, specs, checks, moderate, export, jobs, train, bench):
-        for command in module.COMMANDS:
-            cli.add_command(command)
 
+def _command(name: str) -> click.Command | None:
+    import importlib
 
-_register()
+    module = LAZY_COMMANDS.get(name)
+    if module is None:
+        return None
+    commands = importlib.import_module(f"persona.cli.{module}").COMMANDS
+    return next(c for c in commands if c.name == name)
 
 
 def main() -> None:

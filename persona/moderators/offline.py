@@ -26,6 +26,7 @@ import tomllib
 from dataclasses import dataclass
 from importlib import resources
 
+from persona import lemmas
 from persona.moderators.base import Verdict
 
 STRONG, WEAK = 0.9, 0.4  # one strong entry flags; two weak entries of a category do (0.64)
@@ -237,8 +238,7 @@ def _word_matches(word: str, how: str, form: str, lemma: str) -> bool:
 
 @functools.lru_cache(maxsize=200_000)
 def _lemma(token: str, language: str) -> str:
-    import simplemma
-
+    simplemma = lemmas.load()
     try:
         return simplemma.lemmatize(token, lang=language).lower()
     except ValueError:  # a token simplemma cannot handle: the form is its own lemma

@@ -52,6 +52,10 @@ class FillResult:
     brief: dict | None = None
     normalised: bool = False  # the provider normalised it already (an LLM's parse)
     fingerprint: tuple | None = None  # its dedup fingerprint, when a worker computed it
+    # its question asked ahead and judged on its own (stages/questions.ask_and_judge), when a
+    # forked worker could (the offline grammar: a question depends on the answer's slot and
+    # values alone); the questions stage then only looks it up
+    question: tuple | None = None
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,13 @@ class OfflineProvider:
     name = "offline"
     normalises = True  # its text needs no normalising (the grammar applies the fix-ups)
     forkable = True  # writes in this process, from the spec alone: forked workers may write
+    asks_ahead = True  # fill's workers may ask each answer's question at once (see `ahead`)
+
+    def __init__(self) -> None:
+        # Questions asked ahead by fill's workers, judged on their own, for the questions
+        # stage of the same run: (spec id, seed, slot, values) -> ask_and_judge's result.
+        # A question depends on nothing else, so the stage's result is the same bytes.
+        self.ahead: dict[tuple, tuple] = {}
 
     def write_templates(self, spec: PersonaSpec, count: int, seed: int, round_no: int = 0
                         ) -> list[str]:

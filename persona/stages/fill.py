@@ -97,12 +97,29 @@ def run(plan: FillPlan, provider: Provider, on_progress: Progress = no_progress
                 slots = plan.slots(b)
                 answers, invalid, stats = fill_batch(
                     spec, provider, slots, plan.bank, plan.index, seed,
-                    getattr(provider, "rephrases", False), fill_many,
-                    itertools.islice(first, len(slots)) if first is not None else None)
+                    getattr(provider, "rephrases", False), _keeping_ahead(fill_many, provider),
+                    _kept_ahead(itertools.islice(first, len(slots)), provider)
+                    if first is not None else None)
                 plan.write(b, answers, invalid, stats)
             done += len(plan.range(b))
             on_progress(done, count)
     return plan.report
+
+
+def _kept_ahead(results: Iterator[tuple], provider: Provider) -> Iterator[tuple]:
+    """Pass fill_and_judge's results on, keeping the questions asked ahead in the
+    provider's store (`ahead`) for the questions stage."""
+    for res, own in results:
+        if getattr(res, "question", None) is not None:
+            provider.ahead[res.question[0]] = res.question[1]
+            res.question = None
+        yield res, own
+
+
+def _keeping_ahead(fill_many, provider: Provider):
+    if fill_many is None:
+        return None
+    return lambda requests: _kept_ahead(iter(fill_many(requests)), provider)
 
 
 def _workers(spec: PersonaSpec, provider: Provider, seed: int):
@@ -123,11 +140,17 @@ def _workers(spec: PersonaSpec, provider: Provider, seed: int):
 def fill_and_judge(spec: PersonaSpec, provider: Provider, seed: int, req: FillRequest
                    ) -> tuple:
     """One answer and its own verdict (everything but dedup): (result, verdict or None); a
-    candidate carries its dedup fingerprint, so the parent only looks it up."""
+    candidate carries its dedup fingerprint, so the parent only looks it up, and, from a
+    provider that `asks_ahead`, its question (asked as if the answer kept its slot's place;
+    the questions stage checks that it did)."""
     res = provider.fill(spec, [req], seed)[0]
     own = _own_verdict(spec, req, res)
     if own is None:
         res.fingerprint = DedupIndex(spec.persona.signature).fingerprint(res.text)
+        if getattr(provider, "asks_ahead", False):
+            from persona.stages.questions import ask_ahead
+
+            res.question = ask_ahead(spec, provider, seed, req.index, res.values)
     return res, own
 
 

@@ -17,6 +17,7 @@ import json
 import random
 from array import array
 from collections import Counter
+from pathlib import Path
 
 from persona.dedup import DedupIndex
 from persona.errors import InputError, WorkspaceError
@@ -108,41 +109,14 @@ def run(spec: PersonaSpec, ws: Workspace, *, count: int | None = None, seed: int
     report = StageReport("merge")
     # Fill deduplicated its answers over the whole run; a dialogue still holding its fill
     # answer's text needs no second look. Only when one was edited since (by hand, by
-    # another tool) does merge dedup everything again.
-    index = None if _as_filled(ws, n_batches) else DedupIndex(spec.persona.signature)
-    templates, topics = array("I"), array("I")
-    template_codes: dict[str, int] = {}
-    topic_codes: dict[str, int] = {}
+    # another tool) does merge start again and dedup everything.
+    collected = _collect(spec, ws, n_batches, count, None, on_progress)
+    if collected is None:
+        collected = _collect(spec, ws, n_batches, count, DedupIndex(spec.persona.signature),
+                             on_progress)
+    templates, topics, template_codes, topic_codes, removed = collected
+    side, pairs = _tmp_files(ws)
     topic_cat = spec.journalist.match[0] if spec.journalist.match else None
-    removed = Counter()
-    side = ws.final / ".meta.tmp.jsonl"
-    pairs = ws.final / ".all.tmp.jsonl"
-    ws.final.mkdir(parents=True, exist_ok=True)
-    with open(pairs, "w", encoding="utf-8") as out, open(side, "w", encoding="utf-8") as meta:
-        for b in range(n_batches):
-            if len(templates) >= count:
-                break
-            answers = {a["id"]: a for _, a in _read(Workspace.batch(ws.answers, b))}
-            for lineno, d in _read(Workspace.batch(ws.dialogues, b)):
-                a = answers.get(d.get("answer_id"))
-                if a is None:
-                    raise InputError("dialogue refers to an unknown answer", line=lineno,
-                                     file=str(Workspace.batch(ws.dialogues, b)),
-                                     field="answer_id")
-                verdict = index.offer(d["answer"]) if index is not None else None
-                if verdict is not None and verdict.kind is not None:
-                    removed[verdict.kind] += 1
-                    continue
-                out.write(dumps(chat_example(spec.persona.system_prompt, d["question"],
-                                             d["answer"])) + "\n")
-                meta.write(dumps(_meta(d, a)) + "\n")
-                templates.append(template_codes.setdefault(a["template_id"],
-                                                           len(template_codes)))
-                topic = a["values"].get(topic_cat, "") if topic_cat else ""
-                topics.append(topic_codes.setdefault(topic, len(topic_codes)))
-                if len(templates) == count:
-                    break
-            on_progress(min(len(templates), count), count)
     report.reasons = {f"{k} duplicate": v for k, v in sorted(removed.items())}
     report.rejected = sum(removed.values())
     if len(templates) < count:
@@ -163,14 +137,50 @@ def run(spec: PersonaSpec, ws: Workspace, *, count: int | None = None, seed: int
     return report
 
 
-def _as_filled(ws: Workspace, n_batches: int) -> bool:
-    """Whether every dialogue holds the text its answer had when fill accepted it."""
-    for b in range(n_batches):
-        answers = {a["id"]: a.get("text") for _, a in _read(Workspace.batch(ws.answers, b))}
-        for _, d in _read(Workspace.batch(ws.dialogues, b)):
-            if answers.get(d.get("answer_id")) != d.get("answer"):
-                return False
-    return True
+def _tmp_files(ws: Workspace) -> tuple[Path, Path]:
+    return ws.final / ".meta.tmp.jsonl", ws.final / ".all.tmp.jsonl"
+
+
+def _collect(spec: PersonaSpec, ws: Workspace, n_batches: int, count: int,
+             index: DedupIndex | None, on_progress: Progress):
+    """Every dialogue in order into the temporary pairs and meta files, up to `count`, with
+    `index` deduplicating them; without one, None as soon as a dialogue no longer holds the
+    text its answer had when fill accepted it (then the caller dedups everything)."""
+    templates, topics = array("I"), array("I")
+    template_codes: dict[str, int] = {}
+    topic_codes: dict[str, int] = {}
+    topic_cat = spec.journalist.match[0] if spec.journalist.match else None
+    removed: Counter = Counter()
+    side, pairs = _tmp_files(ws)
+    ws.final.mkdir(parents=True, exist_ok=True)
+    with open(pairs, "w", encoding="utf-8") as out, open(side, "w", encoding="utf-8") as meta:
+        for b in range(n_batches):
+            if len(templates) >= count:
+                break
+            answers = {a["id"]: a for _, a in _read(Workspace.batch(ws.answers, b))}
+            for lineno, d in _read(Workspace.batch(ws.dialogues, b)):
+                a = answers.get(d.get("answer_id"))
+                if a is None:
+                    raise InputError("dialogue refers to an unknown answer", line=lineno,
+                                     file=str(Workspace.batch(ws.dialogues, b)),
+                                     field="answer_id")
+                if index is None and a.get("text") != d.get("answer"):
+                    return None
+                verdict = index.offer(d["answer"]) if index is not None else None
+                if verdict is not None and verdict.kind is not None:
+                    removed[verdict.kind] += 1
+                    continue
+                out.write(dumps(chat_example(spec.persona.system_prompt, d["question"],
+                                             d["answer"])) + "\n")
+                meta.write(dumps(_meta(d, a)) + "\n")
+                templates.append(template_codes.setdefault(a["template_id"],
+                                                           len(template_codes)))
+                topic = a["values"].get(topic_cat, "") if topic_cat else ""
+                topics.append(topic_codes.setdefault(topic, len(topic_codes)))
+                if len(templates) == count:
+                    break
+            on_progress(min(len(templates), count), count)
+    return templates, topics, template_codes, topic_codes, removed
 
 
 def choose_holdout(topic_codes: dict[str, int], n: int, seed: int) -> list[str]:

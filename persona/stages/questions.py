@@ -9,6 +9,7 @@ question is in the dataset twice and none leaks from test into train.
 from __future__ import annotations
 
 import functools
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from persona.checks.answer import (
@@ -20,7 +21,7 @@ from persona.checks.answer import (
 from persona.errors import WorkspaceError
 from persona.io import iter_jsonl, write_json, write_jsonl
 from persona.providers.base import Failure, Provider, QuestionRequest
-from persona.spec import PersonaSpec
+from persona.spec import PersonaSpec, per_spec
 from persona.stages import (
     MAX_ATTEMPTS,
     Progress,
@@ -100,13 +101,57 @@ def _workers(spec: PersonaSpec, provider: Provider, seed: int):
 
     if not getattr(provider, "forkable", False):
         return nullcontext(None)
-    return parallel.pool(functools.partial(ask_and_judge, spec, provider, seed))
+    return _ahead_first(spec, provider, seed,
+                        parallel.pool(functools.partial(ask_and_judge, spec, provider, seed)))
+
+
+@contextmanager
+def _ahead_first(spec: PersonaSpec, provider: Provider, seed: int, pool):
+    """The pool's `run`, but a question fill's workers asked ahead is taken from the
+    provider's store here; only the others go to the workers (none: no fork at all)."""
+    ahead = getattr(provider, "ahead", None)
+    with pool as many:
+        if not ahead:
+            yield many
+            return
+
+        def run(requests: list[QuestionRequest]):
+            known = {}
+            for i, req in enumerate(requests):
+                if req.attempt == 0:
+                    got = ahead.pop(_ahead_key(spec, seed, req.index, req.answer["values"]),
+                                    None)
+                    if got is not None:
+                        known[i] = got
+            rest = iter(many([r for i, r in enumerate(requests) if i not in known]))
+            return (known[i] if i in known else next(rest) for i in range(len(requests)))
+
+        yield run
 
 
 def ask_and_judge(spec: PersonaSpec, provider: Provider, seed: int, req: QuestionRequest
                   ) -> tuple:
     """One question and its own verdict: (question or Failure, problems, raw, retryable)."""
     return _judge(spec, provider, req, provider.ask(spec, [req], seed)[0])
+
+
+def ask_ahead(spec: PersonaSpec, provider: Provider, seed: int, slot: int, values: dict
+              ) -> tuple:
+    """(key, judged): the first question of the answer at `slot` with `values`, asked before
+    the answer is written (in fill's worker), as ask_and_judge would ask it at that place."""
+    req = QuestionRequest(slot, {"values": values})
+    return (_ahead_key(spec, seed, slot, values),
+            _judge(spec, provider, req, provider.ask(spec, [req], seed)[0]))
+
+
+def _ahead_key(spec: PersonaSpec, seed: int, index: int, values: dict) -> tuple:
+    """Everything a question of the offline grammar depends on (the spec by its content)."""
+    return _spec_digest(spec), seed, index, tuple(sorted(values.items()))
+
+
+@per_spec
+def _spec_digest(spec: PersonaSpec) -> str:
+    return spec.fingerprint()
 
 
 def _judge(spec: PersonaSpec, provider: Provider, req: QuestionRequest, res) -> tuple:
