@@ -192,6 +192,19 @@ def test_stages_one_by_one_equal_run(tmp_path, cli):
     assert final_bytes(one) == final_bytes(both)
 
 
+def test_one_process_and_forked_workers_give_the_same_bytes(tmp_path, monkeypatch):
+    """The offline stages' per-item work runs in forked workers (persona/parallel.py), its
+    questions asked ahead by fill's workers; in one process it must give the same files."""
+    out = {}
+    for workers in ("1", "2"):
+        monkeypatch.setenv("PERSONA_WORKERS", workers)
+        ws = tmp_path / f"w{workers}"
+        run_persona("run", "--count", 900, "--workspace", ws)
+        out[workers] = (final_bytes(ws), sorted(
+            (p.name, p.read_bytes()) for p in (ws / "generated/babis/dialogues").glob("*.jsonl")))
+    assert out["1"] == out["2"]
+
+
 def test_merge_dedups_dialogues_edited_after_fill(tmp_path, cli):
     """Fill dedups, so merge trusts dialogues that still hold their answers' texts; one
     edited into a copy of another (by hand, by another tool) makes merge dedup them all."""
