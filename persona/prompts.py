@@ -123,14 +123,17 @@ def _spec_variables(spec: PersonaSpec) -> dict[str, str]:
     return {"persona_name": p.name, "persona_description": p.description or p.name,
             "language": p.language, "language_name": LANGUAGES.get(p.language, p.language),
             "signature": p.signature, "agreement": "",
-            "journalist": journalist, "placeholders": "\n".join(lines)}
+            "journalist": journalist, "placeholders": "\n".join(lines),
+            "styles": "\n".join(f"- {key}: {style.description}"
+                                for key, style in spec.styles.items())}
 
 
-def messages(stage: str, spec: PersonaSpec, task: dict, **extra: str) -> list[dict]:
+def messages(stage: str, spec: PersonaSpec, task: dict | str, **extra: str) -> list[dict]:
     """The chat messages of one request: the stage's prompt rendered with spec and task."""
     prompt = load(stage)
     variables = {**spec_variables(spec), **extra,
-                 "task": json.dumps(task, ensure_ascii=False, indent=1)}
+                 "task": task if isinstance(task, str)  # a grouped task, rendered by its stage
+                 else json.dumps(task, ensure_ascii=False, indent=1)}
     try:
         return [{"role": "system", "content": render(prompt["system"], variables)},
                 {"role": "user", "content": render(prompt["user"], variables)}]

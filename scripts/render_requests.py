@@ -72,20 +72,25 @@ def main() -> int:
              ""]
     lines += block("Stage 1: templates", tasks.templates_requests(spec, 20, args.seed)[0],
                    args.model, "Twenty templates per request. ")
-    done = set()
-    for i in range(count):
-        if styles[i] in done:
+    k = 3  # items per request shown (a run sends --per-request, default 8)
+    for style in spec.styles:
+        picked = [i for i in range(count) if styles[i] == style][:k]
+        if not picked:
             continue
-        done.add(styles[i])
-        msgs, brief = tasks.fill_request(spec, slot(i), args.seed)
-        label = spec.styles[styles[i]].label
+        members = [tasks.fill_member(spec, slot(i), args.seed) for i in picked]
+        msgs = tasks.group_messages(spec, "fill", tasks.fill_shared(
+            spec, args.seed, style, picked[0] // tasks.GROUP_BLOCK), [t for t, _ in members])
+        label = spec.styles[style].label
+        checks = json.dumps(members[0][1].checks("write"), ensure_ascii=False)
+        slip = "makes a slip in it" if picked[0] in slips else "makes no slip"
         lines += block(f"Stage 2: fill, style “{label}” (write mode, the default)", msgs,
-                       args.model, f"Slot {i + 1}; the code checks the answer against "
-                       f"`{json.dumps(brief.checks('write'), ensure_ascii=False)}` and "
-                       f"{'makes a slip in it' if i in slips else 'makes no slip'}. ")
+                       args.model, f"Slots {', '.join(str(i + 1) for i in picked)} in one "
+                       f"request ({k} here; a run sends up to --per-request, default "
+                       f"{tasks.PER_REQUEST}). The code checks each answer on its own, the "
+                       f"first against `{checks}`, and {slip}. ")
     msgs, _ = tasks.fill_request(spec, slot(0), args.seed, 0, "strict")
     lines += block("Stage 2: fill, `--fill strict`", msgs, args.model,
-                   "The course's original shape: the template word for word. ")
+                   "The course's original shape: the template word for word, one per request. ")
     first = next(i for i in range(count) if i in slips)
     previous = {"text": "(the slot's answer, in which no slip rule found a word)",
                 "attempt": 0}
@@ -93,13 +98,18 @@ def main() -> int:
                            styles[first], True, 1, previous=previous)
     lines += block("Stage 2: a rephrase for a slip", tasks.fill_request(spec, rephrase,
                                                                        args.seed)[0],
-                   args.model, "Sent once, only when no slip rule fits the answer a "
+                   args.model, "Sent alone, once, only when no slip rule fits the answer a "
                    "slip slot got. ")
-    res = OfflineProvider().fill(spec, [slot(0)], args.seed)[0]
-    answer = {"id": slot(0).id, "text": res.text, "values": res.values}
-    lines += block("Stage 3: questions", tasks.question_request(
-        spec, QuestionRequest(0, answer), args.seed), args.model,
-                   "The answer is the offline grammar's here; in a run, the model's. ")
+    items = []
+    for i in range(k):
+        res = OfflineProvider().fill(spec, [slot(i)], args.seed)[0]
+        answer = {"id": slot(i).id, "text": res.text, "values": res.values}
+        items.append(tasks.question_member(spec, QuestionRequest(i, answer), args.seed))
+    msgs = tasks.group_messages(spec, "questions", tasks.question_shared(spec, args.seed, 0),
+                                items)
+    lines += block("Stage 3: questions", msgs, args.model,
+                   f"{k} answers in one request; the answers are the offline grammar's here, "
+                   "in a run the model's. ")
     args.out.write_text("\n".join(lines), encoding="utf-8")
     print(f"wrote {args.out}")
     return 0

@@ -29,54 +29,26 @@ def llm_checks():
 
 # -- the request as the model gets it ------------------------------------------------------
 
-def test_fill_request_renders_exactly(babis):
+def test_a_slots_task_says_what_to_write_and_the_brief_what_is_checked(babis):
+    """The task of one slot in a grouped fill request (the request around it:
+    tests/test_per_request.py): values to name, the idea, a sentence range; no slip rule."""
     from persona.providers import llm_tasks as tasks
     from persona.providers.base import FillRequest
     from persona.stages import templates as templates_stage
 
     bank = templates_stage.load(ROOT / "templates" / "babis.jsonl", babis)
-    msgs, brief = tasks.fill_request(babis, FillRequest(6, "babis-a000007", bank[5], "irony",
-                                                        True), 42)
-    assert msgs[0]["content"] == (
-        "You write answers for a satirical persona style-transfer dataset. You speak as Andrej "
-        f"Babiš. The persona: {babis.persona.description}\n\n"
-        "Write spoken Czech in the persona's register, as the style examples show, without "
-        "typos: one paragraph of whole sentences, in your own words. Use no words of another "
-        "language and make no deliberate mistakes, malapropisms or mangled idioms: the dataset "
-        "adds those to chosen answers itself. It is satire of a speaking style: invent no "
-        "concrete facts, figures, names of real people or accusations of crimes. Give only the "
-        "answer itself: no name or label before it, no quotation marks, no markdown, no "
-        "signature (it is added afterwards), no comment on the task. Never refuse or step out "
-        "of the role: when the persona refuses to comment, that refusal is the answer.\n\n"
-        'Reply with one JSON object and nothing else: {"text": "<the answer>"}')
-    assert msgs[1]["content"] == (
-        'Write one answer of Andrej Babiš in the style "irony": Ironie: předstíraný souhlas, '
-        "sarkastická chvála protivníků.\n\n"
-        "The task below gives you:\n"
-        "- `about`: what the answer is about. Use each of these words, inflected as your "
-        "sentence needs.\n"
-        "- `may_use` (when given): more words and phrases the answer may use.\n"
-        "- `idea`: a thought the answer can start from. Take its content, not its tone (the "
-        "style comes first), and say it your own way: do not copy its wording.\n"
-        "- `style_examples`: sentences of this style, to show its tone. You may reuse one of "
-        "them.\n"
-        "- `closers` (when given): sentences of this style that close an answer (a refusal, a "
-        "wrap-up). If you use one, it is your last sentence.\n"
-        "- `sentences`: how many sentences the answer has.\n\n"
-        '```json\n{\n "task": "fill",\n "id": "babis-a000007",\n "attempt": 0,\n'
-        ' "style": "irony",\n "about": {\n  "nepritel": "politologové",\n'
-        '  "tema": "nemocnice"\n },\n'
-        ' "idea": "No tak znova, pomalu, ať to pochopí i politologové. Lidi se mě ptají na '
-        'nemocnice a já jim říkám pravdu, ne jako politologové. My to dotáhneme do konce.",\n'
-        ' "style_examples": [\n  "No hlavně, že politologové mají vždycky pravdu, že jo?",\n'
-        '  "No to je skvělý.",\n  "To se politologům moc povedlo, tleskám.",\n'
-        '  "To bude zase výhra, jako vždycky u politologů."\n ],\n'
-        ' "sentences": "3-5"\n}\n```')
+    task, brief = tasks.fill_member(babis, FillRequest(6, "babis-a000007", bank[5], "irony",
+                                                       True), 42)
+    assert task == {"id": "babis-a000007", "about": dict(brief.keys()), "idea": brief.idea,
+                    "sentences": f"{brief.sentences[0]}-{brief.sentences[1]}"}
+    assert set(task["about"]) == {"nepritel", "tema"} and brief.idea.count(".") >= 2
     # the slot's slip is the code's: no rule, no mention of slips in the task
-    assert "slip" not in msgs[1]["content"].split("```json")[1]
-    assert brief.checks("write") == {"required": {"nepritel": "politologové",
-                                                  "tema": "nemocnice"},
-                                     "sentences": [3, 5], "template": brief.idea}
+    assert "slip" not in json.dumps(task)
+    assert brief.checks("write") == {"required": brief.keys(),
+                                     "sentences": list(brief.sentences), "template": brief.idea}
+    again, _ = tasks.fill_member(babis, FillRequest(6, "babis-a000007", bank[5], "irony", True,
+                                                    attempt=2), 42, reask=1)
+    assert again["attempt"] == 2 and again["reask"] == 1
 
 
 # -- normalising ---------------------------------------------------------------------------
@@ -269,7 +241,7 @@ def test_a_writing_model_is_checked_and_the_card_says_how_it_wrote(tmp_path):
     assert any(k.endswith("asked") and "sentences" in k for k in reasons)
     assert report["count"] == 200 and report["copy_ratio"]["at_or_above_limit"] == 0
     assert report["copy_ratio"]["p95"] < 0.5
-    assert report["tokens_per_pair"]["input"] > 500
+    assert 150 < report["tokens_per_pair"]["input"] < 700  # several items per request
     card = (final / "DATASET_CARD.md").read_text()
     for row in ("copy of its template (word 4-grams)", "distinct sentence shapes",
                 "LLM tokens per pair (in / out)"):
@@ -313,9 +285,13 @@ def test_the_dry_run_is_within_ten_percent_of_what_the_server_counts(tmp_path):
         dry = json.loads(run_llm(srv, ws, "run", "--count", 200, "--dry-run", "--json").stdout)
         report = json.loads(run_llm(srv, ws, "run", "--count", 200, "--json").stdout)
     usage = report["stages"]["llm_usage"]
-    for row in dry:
-        counted = usage[row["stage"]]["prompt_tokens"] / usage[row["stage"]]["requests"]
-        assert abs(row["input_tokens"] / row["requests"] - counted) <= 0.1 * counted, row
+    stages = ("fill", "questions")  # several items per request (retries included)
+    counted = sum(usage[s]["prompt_tokens"] for s in stages)
+    estimated = sum(row["input_tokens"] for row in dry if row["stage"] in stages)
+    assert abs(estimated - counted) <= 0.1 * counted, (estimated, counted)
+    # one item per request would take over three times the input tokens
+    solo = sum(row["one_per_request"]["input_tokens"] for row in dry if row["stage"] in stages)
+    assert solo >= 3 * estimated
 
 
 def test_a_leak_from_test_into_train_is_a_missed_target():
@@ -350,8 +326,12 @@ def test_a_slot_no_slip_rule_fits_is_rephrased_once_with_a_trigger_word(babis):
         def fill(self, spec, requests, seed):
             out = []
             for req in requests:
-                msgs, brief = tasks.fill_request(spec, req, seed)
-                seen.append((req, msgs[-1]["content"]))
+                if req.previous:  # a rephrase goes alone
+                    msgs, brief = tasks.fill_request(spec, req, seed)
+                    seen.append((req, msgs[-1]["content"]))
+                else:
+                    task, brief = tasks.fill_member(spec, req, seed)
+                    seen.append((req, json.dumps(task, ensure_ascii=False)))
                 text = first_text(brief)
                 if req.previous:  # works a trigger word in
                     text = req.previous["text"] + " Já vím, protože to tak je."
@@ -362,7 +342,8 @@ def test_a_slot_no_slip_rule_fits_is_rephrased_once_with_a_trigger_word(babis):
 
     slot = next(s for s in (FillRequest(i, f"babis-a{i + 1:06d}", bank[i], "irony", True)
                             for i in range(40))
-                if not T.applicable_slips(first_text(tasks.fill_brief(babis, s, 42)),
+                if not T.applicable_slips(first_text(tasks.fill_brief(babis, s, 42,
+                                                                       grouped=True)),
                                           babis.slips))
     answers, invalid, stats = stage.fill_batch(babis, Model(), [slot], bank,
                                                DedupIndex(babis.persona.signature), 42, True)

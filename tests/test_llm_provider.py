@@ -58,31 +58,6 @@ def assert_no_key(ws: Path, *texts: str) -> None:
 
 # -- prompts -------------------------------------------------------------------------------
 
-def test_question_prompt_renders_exactly(babis):
-    task = {"task": "questions", "id": "babis-a000001", "attempt": 0,
-            "answer": "Dálnice? To je tragédie!\n\nAndrej Babiš", "topics": {"tema": "dálnice"},
-            "examples": ["Pane Babiši, co dálnice?"]}
-    system, user = prompts.messages("questions", babis, task)
-    assert system == {"role": "system", "content": (
-        "You write a journalist's questions for a persona style-transfer dataset. The "
-        f"journalist: {babis.journalist.description} The journalist never uses the persona's "
-        f"own labels (words containing: {', '.join(babis.journalist.labels)}).\n\n"
-        "Questions are in Czech, one or two sentences, end with a question mark, and are "
-        "addressed to Andrej Babiš. Give only the question: no label, no quotation marks, no "
-        "markdown. Reply with one JSON object and nothing else.")}
-    assert user["content"] == (
-        "Write the question the journalist asked that Andrej Babiš answered like this. The "
-        "question names the answer's topic: use the words in `topics` (the journalist's "
-        "neutral words for what the answer talks about), inflected as your sentence needs. It "
-        "must not quote the answer. `examples` shows questions of the right kind; write one "
-        "of your own.\n\n"
-        "```json\n{\n \"task\": \"questions\",\n \"id\": \"babis-a000001\",\n \"attempt\": 0,\n"
-        " \"answer\": \"Dálnice? To je tragédie!\\n\\nAndrej Babiš\",\n"
-        " \"topics\": {\n  \"tema\": \"dálnice\"\n },\n"
-        " \"examples\": [\n  \"Pane Babiši, co dálnice?\"\n ]\n}\n```\n\n"
-        "Reply with JSON: {\"question\": \"<the question>\"}")
-
-
 def test_rate_limiter_spaces_requests_evenly():
     now = [0.0]
     lim = RateLimiter(rpm=600, tpm=60_000, clock=lambda: now[0])
@@ -107,7 +82,8 @@ def test_run_with_faults_completes_validates_and_never_leaks_the_key(tmp_path):
     fill_stats = report["stages"]["fill"]
     assert fill_stats["retried"] > 0 and "rejected" in fill_stats
     usage = report["stages"]["llm_usage"]
-    assert usage["fill"]["requests"] >= 300 and usage["fill"]["cost_usd"] > 0
+    assert usage["fill"]["items"] >= 300 and usage["fill"]["cost_usd"] > 0
+    assert usage["fill"]["requests"] < usage["fill"]["items"] / 4  # several per request
     # malformed answers were asked again within the provider call, and counted
     assert usage["fill"]["malformed_reasked"] > 20 and usage["questions"]["malformed_reasked"]
     batch = json.loads((ws / "generated" / "babis" / "answers" / "batch_0001.stats.json")
@@ -125,7 +101,7 @@ def test_killed_run_resumes_without_resending_answered_requests(tmp_path):
     batches = ("--batch-size", 100)
     with serve(seed=1) as srv:
         run_llm(srv, clean, "run", "--count", 300, "--concurrency", 8, *batches)
-        clean_total = srv.stats()["total"]
+        clean_total = srv.stats()["items_total"]  # items asked (8 per request)
     with serve(latency=0.02, seed=1) as srv:
         proc = subprocess.Popen(persona_cmd("run", "--count", 300, "--concurrency", 4,
                                             *batches, "--provider", "openai", "--base-url",
@@ -133,7 +109,7 @@ def test_killed_run_resumes_without_resending_answered_requests(tmp_path):
                                 env=llm_env(), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         deadline = time.time() + 60
-        while srv.stats()["answered_by_kind"].get("questions", 0) < 40 and \
+        while srv.stats()["answered_by_kind"].get("questions", 0) < 5 and \
                 time.time() < deadline:
             time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
@@ -144,10 +120,11 @@ def test_killed_run_resumes_without_resending_answered_requests(tmp_path):
         assert 40 < cached < clean_total - 100  # killed with both stages under way
         run_llm(srv, killed, "run", "--count", 300, "--concurrency", 8, *batches)
         after = srv.state.snapshot()
-    resent = [d for d in before["answered_bodies"] if after["bodies"][d] > before["bodies"][d]]
-    # Only answers still on the wire at the kill (at most --concurrency) may be asked again.
-    assert len(resent) <= 4
-    assert after["total"] - before["total"] <= clean_total - cached + 4
+    resent = [d for d in before["answered_items"] if after["items"][d] > before["items"][d]]
+    # Only items of the requests still on the wire at the kill (at most --concurrency of 8
+    # items) may be asked again.
+    assert len(resent) <= 4 * 8
+    assert after["items_total"] - before["items_total"] <= clean_total - cached + 4 * 8
     for name in FINAL:
         assert (killed / "final" / "babis" / name).read_bytes() == \
             (clean / "final" / "babis" / name).read_bytes(), name
@@ -167,7 +144,8 @@ def fill_rounds(srv, babis, cache: Path, count: int = 80, seed: int = 5):
     slips = stage.slip_schedule(babis.style.slip_rate, count, seed)
     slots = [FillRequest(i, f"babis-a{i + 1:06d}", bank[t], styles[i], i in slips)
              for i, t in enumerate(stage.template_schedule(len(bank), 0, count, seed))]
-    prov = OpenAICompatProvider(base_url=srv.url, cache_dir=cache, concurrency=8)
+    # one item per request: the server's request count is the items asked
+    prov = OpenAICompatProvider(base_url=srv.url, cache_dir=cache, concurrency=8, per_request=1)
     rounds, fill = [], prov.fill
 
     def counted(spec, requests, s):
@@ -224,7 +202,7 @@ def test_rpm_keeps_the_observed_rate_under_the_limit(tmp_path):
     ws = with_bank(tmp_path / "ws")
     with serve() as srv:
         run_llm(srv, ws, "fill", "--count", 40, "--batch-size", 40, "--rpm", 600,
-                "--concurrency", 16)
+                "--concurrency", 16, "--per-request", 1)
         times = sorted(srv.stats()["times"])[:40]  # the first asks (retries come later)
     rate = (len(times) - 1) / (times[-1] - times[0]) * 60
     assert len(times) == 40
@@ -235,14 +213,16 @@ def test_max_cost_stops_cleanly_and_keeps_finished_batches(tmp_path):
     ws = with_bank(tmp_path / "ws")
     with serve() as srv:
         proc = run_llm(srv, ws, "fill", "--count", 300, "--batch-size", 100,
-                       "--max-cost", 0.025, "--model", "gpt-4o-mini", check=False)
+                       "--max-cost", 0.025, "--model", "gpt-4o-mini", "--per-request", 1,
+                       check=False)
         assert proc.returncode == 3, proc.stderr
         assert "max-cost" in proc.stderr
         answers = ws / "generated" / "babis" / "answers"
         assert (answers / "batch_0001.jsonl").exists()
         assert not (answers / "batch_0003.jsonl").exists()
         sent = srv.stats()["total"]
-        run_llm(srv, ws, "fill", "--count", 300, "--batch-size", 100, "--max-cost", 1)
+        run_llm(srv, ws, "fill", "--count", 300, "--batch-size", 100, "--max-cost", 1,
+                "--per-request", 1)
         assert (answers / "batch_0003.jsonl").exists()
         assert srv.stats()["total"] - sent < 300  # the first run's answers came from the cache
 
@@ -254,11 +234,13 @@ def test_dry_run_sends_nothing_and_plain_json_fallback(tmp_path):
         assert srv.stats()["total"] == 0
         rows = json.loads(proc.stdout)
         assert [r["stage"] for r in rows] == ["fill", "questions"]
-        assert rows[0]["requests"] == 3000 and rows[0]["cost_usd"] > 0
+        assert rows[0]["per_request"] == 8 and rows[0]["requests"] < 3000 / 6
+        assert rows[0]["one_per_request"]["requests"] == 3000 and rows[0]["cost_usd"] > 0
         run_llm(srv, ws, "fill", "--count", 20, "--batch-size", 20)
         stats = srv.stats()
     assert stats["by_status"]["400"] >= 1  # json_schema refused once, then plain JSON
-    assert stats["answered_by_kind"]["fill"] >= 20
+    answers = ws / "generated" / "babis" / "answers" / "batch_0001.jsonl"
+    assert len(answers.read_text(encoding="utf-8").splitlines()) == 20
 
 
 # -- Batch API -----------------------------------------------------------------------------
@@ -269,7 +251,8 @@ def test_batch_api_run_completes_validates_and_is_priced_at_the_discount(tmp_pat
         proc = run_llm(srv, ws, "run", "--count", 300, "--batch-api", "--model", "gpt-4o-mini")
         stats = srv.stats()
         dry = {flag: json.loads(run_llm(srv, ws, "run", "--count", 3000, "--dry-run", "--json",
-                                        *flag).stdout) for flag in ((), ("--batch-api",))}
+                                        *flag).stdout)
+               for flag in (("--per-request", 1), ("--batch-api",))}  # one item per request
     assert stats["total"] == 0  # nothing went through the online endpoint
     assert stats["batches"] >= 4  # fill and questions, each with retry rounds
     assert stats["batch_lines"]["fill"] > 300  # malformed answers were asked again
@@ -282,8 +265,8 @@ def test_batch_api_run_completes_validates_and_is_priced_at_the_discount(tmp_pat
     usage = report["stages"]["llm_usage"]["fill"]
     full = generation_cost("gpt-4o-mini", usage["prompt_tokens"], usage["completion_tokens"])
     assert usage["cost_usd"] == pytest.approx(full / 2, rel=1e-3)
-    assert dry[("--batch-api",)][0]["cost_usd"] == pytest.approx(dry[()][0]["cost_usd"] / 2,
-                                                                  rel=1e-3)
+    assert dry[("--batch-api",)][0]["cost_usd"] == pytest.approx(
+        dry[("--per-request", 1)][0]["cost_usd"] / 2, rel=1e-3)
     assert_no_key(ws, proc.stdout, proc.stderr)
 
 
@@ -340,8 +323,9 @@ def test_workspace_prompt_replaces_the_builtin_one_and_is_asked_anew(tmp_path, m
                                                            "one short sentence")
         (ws / "prompts").mkdir()
         (ws / "prompts" / "questions.md").write_text(edited, encoding="utf-8")
+        items = srv.stats()["items_total"]
         run_llm(srv, ws, *args)
-        assert srv.stats()["total"] - first >= 20  # the questions were asked again
+        assert srv.stats()["items_total"] - items >= 20  # the questions were asked again
         (ws / "prompts" / "questions.md").write_text("# System\nno user part\n",
                                                      encoding="utf-8")
         bad = run_llm(srv, ws, *args, check=False)

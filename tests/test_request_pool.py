@@ -152,13 +152,13 @@ def test_a_slow_request_is_asked_again_while_slots_idle_and_the_first_answer_win
 
     slots = fill_slots(babis, 0, 150)
     with serve(latency=0.02, seed=1) as srv:
-        prov = OpenAICompatProvider(base_url=srv.url, concurrency=16)
+        prov = OpenAICompatProvider(base_url=srv.url, concurrency=16, per_request=1)
         try:
             want = [r.text for r in prov.fill(babis, slots, seed=1)]
         finally:
             prov.close()
     with serve(latency=0.02, slow_rate=0.02, slow=10.0, seed=1) as srv:
-        prov = OpenAICompatProvider(base_url=srv.url, concurrency=16)
+        prov = OpenAICompatProvider(base_url=srv.url, concurrency=16, per_request=1)
         t0 = time.monotonic()
         try:
             got = prov.fill(babis, slots, seed=1)
@@ -183,7 +183,8 @@ def test_concurrency_drops_on_rate_limits_and_comes_back(babis):
     from persona.providers.openai_compat import OpenAICompatProvider
 
     with serve(latency=0.03, capacity=4, seed=3) as srv:
-        prov = OpenAICompatProvider(base_url=srv.url, concurrency=16, monitor=None)
+        prov = OpenAICompatProvider(base_url=srv.url, concurrency=16, monitor=None,
+                                    per_request=1)
         seen = []
         prov.monitor = seen.append
         try:
@@ -205,7 +206,7 @@ def test_rpm_holds_with_429s_and_retries_counted_at_the_server(tmp_path):
     ws = with_bank(tmp_path / "ws")
     with serve(rate_limit_rate=0.1, seed=5) as srv:
         run_llm(srv, ws, "fill", "--count", 560, "--batch-size", 140, "--rpm", 6000,
-                "--concurrency", 16)
+                "--concurrency", 16, "--per-request", 1)  # requests are the unit here
         stats = srv.stats()
     times = sorted(stats["times"])
     assert stats["by_status"]["429"] >= 25 and stats["total"] > 560  # retries reached the server

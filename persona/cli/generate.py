@@ -43,7 +43,8 @@ def templates(persona, workspace, seed, as_json, provider, force, count, dry_run
         spec, ws, _ = setup(persona, workspace)
         _dry_run(spec, ws, ("templates",), count=1, seed=seed, model=llm["model"],
                  templates=count or spec.grammar.count, as_json=as_json,
-                 batch_api=llm["batch_api"], fill_mode=llm["fill_mode"])
+                 batch_api=llm["batch_api"], fill_mode=llm["fill_mode"],
+                 per_request=llm["per_request"], tpm=llm["tpm"])
         return
     spec, ws, prov = setup(persona, workspace, provider, llm)
     report = stage.run(spec, ws, prov, seed=seed, count=count, force=force)
@@ -67,7 +68,8 @@ def fill(persona, workspace, seed, as_json, provider, force, count, batch_size, 
         spec, ws, _ = setup(persona, workspace)
         _dry_run(spec, ws, ("fill",), count=count, seed=seed, model=llm["model"],
                  templates=None, as_json=as_json, batch_api=llm["batch_api"],
-                 fill_mode=llm["fill_mode"])
+                 fill_mode=llm["fill_mode"],
+                 per_request=llm["per_request"], tpm=llm["tpm"])
         return
     spec, ws, prov = setup(persona, workspace, provider, llm)
     with llm_bars(not as_json) as (bar, monitor):
@@ -93,7 +95,8 @@ def questions(persona, workspace, seed, as_json, provider, force, dry_run, **llm
         total = Workspace.fingerprint(ws.answers).get("count", 0) or DEFAULT_COUNT
         _dry_run(spec, ws, ("questions",), count=total, seed=seed, model=llm["model"],
                  templates=None, as_json=as_json, batch_api=llm["batch_api"],
-                 fill_mode=llm["fill_mode"])
+                 fill_mode=llm["fill_mode"],
+                 per_request=llm["per_request"], tpm=llm["tpm"])
         return
     spec, ws, prov = setup(persona, workspace, provider, llm)
     total = Workspace.fingerprint(ws.answers).get("count", 0)
@@ -161,7 +164,8 @@ def run(persona, workspace, seed, as_json, provider, force, ratios, holdout_topi
         spec, ws, _ = setup(persona, workspace)
         _dry_run(spec, ws, ("templates", "fill", "questions"), count=count, seed=seed,
                  model=llm["model"], templates=n_templates, as_json=as_json,
-                 batch_api=llm["batch_api"], fill_mode=llm["fill_mode"])
+                 batch_api=llm["batch_api"], fill_mode=llm["fill_mode"],
+                 per_request=llm["per_request"], tpm=llm["tpm"])
         return
     spec, ws, prov = setup(persona, workspace, provider, llm)
     opts = pipeline.RunOptions(count=count, seed=seed, batch_size=batch_size,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from persona import defaults
 from persona.cli.ui import err
 from persona.defaults import DEFAULT_SEED
 
@@ -75,6 +76,12 @@ def llm_options(func):
                   help="When slots idle (a run's end), send a second copy of a request that is "
                   "slow (3x the median answer time) and use the first answer; at most 2 % "
                   "more requests. Off under --max-cost (a cancelled copy may still be billed).")
+    @click.option("--per-request", type=click.IntRange(min=1, max=64),
+                  default=defaults.PER_REQUEST, show_default=True,
+                  help="Items (answers to write, questions to ask) per request: the prompt "
+                  "and the examples are sent once for all of them (about a third of the "
+                  "input tokens of one per request; --dry-run compares). Each item is still "
+                  "checked, cached and re-asked on its own.")
     @click.option("--fill", "fill_mode", type=click.Choice(["write", "strict"]),
                   default="write", show_default=True,
                   help="How the model writes an answer: 'write' (its own words, in the slot's "
@@ -94,7 +101,8 @@ def llm_options(func):
 
 
 LLM_KEYS = ("base_url", "model", "api_key_env", "concurrency", "rpm", "tpm", "max_cost",
-            "timeout", "hedge", "batch_api", "fill_mode", "reasoning_effort", "params")
+            "timeout", "hedge", "batch_api", "fill_mode", "reasoning_effort", "params",
+            "per_request")
 EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 
 

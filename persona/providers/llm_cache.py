@@ -91,8 +91,11 @@ class RequestCache:
         return json.loads(self._reader.readline())
 
     def put(self, key: str, kind: str, model: str, content: str, usage: dict,
-            batch: bool = False, reask: int = 0, cut: bool = False) -> None:
+            batch: bool = False, reask: int = 0, cut: bool = False,
+            group: tuple[int, int] | None = None) -> None:
         entry = {"key": key, "kind": kind, "model": model, "content": content, "usage": usage}
+        if group is not None:  # item i of n in one grouped request: its share of the usage
+            entry["group"] = list(group)
         if batch:  # answered through the Batch API: priced at its discount
             entry["batch"] = True
         if reask:  # the n-th re-ask of a malformed answer
@@ -152,7 +155,8 @@ def _ends_with_newline(path: Path) -> bool:
 def usage_by_kind(folder: Path) -> dict[str, dict]:
     """Requests answered, tokens used and their cost (USD, None when the model is not
     priced) per stage kind, over every run of this workspace (for the report).
-    `malformed_reasked`: how many of those requests re-asked a malformed answer;
+    `items`: the items those requests answered (more than requests where several shared
+    one); `malformed_reasked`: how many of those re-asked a malformed answer;
     `reasoning_tokens` (billed within completion_tokens) and `cached_tokens` (within
     prompt_tokens, priced as cached input); `cut`: answers the token limit ended."""
     from persona.checks.cost import generation_cost, load_prices
@@ -164,16 +168,18 @@ def usage_by_kind(folder: Path) -> dict[str, dict]:
     if path.exists():
         for _, e in RequestCache._lines_of(path):
             last[_digest(e["key"])] = {k: e.get(k) for k in ("kind", "usage", "reask", "model",
-                                                              "batch", "cut")}
+                                                              "batch", "cut", "group")}
     for entry in last.values():
-        u = out.setdefault(entry["kind"], {"requests": 0, "malformed_reasked": 0,
+        u = out.setdefault(entry["kind"], {"requests": 0, "items": 0, "malformed_reasked": 0,
                                            "prompt_tokens": 0, "completion_tokens": 0,
                                            "reasoning_tokens": 0, "cached_tokens": 0,
                                            "cut": 0, "cost_usd": 0.0})
         usage = entry["usage"] or {}
         pt, ct = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
         cached = usage.get("cached_tokens", 0)
-        u["requests"] += 1
+        group = entry.get("group")
+        u["requests"] += 1 if not group or group[0] == 0 else 0  # a grouped request once
+        u["items"] += 1
         u["malformed_reasked"] += 1 if entry.get("reask") else 0
         u["prompt_tokens"] += pt
         u["completion_tokens"] += ct

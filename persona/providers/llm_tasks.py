@@ -28,7 +28,7 @@ import random
 import re
 from dataclasses import dataclass, replace
 
-from persona import prompts
+from persona import defaults, prompts
 from persona import text as T
 from persona.checks.answer import mentions_value, normalise_answer, normalise_question
 from persona.providers.base import Failure, FillRequest, FillResult, QuestionRequest
@@ -56,6 +56,30 @@ QUESTION_SCHEMA = {"type": "object", "additionalProperties": False, "required": 
 TEMPLATES_SCHEMA = {"type": "object", "additionalProperties": False, "required": ["templates"],
                     "properties": {"templates": {"type": "array", "items": {"type": "string"}}}}
 SCHEMAS = {"templates": TEMPLATES_SCHEMA, "fill": FILL_SCHEMA, "questions": QUESTION_SCHEMA}
+
+# Several items per request (write-mode fill, questions): the tasks of up to --per-request
+# items travel in one request under one shared part (the static prompt first, then the
+# examples shared by a block of slots, then the items), and come back as one JSON array.
+PER_REQUEST = defaults.PER_REQUEST  # the default K (measured: docs/benchmarks.md, "Issue 19")
+GROUP_BLOCK = 300  # slots whose requests share their examples: one group key per block
+# max_tokens per item of a grouped request: what a tokens-per-minute limit counts, so not far
+# above what an item takes (~90 and ~50 tokens; one cut by it is asked again with twice this)
+MEMBER_TOKENS = {"fill": 240, "questions": 96}
+GROUP_STYLE_EXAMPLES = 8  # style sentences shown per grouped fill request
+QUESTION_EXAMPLES = 6  # question examples per grouped questions request
+GAP = "___"  # where a topic goes in a shared example
+GROUP_FIELDS = {"fill": ("answers", "text"), "questions": ("questions", "question")}
+
+
+def _group_schema(kind: str) -> dict:
+    field, value = GROUP_FIELDS[kind]
+    item = {"type": "object", "additionalProperties": False, "required": ["id", value],
+            "properties": {"id": {"type": "string"}, value: {"type": "string"}}}
+    return {"type": "object", "additionalProperties": False, "required": [field],
+            "properties": {field: {"type": "array", "items": item}}}
+
+
+GROUP_SCHEMAS = {kind: _group_schema(kind) for kind in GROUP_FIELDS}
 
 
 # -- stage 1 -------------------------------------------------------------------------------
@@ -163,15 +187,18 @@ class FillBrief:
         return out
 
 
-def fill_brief(spec: PersonaSpec, req: FillRequest, seed: int, mode: str = "write"
-               ) -> FillBrief:
+def fill_brief(spec: PersonaSpec, req: FillRequest, seed: int, mode: str = "write",
+               grouped: bool = False) -> FillBrief:
     """The slot's brief; in `strict` mode its examples are one prefix and one suffix of the
-    style, the phrases the template is framed with."""
+    style, the phrases the template is framed with; `grouped`: none (the request's shared
+    part shows the style's examples, `fill_shared`)."""
     rng = random.Random(f"{seed}:fill:{req.index}:{req.attempt}")
     style = spec.styles[req.style]
     template = T.choose_alternatives(req.template.text, rng)
     if mode == "strict":
         picked = [rng.choice(style.prefixes), rng.choice(style.suffixes)]
+    elif grouped:
+        picked = []
     else:
         pool = [p for p in [*style.prefixes, *style.bodies, *style.suffixes] if p.strip()]
         picked = rng.sample(pool, min(STYLE_EXAMPLES, len(pool)))
@@ -194,12 +221,14 @@ def fill_brief(spec: PersonaSpec, req: FillRequest, seed: int, mode: str = "writ
 
 def fill_request(spec: PersonaSpec, req: FillRequest, seed: int, reask: int = 0,
                  mode: str = "write") -> tuple[list[dict], FillBrief]:
-    """(messages, brief). `reask` > 0: the same task asked again after a malformed answer
-    (the number makes it a new request). A request carrying `req.previous` (the text of the
-    slot's answer at attempt `previous["attempt"]`) asks for a rephrase of that answer with a
-    trigger word, so that a slip rule fits; its brief is that attempt's."""
+    """(messages, brief) of a request of its own: strict mode, or a rephrase. `reask` > 0:
+    the same task asked again after a malformed answer (the number makes it a new request).
+    A request carrying `req.previous` (the text of the slot's answer at attempt
+    `previous["attempt"]`) asks for a rephrase of that answer with a trigger word, so that a
+    slip rule fits; its brief is that attempt's (a write-mode one: `fill_member`'s)."""
     if req.previous:
-        brief = fill_brief(spec, replace(req, attempt=req.previous["attempt"]), seed, mode)
+        brief = fill_brief(spec, replace(req, attempt=req.previous["attempt"]), seed, mode,
+                           grouped=mode == "write")
     else:
         brief = fill_brief(spec, req, seed, mode)
     style = spec.styles[req.style]
@@ -218,19 +247,161 @@ def fill_request(spec: PersonaSpec, req: FillRequest, seed: int, reask: int = 0,
                 "values": {k: {f: v for f, v in brief.values[k].items() if f in forms[k]}
                            for k in forms}}
         stage = "fill_strict"
-    else:
-        may_use = {k: _words(spec, k, brief) for k in sorted(brief.values)
-                   if k not in brief.required}
-        task = {**base, "style": req.style,
-                "about": {k: _nominative(spec, k, brief) for k in brief.required},
-                **({"may_use": may_use} if may_use else {}),
-                "idea": brief.idea, "style_examples": list(brief.examples),
-                **({"closers": list(brief.closers)} if brief.closers else {}),
-                "sentences": f"{brief.sentences[0]}-{brief.sentences[1]}"}
-        stage = "fill"
+    else:  # write mode goes several slots to a request: fill_member, group_messages
+        raise ValueError("a write-mode slot is asked with fill_member, in a grouped request")
     msgs = prompts.messages(stage, spec, {**task, **_reask(reask)}, style_label=style.label,
                             style_description=style.description)
     return msgs, brief
+
+
+# -- several items per request ---------------------------------------------------------------
+
+def fill_group_key(req: FillRequest) -> tuple:
+    """Fill items that may share a request: one style, one block of slots."""
+    return ("fill", req.style, req.index // GROUP_BLOCK)
+
+
+def question_group_key(req: QuestionRequest) -> tuple:
+    return ("questions", req.index // GROUP_BLOCK)
+
+
+@per_spec
+def _shared_store(spec: PersonaSpec) -> dict:
+    return {}
+
+
+def _gap_value(spec: PersonaSpec, name: str) -> dict[str, str]:
+    """A stand-in value whose every form is GAP (its gender and number kept for agreement)."""
+    ph = spec.placeholders[name]
+    value = dict(ph.values[0])
+    return {k: (v if k == ph.agreement else GAP) for k, v in value.items()}
+
+
+def _with_gaps(spec: PersonaSpec, style: str, text: str, rng: random.Random) -> str:
+    """A style sentence filled for a shared part: topics (journalist.match categories) as
+    GAP, other categories (an outburst, a criticism) with drawn values."""
+    values, extra = draw_values(spec, text, rng)
+    for name in list(values):
+        if name in spec.journalist.match:
+            values[name] = _gap_value(spec, name)
+            if name in extra:
+                extra[name] = [values[name]] * len(extra[name])
+    return finish(spec, style, text, values, extra)
+
+
+def fill_shared(spec: PersonaSpec, seed: int, style: str, block: int) -> dict:
+    """What the grouped fill requests of one style and block of slots share: the style's own
+    sentences (GROUP_STYLE_EXAMPLES, seeded by style and block; refusals and wrap-ups apart
+    as `closers`). It depends on nothing else, so an item's request does not depend on which
+    items share it."""
+    store, key = _shared_store(spec), ("fill", seed, style, block)
+    if key not in store:
+        rng = random.Random(f"{seed}:fill-examples:{style}:{block}")
+        st = spec.styles[style]
+        pool = [p for p in [*st.prefixes, *st.bodies, *st.suffixes] if p.strip()]
+        picked = rng.sample(pool, min(GROUP_STYLE_EXAMPLES, len(pool)))
+        filled = list(dict.fromkeys(_with_gaps(spec, style, T.choose_alternatives(p, rng), rng)
+                                    for p in picked))
+        closers = [e for e in filled if spec.grammar.ending(e)]
+        store[key] = {"task": "fill", "style": f"{style}: {st.description}",
+                      "style_examples": [e for e in filled if e not in closers],
+                      **({"closers": closers} if closers else {})}
+    return store[key]
+
+
+def fill_member(spec: PersonaSpec, req: FillRequest, seed: int, reask: int = 0
+                ) -> tuple[dict, FillBrief]:
+    """One slot's task within a grouped write-mode fill request, and its brief."""
+    brief = fill_brief(spec, req, seed, "write", grouped=True)
+    may_use = {k: _words(spec, k, brief) for k in sorted(brief.values)
+               if k not in brief.required}
+    task = {"id": req.id, **({"attempt": req.attempt} if req.attempt else {}),
+            "about": {k: _nominative(spec, k, brief) for k in brief.required},
+            **({"may_use": may_use} if may_use else {}),
+            "idea": brief.idea, "sentences": f"{brief.sentences[0]}-{brief.sentences[1]}",
+            **_reask(reask)}
+    return task, brief
+
+
+def question_shared(spec: PersonaSpec, seed: int, block: int) -> dict:
+    """The example questions a block's grouped questions requests share: frames of the
+    journalist with GAP where a topic goes (the last one with a context lead sentence)."""
+    store, key = _shared_store(spec), ("questions", seed, block)
+    if key not in store:
+        rng = random.Random(f"{seed}:ask-examples:{block}")
+        frames = rng.sample(spec.journalist.questions,
+                            min(QUESTION_EXAMPLES, len(spec.journalist.questions)))
+        examples = []
+        for i, frame in enumerate(frames):
+            names = set(T.categories(frame)) | {m.group(1) for m in AGREE_RE.finditer(frame)}
+            gaps = {n: _gap_value(spec, n) for n in spec.placeholders}
+            lead = i == len(frames) - 1
+            q = render_question(spec, frame, {n: gaps[n] for n in names} if not lead else gaps,
+                                rng, lead=lead, max_sentences=QUESTION_SENTENCES)
+            if q not in examples:
+                examples.append(q)
+        store[key] = {"task": "questions", "examples": examples}
+    return store[key]
+
+
+def question_member(spec: PersonaSpec, req: QuestionRequest, seed: int, reask: int = 0
+                    ) -> dict | Failure:
+    """One answer's task within a grouped questions request."""
+    keys = req.answer["values"]
+    values = lookup_values(spec, keys)
+    if pick_question_frame(spec, set(keys), random.Random(0)) is None:
+        return Failure("no question frame fits the answer's placeholders", retry=False)
+    answer = req.answer["text"]
+    sig = spec.persona.signature
+    if sig and answer.endswith(sig):  # the signature says nothing about the question
+        answer = answer[: -len(sig)].rstrip()
+    return {"id": req.answer["id"], **({"attempt": req.attempt} if req.attempt else {}),
+            "answer": answer, "topics": neutral_topics(spec, values),
+            **({"context": True} if req.attempt else {}), **_reask(reask)}
+
+
+def group_messages(spec: PersonaSpec, stage: str, shared: dict, items: list[dict]
+                   ) -> list[dict]:
+    """The messages of one grouped request: the stage's prompt (static, first), then the JSON
+    block: the shared part, then one task per line."""
+    head = json.dumps(shared, ensure_ascii=False)
+    body = head[:-1] + ', "tasks": [' + (
+        "\n" + ",\n".join(json.dumps(t, ensure_ascii=False) for t in items) + "\n" if items
+        else "") + "]}"
+    return prompts.messages(stage, spec, body)
+
+
+def read_group(kind: str, content: str, partial: bool = False) -> dict[str, str]:
+    """{task id: that item's own answer, as a one-item request's answer reads} of a grouped
+    answer; items missing or malformed in it are absent. `partial`: the answer was cut by
+    the token limit: the items complete before the cut are read."""
+    field, value = GROUP_FIELDS[kind]
+    obj = _json_object(content)
+    entries = obj.get(field) if isinstance(obj, dict) else None
+    if not isinstance(entries, list):
+        entries = _complete_entries(content, field) if partial else []
+    out: dict[str, str] = {}
+    for e in entries:
+        if (isinstance(e, dict) and isinstance(e.get("id"), str) and isinstance(e.get(value), str)
+                and e["id"] not in out):
+            out[e["id"]] = json.dumps({value: e[value]}, ensure_ascii=False)
+    return out
+
+
+def _complete_entries(content: str, field: str) -> list:
+    """The whole objects of the `field` array of a JSON text cut short."""
+    m = re.search(rf'"{field}"\s*:\s*\[', content)
+    if not m:
+        return []
+    decoder, pos, out = json.JSONDecoder(), m.end(), []
+    while True:
+        while pos < len(content) and content[pos] in " \t\r\n,":
+            pos += 1
+        try:
+            obj, pos = decoder.raw_decode(content, pos)
+        except json.JSONDecodeError:
+            return out
+        out.append(obj)
 
 
 def _nominative(spec: PersonaSpec, name: str, brief: FillBrief) -> str:
@@ -297,30 +468,6 @@ def trigger_words(spec: PersonaSpec, key: str) -> list[str]:
 
 
 # -- stage 3 -------------------------------------------------------------------------------
-
-def question_request(spec: PersonaSpec, req: QuestionRequest, seed: int, reask: int = 0
-                     ) -> list[dict] | Failure:
-    rng = random.Random(f"{seed}:ask:{req.index}:{req.attempt}")
-    keys = req.answer["values"]
-    values = lookup_values(spec, keys)
-    examples: list[str] = []
-    for _ in range(3):
-        frame = pick_question_frame(spec, set(keys), rng)
-        if frame is None:
-            return Failure("no question frame fits the answer's placeholders", retry=False)
-        q = render_question(spec, frame, values, rng, lead=req.attempt > 0,
-                            max_sentences=QUESTION_SENTENCES)
-        if q not in examples:
-            examples.append(q)
-    answer = req.answer["text"]
-    sig = spec.persona.signature
-    if sig and answer.endswith(sig):  # the signature says nothing about the question
-        answer = answer[: -len(sig)].rstrip()
-    task = {"task": "questions", "id": req.answer["id"], "attempt": req.attempt,
-            "answer": answer, "topics": neutral_topics(spec, values),
-            "examples": examples, **_reask(reask)}
-    return prompts.messages("questions", spec, task)
-
 
 def neutral_topics(spec: PersonaSpec, values: dict[str, dict[str, str]]) -> dict[str, str]:
     """The answer's topics (its values of journalist.match categories, else all of them) as

@@ -30,16 +30,20 @@ POLL_FIRST_S, POLL_GROWTH, POLL_MAX_S = 0.25, 1.5, 30.0
 RETRYABLE_END = ("failed", "expired", "cancelled")  # a rerun submits such a round anew
 
 
-def run_round(prov, kind: str, messages: list[list[dict]]) -> list[str | Failure]:
-    """The answers of one round, in order: from the cache, else from one batch."""
-    params = prov._params(kind)
-    keys = [request_key(prov.model, m, params) for m in messages]
-    todo = {k: m for k, m in zip(keys, messages, strict=True) if prov.cache.get(k) is None}
+def run_round(prov, kind: str, messages: list[list[dict]], grouped: list[bool] | None = None
+              ) -> list[str | Failure]:
+    """The answers of one round, in order: from the cache, else from one batch. `grouped`:
+    which requests are an item as a group of one (their answer format is the group's)."""
+    grouped = grouped or [False] * len(messages)
+    params = [prov._params(kind, g) for g in grouped]
+    keys = [request_key(prov.model, m, p) for m, p in zip(messages, params, strict=True)]
+    todo = {k: (m, p) for k, m, p in zip(keys, messages, params, strict=True)
+            if prov.cache.get(k) is None}
     prov.stats["cached"] += len(keys) - len(todo)
     errors: dict[str, str] = {}
     if todo:
         digest = hashlib.sha256("\n".join(sorted(todo)).encode()).hexdigest()[:16]
-        errors = _batch(prov, kind, todo, params, prov.batch_dir / f"{kind}-{digest}.json")
+        errors = _batch(prov, kind, todo, prov.batch_dir / f"{kind}-{digest}.json")
     out: list[str | Failure] = []
     for k in keys:
         hit = prov.cache.get(k)
@@ -47,7 +51,7 @@ def run_round(prov, kind: str, messages: list[list[dict]]) -> list[str | Failure
     return out
 
 
-def _batch(prov, kind: str, todo: dict[str, list[dict]], params: dict, record: Path
+def _batch(prov, kind: str, todo: dict[str, tuple[list[dict], dict]], record: Path
            ) -> dict[str, str]:
     from openai import OpenAI  # heavy: imported only when a request is sent
 
@@ -57,7 +61,7 @@ def _batch(prov, kind: str, todo: dict[str, list[dict]], params: dict, record: P
     if rec.get("batch_id") and rec.get("status") not in RETRYABLE_END:
         log.info("resuming batch %s (%s)", rec["batch_id"], record.name)
     else:
-        rec = _submit(prov, client, kind, todo, params, record)
+        rec = _submit(prov, client, kind, todo, record)
     batch = _poll(prov, client, kind, rec["batch_id"])
     errors = _collect(prov, client, kind, batch)
     write_json(record, {**rec, "status": batch.status})
@@ -67,11 +71,12 @@ def _batch(prov, kind: str, todo: dict[str, list[dict]], params: dict, record: P
     return errors
 
 
-def _submit(prov, client, kind: str, todo: dict[str, list[dict]], params: dict, record: Path
+def _submit(prov, client, kind: str, todo: dict[str, tuple[list[dict], dict]], record: Path
             ) -> dict:
-    prov.reserve_batch(kind, list(todo.values()))
+    prov.reserve_batch(kind, [m for m, _ in todo.values()])
     lines = [{"custom_id": k, "method": "POST", "url": ENDPOINT,
-              "body": {"model": prov.model, "messages": m, **params}} for k, m in todo.items()]
+              "body": {"model": prov.model, "messages": m, **prov.pool.shape.wire(p)}}
+             for k, (m, p) in todo.items()]
     data = "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines).encode()
     upload = client.files.create(file=(f"{record.stem}.jsonl", data), purpose="batch")
     batch = client.batches.create(input_file_id=upload.id, endpoint=ENDPOINT,

@@ -28,7 +28,7 @@ from persona.providers import llm_tasks as tasks
 from persona.providers.base import Failure, FillRequest, FillResult, QuestionRequest
 from persona.providers.llm_cache import RequestCache
 from persona.providers.models import RequestShape
-from persona.providers.request_pool import Item, RequestPool
+from persona.providers.request_pool import Group, Item, RequestPool
 from persona.providers.request_pool import _prompt_tokens as _prompt_tokens
 from persona.spec import PersonaSpec
 
@@ -57,7 +57,7 @@ class OpenAICompatProvider:
                  max_retries: int = 5, monitor: Callable[[dict], None] | None = None,
                  batch_api: bool = False, batch_dir=None, hedge: bool = True,
                  fill_mode: str = "write", reasoning_effort: str | None = None,
-                 params: dict | None = None):
+                 params: dict | None = None, per_request: int = tasks.PER_REQUEST):
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         api_key = os.environ.get(api_key_env)
         if not api_key:
@@ -83,7 +83,10 @@ class OpenAICompatProvider:
                                 concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout,
                                 max_retries=max_retries, cache=RequestCache(cache_dir),
                                 price=price, batch_discount=_batch_discount(),
-                                max_cost=max_cost, monitor=monitor, hedge=hedge, shape=shape)
+                                max_cost=max_cost, monitor=monitor, hedge=hedge, shape=shape,
+                                per_request=per_request)
+        self.per_request = per_request
+        self._groups: dict[tuple, Group] = {}
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.streams = not batch_api  # the overlapped run (stages/run.py) applies
         # Request parameters of plain-text kinds (the bench's answers, its judge): sent as
@@ -126,21 +129,50 @@ class OpenAICompatProvider:
 
     # -- items for the pool ------------------------------------------------------------------
     def fill_item(self, spec: PersonaSpec, req: FillRequest, seed: int) -> Item:
+        """A slot's fill item: grouped with the slots of its style and block (write mode),
+        or one request of its own (strict mode, a rephrase)."""
         briefs: list = []
+        grouped = self.fill_mode == "write" and not req.previous
 
-        def build(reask: int) -> list[dict]:
-            messages, brief = tasks.fill_request(spec, req, seed, reask, self.fill_mode)
+        def build(reask: int):
+            if grouped:
+                task, brief = tasks.fill_member(spec, req, seed, reask)
+            else:
+                task, brief = tasks.fill_request(spec, req, seed, reask, self.fill_mode)
             briefs[:] = [brief]
-            return messages
+            return task
 
         def parse(content: str):
             return tasks.parse_fill(content, spec, req, briefs[0], seed, self.fill_mode)
 
-        return self._item("fill", build, parse, req)
+        if not grouped:
+            return self._item("fill", build, parse, req)
+        key = tasks.fill_group_key(req)
+        return self._member("fill", build, parse, req, self._group(
+            key, lambda: (spec, "fill", tasks.fill_shared(spec, seed, req.style, key[2]))))
 
     def ask_item(self, spec: PersonaSpec, req: QuestionRequest, seed: int) -> Item:
-        return self._item("questions", lambda n: tasks.question_request(spec, req, seed, n),
-                          lambda c: tasks.parse_question(c, spec), req)
+        key = tasks.question_group_key(req)
+        return self._member(
+            "questions", lambda n: tasks.question_member(spec, req, seed, n),
+            lambda c: tasks.parse_question(c, spec), req,
+            self._group(key, lambda: (spec, "questions",
+                                      tasks.question_shared(spec, seed, key[1]))))
+
+    def _group(self, key: tuple, make) -> Group:
+        """The Group of a key (made once: its shared part is rendered once)."""
+        if key not in self._groups:
+            spec, stage, shared = make()
+            kind = shared["task"]
+            self._groups[key] = Group(
+                key, lambda items: tasks.group_messages(spec, stage, shared, items),
+                lambda content, partial: tasks.read_group(kind, content, partial),
+                tasks.GROUP_SCHEMAS[kind])
+        return self._groups[key]
+
+    def _member(self, kind: str, build, parse, tag, group: Group) -> Item:
+        return Item(kind, build, parse, reasks=MAX_REASKS, max_tokens=tasks.MEMBER_TOKENS[kind],
+                    schema=tasks.GROUP_SCHEMAS[kind], tag=tag, group=group)
 
     def _item(self, kind: str, build, parse, tag=None, reasks: int | None = None) -> Item:
         return Item(kind, build, parse, reasks=MAX_REASKS if reasks is None else reasks,
@@ -188,11 +220,14 @@ class OpenAICompatProvider:
         from persona.providers import openai_batch
 
         try:
-            built = [item.build(0) for item in items]
+            # one request per item (a group of one where items are grouped online)
+            built = [_solo(item, item.build(0)) for item in items]
             sendable = [m for m in built if not isinstance(m, Failure)]
-            answers = iter(openai_batch.run_round(self, kind, sendable))
+            answers = iter(openai_batch.run_round(
+                self, kind, sendable, [item.group is not None for item, m in zip(
+                    items, built, strict=True) if not isinstance(m, Failure)]))
             contents = [m if isinstance(m, Failure) else next(answers) for m in built]
-            return [c if isinstance(c, Failure) else item.parse(c)
+            return [c if isinstance(c, Failure) else item.parse(_own_answer(item, c))
                     for c, item in zip(contents, items, strict=True)]
         finally:
             self.cache.close()
@@ -265,7 +300,9 @@ class OpenAICompatProvider:
     def timeout(self) -> float:
         return self.pool.timeout
 
-    def _params(self, kind: str) -> dict:
+    def _params(self, kind: str, grouped: bool = False) -> dict:
+        if grouped:
+            return self.pool.params(kind, tasks.MEMBER_TOKENS[kind], tasks.GROUP_SCHEMAS[kind])
         return self.pool.params(kind, tasks.MAX_TOKENS[kind], tasks.SCHEMAS[kind])
 
     def answered_batch(self, kind: str, key: str, body: dict) -> None:
@@ -282,6 +319,23 @@ class OpenAICompatProvider:
 
     def notify(self, kind: str, **extra) -> None:
         self.pool.notify(kind, **extra)
+
+
+def _solo(item: Item, built):
+    """The messages of an item sent alone: a grouped item's task as a group of one."""
+    if item.group is None or isinstance(built, Failure):
+        return built
+    return item.group.render([built])
+
+
+def _own_answer(item: Item, content: str) -> str:
+    """An item's own answer out of the answer to its request (a group of one's)."""
+    if item.group is None or isinstance(content, Failure):
+        return content
+    from persona.providers.request_pool import MISSING
+
+    got = item.group.read(content, False)
+    return next(iter(got.values()), MISSING) if len(got) == 1 else MISSING
 
 
 def _near_copies(texts: list[str], examples: list[str]) -> list[str | Failure]:

@@ -45,6 +45,22 @@ class RateLimiter:
             self._next_tokens = start + 60.0 * tokens / self.tpm
         return start - now
 
+    def told(self, headers) -> str | None:
+        """Take the pace a 429's `x-ratelimit-*` headers give: no token request before the
+        bucket refills (`x-ratelimit-reset-tokens`), and the account's limit
+        (`x-ratelimit-limit-tokens`) where it is lower than ours or we had none. Returns a
+        note when the limit changed."""
+        note = None
+        limit = _number(headers.get("x-ratelimit-limit-tokens"))
+        if limit and (self.tpm is None or limit * MARGIN < self.tpm):
+            self.tpm = limit * MARGIN
+            note = f"the server's tokens-per-minute limit is {limit:,.0f}: pacing under it"
+        reset = _duration(headers.get("x-ratelimit-reset-tokens"))
+        remaining = _number(headers.get("x-ratelimit-remaining-tokens"))
+        if self.tpm and reset is not None and (remaining is None or remaining < self.tpm / 60):
+            self._next_tokens = max(self._next_tokens, self.clock() + reset)
+        return note
+
     def _earliest(self) -> float:
         return max(self._next_request if self.rpm else 0.0,
                    self._next_tokens if self.tpm else 0.0)
@@ -68,3 +84,23 @@ class RateLimiter:
             if self.tpm:
                 step = 60.0 * tokens / self.tpm
                 self._next_tokens = max(self._next_tokens, now - late * step) + step
+
+
+def _number(value) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _duration(value) -> float | None:
+    """Seconds of an OpenAI reset header: "1.2s", "120ms", "6m0s", "1h2m3.5s"."""
+    if not value:
+        return None
+    import re
+
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", str(value))
+    if not parts:
+        return _number(value)
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    return sum(float(n) * scale[u] for n, u in parts)

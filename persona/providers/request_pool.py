@@ -102,6 +102,9 @@ USAGE_KEYS = ("requests", "cached", "malformed_reasked", "prompt_tokens", "compl
 # an answer the token limit cut is asked again once with this many times the limit (and at
 # least CUT_ROOM more: what a reasoning model may spend before it writes)
 CUT_GROWTH, CUT_ROOM = 4, 8192
+# the answer an item of a grouped request gets when the request's answer lacks it (or has it
+# malformed): its parse fails on it, so it is asked again (alone or with others)
+MISSING = '{"missing": "no answer for this item in the grouped answer"}'
 
 
 @dataclass(eq=False)
@@ -132,6 +135,31 @@ class Item:
     _since: float = 0.0  # when the ask went on the wire
     _hedged: bool = False
     _grown: bool = False  # asked again with a higher limit after a cut answer
+    # Several items per request: items of one `group` (same key) may travel in one request;
+    # then `build(n)` gives the item's task (a dict with an "id") and the pool renders the
+    # request with the group. `members`: the items a request carries (a carrier item).
+    group: Group | None = None
+    members: list | None = None
+    _qseq: int | None = None  # its place in the queue (None: not queued)
+
+
+@dataclass(eq=False)
+class Group:
+    """Items that may share one request: `render(tasks)` makes the request's messages for
+    the items' tasks (`render([])`: the shared part, which keys each item's cache entry);
+    `read(content, partial)` gives {task id: the item's own answer, as a one-item answer
+    reads}, `partial` when the token limit cut the answer."""
+
+    key: tuple
+    render: Callable[[list[dict]], list[dict]]
+    read: Callable[[str, bool], dict[str, str]]
+    schema: dict | None = None
+    _prefix: list | None = None
+
+    def prefix(self) -> list[dict]:
+        if self._prefix is None:
+            self._prefix = self.render([])
+        return self._prefix
 
 
 class RequestPool:
@@ -141,7 +169,7 @@ class RequestPool:
                  price: tuple[float, float] | tuple[float, float, float | None] | None = None,
                  batch_discount: float = 0.5, max_cost: float | None = None,
                  monitor: Callable[[dict], None] | None = None, hedge: bool = True,
-                 shape=None):
+                 shape=None, per_request: int = 1):
         from persona.providers.models import RequestShape
 
         self.base_url, self._api_key, self.model = base_url, api_key, model
@@ -160,7 +188,10 @@ class RequestPool:
                       "rate_limited": 0, "hedged": 0, "cut": 0}
         # A cancelled copy may still be billed, and its cost is never reported: no hedging
         # under a budget.
-        self.hedge = hedge and max_cost is None
+        # Under --tpm a copy spends tokens the limit counts: no hedging there either.
+        self.hedge = hedge and max_cost is None and not tpm
+        self.per_request = max(1, per_request)  # items of one group per request (K)
+        self.grouped = {"requests": 0, "items": 0}  # grouped requests sent, items they carried
         self._times: deque[float] = deque(maxlen=200)  # recent answer times (s)
         self._flying: set[Item] = set()  # items with an ask on the wire
         self._ticking = False
@@ -170,6 +201,8 @@ class RequestPool:
         self._busy = 0  # slots taken (waiting for the limiter or on the wire)
         self._reserved = 0.0
         self._heap: list = []
+        self._keyed: dict[tuple, list] = {}  # group key -> its queued items (a heap)
+        self._queued = 0  # valid entries of the queue (taken ones are skipped lazily)
         self._seq = itertools.count()
         self._pending = 0  # submitted, not yet done (queued, in a slot or backing off)
         self._tasks: set[asyncio.Task] = set()
@@ -233,6 +266,8 @@ class RequestPool:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             self._heap.clear()
+            self._keyed.clear()
+            self._queued = 0
             self._pending, self._busy, self.in_flight = 0, 0, 0
             self._gen += 1
             fatal, self._fatal = self._fatal, None
@@ -241,7 +276,7 @@ class RequestPool:
     @property
     def queued(self) -> int:
         """Items waiting for a slot (not those in flight or backing off)."""
-        return len(self._heap)
+        return self._queued
 
     def close(self) -> None:
         """Close the connections and the event loop; flush the cache."""
@@ -289,7 +324,13 @@ class RequestPool:
     def _push(self, item: Item) -> None:
         if self._fatal is not None or item._gen != self._gen:
             return
-        heapq.heappush(self._heap, (item.priority, next(self._seq), item))
+        seq = next(self._seq)
+        if item._qseq is None:
+            self._queued += 1
+        item._qseq = seq
+        heapq.heappush(self._heap, (item.priority, seq, item))
+        if item.group is not None and self.per_request > 1:
+            heapq.heappush(self._keyed.setdefault(item.group.key, []), (item.priority, seq, item))
         if not self._pump_soon:
             self._pump_soon = True
             asyncio.get_running_loop().call_soon(self._pump)
@@ -297,12 +338,140 @@ class RequestPool:
     def _pump(self) -> None:
         """Start queued items while slots are free (cache hits take no slot)."""
         self._pump_soon = False
-        while self._heap and self._busy < self.adaptive.limit and self._fatal is None:
-            item = heapq.heappop(self._heap)[2]
+        while self._queued and self._busy < self.adaptive.limit and self._fatal is None:
+            _, seq, item = heapq.heappop(self._heap)
+            if item._qseq != seq:  # taken into another item's request, or queued again
+                continue
+            self._take(item)
             try:
-                self._start(item)
+                if item.group is not None:
+                    self._start_group(item)
+                else:
+                    self._start(item)
             except Exception as e:  # a build or parse that raised: stop the run with it
                 self._stop(e)
+
+    def _take(self, item: Item) -> None:
+        item._qseq = None
+        self._queued -= 1
+
+    def _same_key(self, key: tuple) -> Item | None:
+        """The next queued item of a group key (taken off the queue), or None."""
+        heap = self._keyed.get(key)
+        while heap:
+            _, seq, item = heapq.heappop(heap)
+            if item._qseq == seq:
+                self._take(item)
+                return item
+        self._keyed.pop(key, None)
+        return None
+
+    def _member_key(self, item: Item, task: dict) -> str:
+        """An item's cache key within grouped requests: the group's shared part, its own
+        task and the parameters but the token limit, so the same item hits whatever other
+        items shared its request (and whatever K)."""
+        params = self.params(item.kind, 0, item.group.schema, item.temperature)
+        params.pop("max_tokens")
+        params["grouped"] = "grown" if item._grown else True
+        return request_key(self.model, [*item.group.prefix(), {
+            "role": "task", "content": json.dumps(task, ensure_ascii=False, sort_keys=True)}],
+            params)
+
+    def _start_group(self, first: Item) -> None:
+        """Start a request carrying `first` and up to K - 1 more queued items of its group
+        (those answered from the cache take no place in it)."""
+        group, members, item = first.group, [], first
+        while item is not None:
+            task = item.build(item._reask)
+            if isinstance(task, Failure):
+                self._done(item, task)
+            else:
+                key = self._member_key(item, task)
+                hit = self.cache.get(key)
+                if hit is not None:
+                    item.usage["cached"] += 1
+                    self.stats["cached"] += 1
+                    if hit.get("cut"):
+                        self._member_cut(item)
+                    else:
+                        self._answer(item, hit["content"])
+                else:
+                    item._wire = (task, None, key)
+                    members.append(item)
+            item = self._same_key(group.key) if len(members) < self.per_request else None
+        if not members:
+            return
+        messages = group.render([m._wire[0] for m in members])
+        max_tokens = sum(m.max_tokens for m in members)
+        carrier = Item(first.kind, lambda n: messages, str, max_tokens=max_tokens,
+                       schema=group.schema, temperature=first.temperature,
+                       priority=min(m.priority for m in members), members=members)
+        carrier._on_done, carrier._gen = self._carried, self._gen
+        self._pending += 1
+        params = self.params(carrier.kind, max_tokens, group.schema, carrier.temperature)
+        carrier._wire = (messages, params, request_key(self.model, messages, params))
+        carrier._hedged = False
+        self.grouped["requests"] += 1
+        self.grouped["items"] += len(members)
+        self._launch(carrier)
+
+    def _carried(self, carrier: Item, result) -> None:
+        """A carrier that failed for good (its retries spent): every item it carried fails."""
+        if isinstance(result, Failure):
+            for m in carrier.members:
+                self._done(m, result)
+
+    def _answered_group(self, carrier: Item, resp: Any) -> None:
+        """A grouped request's answer: each item's own answer cached under its own key with
+        its share of the usage, then read by the item (a missing or malformed one re-asks
+        that item alone; the others are done). A cut answer gives the items complete before
+        the cut; the rest go again with a higher limit."""
+        choices = resp.get("choices") if isinstance(resp, dict) else None
+        content = ((choices[0].get("message") or {}).get("content") or "") if choices else ""
+        cut = bool(choices) and choices[0].get("finish_reason") == "length"
+        usage = read_usage(resp)
+        cost = self.cost(usage)
+        self.spent += cost
+        for k, v in (("requests", 1), *usage.items()):
+            self.stats[k] += v
+        got = carrier.members[0].group.read(content, cut)
+        n = len(carrier.members)
+        todo = []
+        for i, m in enumerate(carrier.members):
+            task, _, key = m._wire
+            share = {k: v // n + (1 if i < v % n else 0) for k, v in usage.items()}
+            mine = got.get(task["id"])
+            if mine is None and cut:
+                self.cache.put(key, m.kind, self.model, "", share, reask=m._reask, cut=True,
+                               group=(i, n))
+            else:
+                mine = MISSING if mine is None else mine
+                self.cache.put(key, m.kind, self.model, mine, share, reask=m._reask,
+                               group=(i, n))
+            for k, v in share.items():
+                m.usage[k] += v
+            m.usage["requests"] += 1 if i == 0 else 0
+            m.usage["cost_usd"] += cost / n
+            todo.append((m, mine))
+        self.notify(carrier.kind)
+        self._done(carrier, None)
+        for m, mine in todo:
+            if mine is None:
+                self._member_cut(m)
+            else:
+                self._answer(m, mine)
+
+    def _member_cut(self, item: Item) -> None:
+        """An item the token limit cut within a grouped request: once more, alone or with
+        others, with twice its share of the limit; then a Failure."""
+        self.stats["cut"] += 1
+        if item._grown:
+            self._done(item, Failure(f"cut by the token limit ({item.max_tokens} tokens "
+                                     "for this item, finish_reason length) twice"))
+            return
+        item._grown = True
+        item.max_tokens *= 2
+        self._push(item)
 
     def _start(self, item: Item) -> None:
         messages = item.build(item._reask)
@@ -354,7 +523,7 @@ class RequestPool:
             self._ticking = False
             return
         asyncio.get_running_loop().call_later(HEDGE_TICK_S, self._hedge_tick)
-        if (self._heap or len(self._times) < HEDGE_SAMPLES
+        if (self._queued or len(self._times) < HEDGE_SAMPLES
                 or self.adaptive.limit < self.concurrency
                 or self.stats["hedged"] >= HEDGE_FREE + HEDGE_SHARE * self.stats["requests"]):
             return
@@ -459,6 +628,7 @@ class RequestPool:
                     self._copy_out(item):
                 pass
             elif e.status_code == 429:  # too many at once: the slot waits out the backoff too
+                self._paced(e)
                 wait = self._retry(item, e, "HTTP 429", later=False)
                 if wait is not None:
                     await asyncio.sleep(wait)
@@ -489,6 +659,9 @@ class RequestPool:
                     other.cancel()
                     item._live.discard(other)
             try:
+                if item.members is not None:
+                    self._answered_group(item, resp)
+                    return
                 content = self._answered(item, key, resp)
                 if content is None:
                     self._cut(item)
@@ -499,9 +672,21 @@ class RequestPool:
         finally:
             self._reserved -= booked
             self._busy -= 1
-            if self._heap and not self._pump_soon and self._fatal is None:
+            if self._queued and not self._pump_soon and self._fatal is None:
                 self._pump_soon = True
                 asyncio.get_running_loop().call_soon(self._pump)
+
+    def _paced(self, e) -> None:
+        """A 429 with x-ratelimit-* headers sets the limiter's pace (and teaches it the
+        account's tokens-per-minute limit)."""
+        response = getattr(e, "response", None)
+        headers = getattr(response, "headers", None)
+        if headers is None:
+            return
+        note = self.limiter.told(headers)
+        if note:
+            log.info("%s", note)
+            self.notify("adapted", note=note)
 
     def _adapted(self, e) -> bool:
         """Whether a 400 refusing a parameter is handled: adapted now, or already (a request

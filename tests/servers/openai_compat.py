@@ -71,6 +71,11 @@ class Config:
     deviate: float = 0.0  # share of answers that deviate as a real model's do (writer.py)
     writer_flaws: float = 0.0  # share of written answers that copy the idea or run on
     openai_rules: bool = False  # enforce OpenAI's parameter rules, reasoning, prompt cache
+    # tokens per minute (0: none): a token bucket `tpm_depth` seconds deep; a request is
+    # charged its prompt tokens + its max_tokens when it arrives (as the API counts them),
+    # and answered 429 with x-ratelimit-* headers when the bucket holds less
+    tpm: float = 0.0
+    tpm_depth: float = 60.0
 
 
 class State:
@@ -85,12 +90,41 @@ class State:
         self.times: list[float] = []  # arrival time of every chat request
         self.bodies: Counter = Counter()  # sha256 of each request body -> times received
         self.answered_bodies: set[str] = set()  # bodies that got a 200
+        # items of grouped requests: sha256 of an item's task (with the shared part) -> times
+        # sent, and those answered well-formed in a 200
+        self.items: Counter = Counter()
+        self.answered_items: set[str] = set()
         self.files: dict[str, dict] = {}  # file id -> {"data": bytes, "filename", "purpose"}
         self.batches: dict[str, dict] = {}  # batch id -> the batch object and its outputs
         self.batch_lines: Counter = Counter()  # requests received through batches, by kind
         self.next_id = 0
         self.handling = 0  # chat requests being answered now (for `capacity`)
         self.prompt_cache = rules.PromptCache()  # what `openai_rules` reports as cached
+        self.bucket = config.tpm * config.tpm_depth / 60  # tokens the TPM bucket holds now
+        self.bucket_at = time.monotonic()
+        self.charged = 0  # tokens charged to the TPM limit (answered requests)
+        self.refused_tokens = 0  # tokens of requests refused by it
+
+    def charge(self, tokens: int) -> tuple[bool, dict]:
+        """Take `tokens` from the TPM bucket; (allowed, x-ratelimit-* headers)."""
+        cfg = self.config
+        with self.lock:
+            now = time.monotonic()
+            depth = cfg.tpm * cfg.tpm_depth / 60
+            self.bucket = min(depth, self.bucket + (now - self.bucket_at) * cfg.tpm / 60)
+            self.bucket_at = now
+            ok = self.bucket >= tokens or (self.bucket >= depth and tokens > depth)
+            if ok:
+                self.bucket -= tokens
+                self.charged += tokens
+            else:
+                self.refused_tokens += tokens
+            reset = max(0.0, (tokens - self.bucket) * 60 / cfg.tpm) if not ok else \
+                max(0.0, -self.bucket * 60 / cfg.tpm)
+            headers = {"x-ratelimit-limit-tokens": str(int(cfg.tpm)),
+                       "x-ratelimit-remaining-tokens": str(max(0, int(self.bucket))),
+                       "x-ratelimit-reset-tokens": f"{reset:.3f}s"}
+            return ok, headers
 
     def new_id(self, prefix: str) -> str:
         with self.lock:
@@ -108,14 +142,34 @@ class State:
                 self.answered[kind] += 1
                 self.answered_bodies.add(digest)
 
+    def count_items(self, body: dict, answer: dict) -> None:
+        """Count the items of a grouped request, and those its answer gave well-formed."""
+        task = task_of(body)
+        if not isinstance(task.get("tasks"), list):
+            return
+        field, value = GROUP_FIELDS.get(task.get("task"), ("answers", "text"))
+        try:
+            got = json.loads(answer["choices"][0]["message"]["content"]).get(field) or []
+        except (json.JSONDecodeError, AttributeError, KeyError, IndexError):
+            got = []
+        good = {g.get("id") for g in got if isinstance(g, dict) and isinstance(g.get(value), str)}
+        with self.lock:
+            for digest, member in item_digests(task):
+                self.items[digest] += 1
+                if member.get("id") in good:
+                    self.answered_items.add(digest)
+
     def snapshot(self) -> dict:
         with self.lock:
             return {"total": self.total, "by_status": dict(self.status),
                     "by_kind": dict(self.kinds), "answered_by_kind": dict(self.answered),
                     "batches": len(self.batches), "batch_lines": dict(self.batch_lines),
+                    "tpm_charged": self.charged, "tpm_refused": self.refused_tokens,
                     "batch_inputs": [b["input_digest"] for b in self.batches.values()],
+                    "items_total": sum(self.items.values()),
                     "times": list(self.times), "bodies": dict(self.bodies),
-                    "answered_bodies": sorted(self.answered_bodies)}
+                    "answered_bodies": sorted(self.answered_bodies),
+                    "items": dict(self.items), "answered_items": sorted(self.answered_items)}
 
 
 # -- answers -------------------------------------------------------------------------------
@@ -170,8 +224,10 @@ def answer(task: dict, rng: random.Random, body: dict | None = None,
         return answer_fill(task, rng)
     if kind == "questions":
         examples = task.get("examples") or ["?"]
-        return writer.question_deviation({"question": rng.choice(examples)}, task, body or {},
-                                          rng, cfg)
+        topics = task.get("topics") or {}
+        fits = [e for e in examples if e.count("___") >= len(topics)] or examples
+        question = writer.journalist(rng.choice(fits), task, rng)
+        return writer.question_deviation({"question": question}, task, body or {}, rng, cfg)
     if kind == "rewrite":
         return moderation.rewrite(task)
     return {"text": "I do not know what you are asking for."}
@@ -183,15 +239,55 @@ def malformed(content: str, rng: random.Random) -> str:
     return json.dumps({"answer_text": "??"})  # valid JSON, wrong fields
 
 
+GROUP_FIELDS = {"fill": ("answers", "text"), "questions": ("questions", "question")}
+
+
+def item_digests(task: dict) -> list[tuple[str, dict]]:
+    """(sha256, task) of each item of a grouped request: the item's task with its shared
+    part, so the same item has the same digest whatever else shares its request."""
+    shared = {k: v for k, v in task.items() if k != "tasks"}
+    return [(hashlib.sha256(json.dumps({**shared, **m}, sort_keys=True, ensure_ascii=False)
+                            .encode()).hexdigest(), m)
+            for m in task.get("tasks") or [] if isinstance(m, dict)]
+
+
+def answer_group(task: dict, body: dict, cfg: Config) -> str:
+    """A grouped request (`tasks` beside a shared part): each item answered as if asked
+    alone, with its own seeded draws (so an item's answer does not depend on which items
+    share its request), its own malformed share (a missing item, a wrong field)."""
+    field, value = GROUP_FIELDS.get(task.get("task"), ("answers", "text"))
+    shared = {k: v for k, v in task.items() if k != "tasks"}
+    out = []
+    for member in task.get("tasks") or []:
+        if not isinstance(member, dict):
+            continue
+        one = {**shared, **member}
+        rng = _rng_for({"item": one, "model": body.get("model"),
+                        "system": body.get("messages", [{}])[0].get("content")}, cfg.seed)
+        got = answer(one, rng, body, cfg)
+        if cfg.malformed_rate and rng.random() < cfg.malformed_rate:
+            if rng.random() < 0.5:
+                continue  # the item left out
+            out.append({"id": member.get("id"), "answer_text": "??"})  # a wrong field
+            continue
+        out.append({"id": member.get("id"), value: got.get(value, "")})
+    return json.dumps({field: out}, ensure_ascii=False)
+
+
 def completion(body: dict, cfg: Config) -> dict:
-    """The chat-completion body answering `body` (a malformed share included)."""
+    """The chat-completion body answering `body` (a malformed share included: per item in
+    a grouped request, else the whole answer)."""
     rng = _rng_for(body, cfg.seed)
     from tests.servers import judge  # the bench's judge and plain questions
 
-    content = (judge.content(task_of(body), body, cfg.judge)
-               or json.dumps(answer(task_of(body), rng, body, cfg), ensure_ascii=False))
-    if cfg.malformed_rate and rng.random() < cfg.malformed_rate:
-        content = malformed(content, rng)
+    task = task_of(body)
+    if isinstance(task.get("tasks"), list):
+        content = answer_group(task, body, cfg)
+    else:
+        content = (judge.content(task, body, cfg.judge)
+                   or json.dumps(answer(task, rng, body, cfg), ensure_ascii=False))
+        if cfg.malformed_rate and rng.random() < cfg.malformed_rate:
+            content = malformed(content, rng)
     usage = count_usage(body, content)
     return {"id": f"chatcmpl-{rng.getrandbits(64):016x}", "object": "chat.completion",
             "created": int(time.time()), "model": body.get("model", "test-model"),
@@ -211,6 +307,17 @@ def count_usage(body: dict, content: str) -> dict:
     completion = count_text(content, enc) if enc is not None else len(content) // 4 + 1
     return {"prompt_tokens": prompt, "completion_tokens": completion,
             "total_tokens": prompt + completion}
+
+
+def tpm_tokens(body: dict) -> int:
+    """What a tokens-per-minute limit charges a request on arrival: its prompt tokens (the
+    chat format's count) and the most it may write (max_completion_tokens / max_tokens)."""
+    from persona.checks.tokens import estimate_request_tokens
+
+    model = str(body.get("model") or "gpt-4o-mini")
+    messages = [m for m in body.get("messages", []) if isinstance(m, dict)]
+    prompt = estimate_request_tokens(messages, model)[0] if messages else 1
+    return prompt + int(body.get("max_completion_tokens") or body.get("max_tokens") or 0)
 
 
 def parse_multipart(content_type: str, raw: bytes) -> dict[str, tuple[bytes, str | None]]:
@@ -349,7 +456,8 @@ class Handler(BaseHTTPRequestHandler):
         if parts == ["stats"]:
             snap = self.server.state.snapshot()
             if "full=1" not in query:  # per-request detail only on request: grows with the run
-                for key in ("times", "bodies", "answered_bodies", "batch_inputs"):
+                for key in ("times", "bodies", "answered_bodies", "batch_inputs", "items",
+                            "answered_items"):
                     snap.pop(key)
             self._send(200, snap)
         elif len(parts) in (2, 3) and parts[0] == "files":
@@ -400,9 +508,25 @@ class Handler(BaseHTTPRequestHandler):
             full = bool(cfg.capacity) and state.handling >= cfg.capacity
             state.handling += 0 if full else 1
         if full or (cfg.rate_limit_rate and state.draw() < cfg.rate_limit_rate):
+            if not full:
+                with state.lock:
+                    state.handling -= 1
             self._rate_limited()
             state.count(429, kind, digest)
             return
+        limits = None
+        if cfg.tpm:
+            ok, limits = state.charge(tpm_tokens(body))
+            if not ok:
+                with state.lock:
+                    state.handling -= 1
+                self._send(429, {"error": {
+                    "message": "Rate limit reached for tokens per min (TPM): Limit "
+                    f"{int(cfg.tpm)}, Remaining {limits['x-ratelimit-remaining-tokens']}. "
+                    f"Please try again in {limits['x-ratelimit-reset-tokens']}.",
+                    "type": "tokens", "code": "rate_limit_exceeded"}}, limits)
+                state.count(429, kind, digest)
+                return
         try:
             if cfg.latency:
                 time.sleep(cfg.latency)
@@ -421,8 +545,9 @@ class Handler(BaseHTTPRequestHandler):
             answer = moderation.guard_completion(body, state) or completion(body, cfg)
             if cfg.openai_rules:
                 answer = rules.apply(body, answer, state.prompt_cache)
-            self._send(200, answer)
+            self._send(200, answer, limits)
             state.count(200, kind, digest)
+            state.count_items(body, answer)
         finally:
             with state.lock:
                 state.handling -= 1
@@ -564,13 +689,19 @@ def main(argv: list[str] | None = None) -> None:
                     help="enforce OpenAI's rules: reasoning models refuse max_tokens and a "
                     "custom temperature, reasoning tokens are spent and can cut an answer, "
                     "long prompts hit a prompt cache (rules.py)")
+    ap.add_argument("--tpm", type=float, default=0.0,
+                    help="tokens per minute (prompt + max_tokens, charged on arrival) beyond "
+                    "which requests are answered 429 with x-ratelimit-* headers")
+    ap.add_argument("--tpm-depth", type=float, default=60.0,
+                    help="seconds of --tpm the bucket holds (the burst allowed)")
     a = ap.parse_args(argv)
     srv = make_server(a.port, latency=a.latency, error_rate=a.error_rate,
                       malformed_rate=a.malformed_rate, hang=a.hang,
                       json_schema=not a.no_json_schema, batch_time=a.batch_time,
                       seed=a.seed, rate_limit_rate=a.rate_limit_rate, capacity=a.capacity,
                       judge=a.judge, slow_rate=a.slow_rate, slow=a.slow, deviate=a.deviate,
-                      writer_flaws=a.writer_flaws, openai_rules=a.openai_rules)
+                      writer_flaws=a.writer_flaws, openai_rules=a.openai_rules, tpm=a.tpm,
+                      tpm_depth=a.tpm_depth)
     print(f"listening on http://127.0.0.1:{srv.server_address[1]}/v1", flush=True)  # noqa: T201
     try:
         srv.serve_forever()

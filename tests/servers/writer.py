@@ -27,6 +27,7 @@ ANSWER_DEVIATIONS = ("signature", "label", "markdown", "quotes", "refusal", "low
                      "slip", "language")
 QUESTION_DEVIATIONS = ("repeat", "generic", "label", "decorated", "lowercase", "language")
 _SENT = re.compile(r"(?<=[.!?])\s+")
+GAP = "___"  # where a topic goes in a shared example
 
 # The server's own sentences: each names a value in its first (nominative) form, which
 # every value has, so they stay grammatical whatever the value.
@@ -71,22 +72,60 @@ def labels_of(body: dict) -> list[str]:
 
 # -- writing -------------------------------------------------------------------------------
 
+def fill_gaps(text: str, values: dict, rng: random.Random) -> str:
+    """A shared example's `___` (where a topic goes) filled with the item's values, in their
+    first form (a model would inflect them; the checks find a value in any form)."""
+    names = [v[0] if isinstance(v, list) else v for v in values.values()] or ["to"]
+    start = rng.randrange(len(names))
+    parts = text.split("___")
+    return "".join(p + (names[(start + i) % len(names)] if i < len(parts) - 1 else "")
+                   for i, p in enumerate(parts))
+
+
+_ADDRESS = re.compile(r"^(?:Pane (?:Babiši|předsedo|premiére), )")
+_OPENERS = ["", "", "Pane Babiši, ", "Pane předsedo, ", "Dovolte mi otázku: ",
+            "Zůstaňme u toho. ", "Ještě jedna věc. ", "Vraťme se k tomu. "]
+_CLOSERS = ["", "", "", " Můžete to vysvětlit?", " Jak to chcete řešit?",
+            " Co na to říkáte?"]
+
+
+def journalist(example: str, task: dict, rng: random.Random) -> str:
+    """A question in the journalist's own words, like a model writes one from an example:
+    the example's core with the topics filled in, its own opening, at times a follow-up."""
+    topics = task.get("topics") or {}
+    names = [v[0] if isinstance(v, list) else v for v in topics.values()] or ["to"]
+    parts = example.split(GAP)
+    core = _ADDRESS.sub("", "".join(p + (names[i % len(names)] if i < len(parts) - 1 else "")
+                                    for i, p in enumerate(parts)))
+    one = len(_SENT.split(core)) == 1
+    opener = rng.choice([o for o in _OPENERS if one or not o.endswith(". ")])
+    if opener.endswith(", "):
+        core = core[:1].lower() + core[1:]
+    else:
+        core = core[:1].upper() + core[1:]
+    closer = rng.choice(_CLOSERS) if one and not opener.endswith((". ", ": ")) else ""
+    return opener + core + closer
+
+
 def write_answer(task: dict, body: dict, rng: random.Random, flaws: float) -> str:
     lo, hi = (int(x) for x in str(task.get("sentences", "2-4")).split("-"))
     n = rng.randint(lo, hi)
+    about = task.get("about", {})
     if flaws and rng.random() < flaws:
         if rng.random() < 0.5:  # a copier after all
-            return " ".join([task.get("idea", ""), *task.get("style_examples", [])[:1]])
+            return " ".join([task.get("idea", ""), *(fill_gaps(e, task.get("about", {}), rng)
+                                                     for e in task.get("style_examples", [])[:1])])
         n += 3  # runs on
     lang = language_of(body)
     own = []
-    about = task.get("about", {})
     for frame, value in zip(rng.sample(_OWN[lang], len(about)), about.values(), strict=False):
         name = value[0] if isinstance(value, list) else value
         own.append(frame.replace("{X}", name[:1].upper() + name[1:]).replace("{x}", name))
-    material = [s for e in task.get("style_examples", []) for s in _SENT.split(e) if s]
+    material = [fill_gaps(s, about, rng) for e in task.get("style_examples", [])
+                for s in _SENT.split(e) if s]
     rng.shuffle(material)
-    closers = [s for e in task.get("closers", []) for s in _SENT.split(e) if s]
+    closers = [fill_gaps(s, about, rng) for e in task.get("closers", [])
+               for s in _SENT.split(e) if s]
     if closers and rng.random() < 0.5:  # a closer, when used, ends the answer
         material = material + closers[:1]
     sentences = own + material[-max(0, n - len(own)):] if n > len(own) else own
