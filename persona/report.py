@@ -225,8 +225,9 @@ def provenance(spec: PersonaSpec, ws: Workspace, stages: dict) -> dict:
            "split": {"by": split.get("by", "template"), "ratios": split.get("ratios"),
                      "holdout_topics": split.get("holdout_topics", [])}}
     if llm:
-        out["model"] = {k: llm.get(k) for k in ("model", "host", "fill", "family",
-                                                 "reasoning_effort", "extra", "batch_api")}
+        out["model"] = {k: llm.get(k) for k in ("model", "host", "fill", "per_request",
+                                                 "family", "reasoning_effort", "extra",
+                                                 "batch_api")}
         out["prompts"] = llm.get("prompts", {})
     return out
 
@@ -312,7 +313,8 @@ def made_with(p: dict) -> list[str]:
     m = p.get("model")
     if m:
         effort = f", reasoning effort {m['reasoning_effort']}" if m.get("reasoning_effort") else ""
-        batch = ", through the Batch API" if m.get("batch_api") else ""
+        batch = ", through the Batch API" if m.get("batch_api") else (
+            f", up to {m['per_request']} items per request" if m.get("per_request") else "")
         who = (f"the model `{m['model']}` at {m['host']} (OpenAI-compatible chat, "
                f"`--fill {m.get('fill') or 'write'}`{effort}{batch}); the code fixed every "
                "slot's template, style, values and slip, and checked every answer")

@@ -398,8 +398,9 @@ def test_the_card_says_how_the_data_was_made(tmp_path):
     assert f"`gpt-5.4-mini` at {host}" in cards["llm"] and "Seed 8;" in cards["llm"]
     assert "Prompts (sha256): templates" in cards["llm"] and "Prompts" not in cards["offline"]
     p = json.loads((ws / "final" / "babis" / "report.json").read_text())["provenance"]
-    assert (p["provider"], p["seed"], p["model"]["model"], p["model"]["host"]) == (
-        "openai", 8, "gpt-5.4-mini", host)
+    assert (p["provider"], p["seed"], p["model"]["model"], p["model"]["host"],
+            p["model"]["per_request"]) == ("openai", 8, "gpt-5.4-mini", host, 8)
+    assert "up to 8 items per request" in cards["llm"]
     assert_no_key(ws, proc.stdout, proc.stderr)
     runs = (ws / "generated" / "babis" / "runs.jsonl").read_text().splitlines()
     assert json.loads(runs[-1])["pairs"] == 60  # the time of a run is kept here, not in final/

@@ -284,12 +284,12 @@ def test_llm_stages_one_by_one_write_what_run_writes(tmp_path):
     size = ("--batch-size", 20)
     with serve(malformed_rate=0.2, seed=4) as srv:
         run_llm(srv, whole, "run", "--count", 60, *size, "--concurrency", 8)
-        sent = srv.stats()["total"]
+        sent = srv.stats()["items_total"]  # items asked (grouped as they came)
         run_llm(srv, apart, "fill", "--count", 60, *size, "--concurrency", 8)
         run_llm(srv, apart, "questions", "--concurrency", 8)
         subprocess.run(persona_cmd("merge", "--workspace", apart), check=True,
                        capture_output=True, env=llm_env())
-        assert srv.stats()["total"] == 2 * sent
+        assert srv.stats()["items_total"] == 2 * sent
     assert final_bytes(whole) == final_bytes(apart)
 
 

@@ -122,7 +122,10 @@ def _stage_usage_line(prov) -> None:
     if stats.get("cut"):
         detail.append(f"{stats['cut']} answers cut by the token limit")
     detail_text = f" ({'; '.join(detail)})" if detail else ""
-    err.print(f"  [dim]{stats['requests']} requests sent{retried}, {stats['cached']} answered "
+    grouped = getattr(getattr(prov, "pool", None), "grouped", None) or {}
+    carried = (f" carrying {grouped['items']:,} items" if grouped.get("requests") else "")
+    err.print(f"  [dim]{stats['requests']} requests sent{carried}{retried}, {stats['cached']} "
+              f"answered "
               f"from the cache, {stats['prompt_tokens']:,} + {stats['completion_tokens']:,} "
               f"tokens{detail_text}, ${prov.spent:.4f} spent in this workspace[/dim]")
 

@@ -256,6 +256,7 @@ class OpenAICompatProvider:
         fill = "fill" if self.fill_mode == "write" else "fill_strict"
         used = ("templates", fill, "fill_rephrase", "questions")
         return {"model": self.model, "host": host, "fill": self.fill_mode,
+                "per_request": self.per_request,
                 **{k: v for k, v in self.pool.shape.describe().items() if k != "model"},
                 "prompts": {stage: prompts.digest(stage) for stage in used},
                 "batch_api": self.batch_api}

@@ -402,7 +402,9 @@ class RequestPool:
         if not members:
             return
         messages = group.render([m._wire[0] for m in members])
-        max_tokens = sum(m.max_tokens for m in members)
+        # an item cut before gets twice its share, and the request room to reason first
+        max_tokens = sum(m.max_tokens for m in members) + (
+            CUT_ROOM if any(m._grown for m in members) else 0)
         carrier = Item(first.kind, lambda n: messages, str, max_tokens=max_tokens,
                        schema=group.schema, temperature=first.temperature,
                        priority=min(m.priority for m in members), members=members)
@@ -463,7 +465,8 @@ class RequestPool:
 
     def _member_cut(self, item: Item) -> None:
         """An item the token limit cut within a grouped request: once more, alone or with
-        others, with twice its share of the limit; then a Failure."""
+        others, with twice its share of the limit (and CUT_ROOM more for the request, what a
+        reasoning model may spend first); then a Failure."""
         self.stats["cut"] += 1
         if item._grown:
             self._done(item, Failure(f"cut by the token limit ({item.max_tokens} tokens "
