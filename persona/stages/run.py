@@ -24,7 +24,8 @@ written as before, each batch's main file last
 from the request cache without re-sending an answered request.
 
 Memory stays flat: at most AHEAD fill batches are open beyond the one being judged, and a
-new one opens only while fewer than two slots' worth of requests wait in the queue.
+new one opens only while fewer than two slots' worth of requests (of --per-request items each)
+wait in the queue.
 """
 
 from __future__ import annotations
@@ -163,7 +164,7 @@ class _Stream:
             self.judging += 1
             self._fill_done(b, answers, job.keys())
         while (self.opened < plan.n_batches and self.opened <= self.judging + AHEAD
-               and self.pool.queued < 2 * self.pool.adaptive.limit):
+               and self.pool.queued < 2 * self.pool.adaptive.limit * self.pool.per_request):
             self._open(self.opened)
 
     def _open(self, b: int) -> None:

@@ -89,14 +89,42 @@ _CLOSERS = ["", "", "", " Můžete to vysvětlit?", " Jak to chcete řešit?",
             " Co na to říkáte?"]
 
 
+# The journalist's own questions (a model writes its own, not only the examples' frames);
+# {X} / {x}: the topic in its first form, which every value has.
+_OWN_QUESTIONS = [
+    "Jaký je váš plán, když jde o téma {x}?", "{X}: co konkrétně s tím uděláte?",
+    "Když se řekne {x}, co navrhujete jako první krok?", "Téma {x} lidi trápí. Co jim vzkážete?",
+    "Kolik by stálo vaše řešení, pokud jde o téma {x}?",
+    "Kdo podle vás nese odpovědnost za téma {x}?",
+    "{X}: proč se za posledních deset let nic nezměnilo?",
+    "Jak chcete téma {x} financovat?", "Co říkáte kritikům vašeho přístupu k tématu {x}?",
+    "Téma {x}: co jste udělal, když jste byl u moci?", "Můžete slíbit konkrétní termín, téma {x}?",
+    "Čím se váš program pro téma {x} liší od ostatních?",
+    "Jak budete měřit úspěch, pokud jde o téma {x}?", "Téma {x}: kde na to vezmete peníze?",
+    "Proč by vám lidé měli věřit, když jde o téma {x}?",
+    "Jak vysvětlíte voličům své kroky v tématu {x}?"]
+_FOCUS = ["", "", "", " pro důchodce", " pro mladé rodiny", " pro podnikatele", " pro regiony",
+          " pro střední třídu", " ještě letos", " do konce volebního období", " po volbách",
+          " v příštím roce"]
+
+
 def journalist(example: str, task: dict, rng: random.Random) -> str:
-    """A question in the journalist's own words, like a model writes one from an example:
-    the example's core with the topics filled in, its own opening, at times a follow-up."""
+    """A question in the journalist's own words, like a model writes one: an example's core
+    with the topics filled in, or one of its own, its own opening, at times a focus (whom,
+    when) and a follow-up."""
     topics = task.get("topics") or {}
     names = [v[0] if isinstance(v, list) else v for v in topics.values()] or ["to"]
-    parts = example.split(GAP)
-    core = _ADDRESS.sub("", "".join(p + (names[i % len(names)] if i < len(parts) - 1 else "")
-                                    for i, p in enumerate(parts)))
+    if rng.random() < 0.5:
+        parts = example.split(GAP)
+        core = "".join(p + (names[i % len(names)] if i < len(parts) - 1 else "")
+                       for i, p in enumerate(parts))
+    else:
+        topic = " a ".join(rng.sample(names, len(names)))  # every topic named
+        core = rng.choice(_OWN_QUESTIONS).replace("{X}", topic[:1].upper() + topic[1:]) \
+            .replace("{x}", topic)
+    core = _ADDRESS.sub("", core)
+    if core.endswith("?"):
+        core = core[:-1] + rng.choice(_FOCUS) + "?"
     one = len(_SENT.split(core)) == 1
     opener = rng.choice([o for o in _OPENERS if one or not o.endswith(". ")])
     if opener.endswith(", "):
