@@ -95,6 +95,10 @@ def test_a_429s_ratelimit_headers_set_the_pace():
     assert lim.book(tokens=970) == pytest.approx(1.5)  # nothing before the bucket refills
     assert lim.book(tokens=970) == pytest.approx(2.5)  # then 970 tokens a second
     assert lim.told({"x-ratelimit-limit-tokens": "90000"}) is None  # a higher one: ours holds
+    lim.correct(970)  # the server counted 970 more prompt tokens than we estimated
+    assert lim.book(tokens=0) == pytest.approx(4.5)
+    lim.correct(-1940)  # and later fewer: credited back
+    assert lim.book(tokens=0) == pytest.approx(2.5)
 
 
 # -- whole runs against the loopback server ------------------------------------------------

@@ -45,6 +45,12 @@ class RateLimiter:
             self._next_tokens = start + 60.0 * tokens / self.tpm
         return start - now
 
+    def correct(self, tokens: int) -> None:
+        """A request's prompt counted by the server differs from our estimate by `tokens`
+        (another tokenizer: a vLLM server's model): book the difference, up or down."""
+        if self.tpm and tokens:
+            self._next_tokens += 60.0 * tokens / self.tpm
+
     def told(self, headers) -> str | None:
         """Take the pace a 429's `x-ratelimit-*` headers give: no token request before the
         bucket refills (`x-ratelimit-reset-tokens`), and the account's limit

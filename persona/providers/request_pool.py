@@ -584,12 +584,12 @@ class RequestPool:
                        hedge: bool = False) -> None:
         import openai
 
-        booked, sent = 0.0, 0.0
+        booked, sent, prompt = 0.0, 0.0, 0
         try:
             booked = self._reserve(item, messages)
-            tokens = (_prompt_tokens(messages, self.model)
-                      + self.shape.output_limit(item.max_tokens) if self.limiter.tpm else 0)
-            await self.limiter.wait(tokens)
+            prompt = _prompt_tokens(messages, self.model) if self.limiter.tpm else 0
+            await self.limiter.wait(prompt + self.shape.output_limit(item.max_tokens)
+                                    if self.limiter.tpm else 0)
             self.in_flight += 1
             item._wired += 1
             sent = time.monotonic()
@@ -653,6 +653,8 @@ class RequestPool:
         except Exception as e:  # a bug or an unreadable answer: stop with it, do not hang
             self._stop(e)
         else:
+            if prompt and isinstance(resp, dict):  # the server's own count of the prompt
+                self.limiter.correct(read_usage(resp)["prompt_tokens"] - prompt)
             self.watch.ok()
             self.adaptive.success()
             self._times.append(time.monotonic() - sent)
