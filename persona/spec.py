@@ -63,6 +63,20 @@ def rx(pattern: str, flags: int = 0) -> re.Pattern:
     return got
 
 
+def rx_any(patterns: tuple[str, ...]) -> re.Pattern | None:
+    """One regular expression that matches where any of `patterns` does (a leading `(?i)`
+    kept to its own part), compiled once: a cheap first look before asking which one
+    matched. None where it cannot stand for them (no patterns, a backreference, a flag
+    elsewhere than at the start)."""
+    key = ("any", patterns)
+    if key not in _COMPILED:
+        parts = [f"(?i:{p[4:]})" if p.startswith("(?i)") else f"(?:{p})" for p in patterns]
+        plain = parts and not any(re.search(r"\\\d|\(\?P=|\(\?[aiLmsux]+\)", p)
+                                  for p in parts)
+        _COMPILED[key] = re.compile("|".join(parts)) if plain else None
+    return _COMPILED[key]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
