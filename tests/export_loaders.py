@@ -69,6 +69,58 @@ def _sharegpt(row: dict, columns: dict, tags: dict) -> dict | None:
     return {"_system": system, "_prompt": aligned[:-1], "_response": aligned[-1:]}
 
 
+def llamafactory_ranking(dataset_dir: Path, name: str, cache_dir: Path
+                         ) -> list[tuple[list[dict], dict, dict] | None]:
+    """(prompt, chosen, rejected) of a `"ranking": true` sharegpt dataset, as LLaMA-Factory's
+    SharegptDatasetConverter aligns it: the messages are the prompt (an odd count, user turn
+    last), `chosen` / `rejected` single messages with the assistant tag; anything else is
+    skipped ("Invalid role tag" / "Invalid message count")."""
+    from datasets import load_dataset
+
+    info = json.loads((Path(dataset_dir) / "dataset_info.json").read_text())[name]
+    assert info.get("ranking") is True and info.get("formatting") == "sharegpt"
+    rows = load_dataset("json", data_files=str(Path(dataset_dir) / info["file_name"]),
+                        split="train", cache_dir=str(cache_dir))
+    columns, tags = info.get("columns", {}), info.get("tags", {})
+    role_tag, content_tag = tags.get("role_tag", "from"), tags.get("content_tag", "value")
+    user, assistant = tags.get("user_tag", "human"), tags.get("assistant_tag", "gpt")
+    out = []
+    for row in rows:
+        messages = row[columns.get("messages", "conversations")]
+        system = row[columns["system"]] if columns.get("system") else ""
+        prompt, ok = [], len(messages) % 2 == 1
+        for i, m in enumerate(messages):
+            ok = ok and m[role_tag] == (user if i % 2 == 0 else assistant)
+            prompt.append({"role": "user" if i % 2 == 0 else "assistant",
+                           "content": m[content_tag]})
+        chosen, rejected = row[columns["chosen"]], row[columns["rejected"]]
+        ok = ok and all(isinstance(x, dict) and x[role_tag] == assistant
+                        for x in (chosen, rejected))
+        if not ok:
+            out.append(None)
+            continue
+        system_msg = [{"role": "system", "content": system}] if system else []
+        out.append((system_msg + prompt, {"role": "assistant", "content": chosen[content_tag]},
+                    {"role": "assistant", "content": rejected[content_tag]}))
+    return out
+
+
+def openai_preference(path: Path) -> list[tuple[list[dict], dict, dict]]:
+    """OpenAI's preference (DPO) fine-tuning file, as its guide documents a line: `input`
+    with `messages`, `preferred_output` and `non_preferred_output` each one assistant
+    message."""
+    out = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        assert set(row) <= {"input", "preferred_output", "non_preferred_output"}
+        messages = row["input"]["messages"]
+        assert all(m["role"] in ("system", "user", "assistant") for m in messages)
+        good, bad = row["preferred_output"], row["non_preferred_output"]
+        assert len(good) == 1 == len(bad) and good[0]["role"] == bad[0]["role"] == "assistant"
+        out.append((messages, good[0], bad[0]))
+    return out
+
+
 def _messages(aligned: dict | None) -> list[dict] | None:
     if aligned is None or not aligned["_response"]:
         return None

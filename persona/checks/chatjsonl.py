@@ -53,12 +53,19 @@ def parse_line(text: str | None) -> tuple[Any, Finding | None]:
 
 def message_texts(obj: Any) -> Iterator[tuple[str, str, str]]:
     """(field, role, text) of every message content that is a non-empty string."""
-    messages = obj.get("messages") if isinstance(obj, dict) else None
-    if not isinstance(messages, list):
+    if not isinstance(obj, dict):
         return
-    for i, m in enumerate(messages):
-        if isinstance(m, dict) and isinstance(m.get("content"), str) and m["content"].strip():
-            yield f"messages[{i}].content", str(m.get("role")), m["content"]
+    if isinstance(obj.get("messages"), list):
+        parts = {"messages": obj["messages"]}
+    else:  # a preference pair (`persona pairs`): its prompt and both answers
+        from persona.checks.validate import pair_parts
+
+        parts = pair_parts(obj)
+    for where, messages in parts.items():
+        for i, m in enumerate(messages):
+            if isinstance(m, dict) and isinstance(m.get("content"), str) and \
+                    m["content"].strip():
+                yield f"{where}[{i}].content", str(m.get("role")), m["content"]
 
 
 @dataclass(frozen=True)

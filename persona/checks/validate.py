@@ -141,6 +141,8 @@ def _validate(
     """(findings, billed tokens or None): the tokens are counted once, for both uses."""
     if not isinstance(obj, dict):
         return [_f(None, "not_object", f"expected a JSON object, got {_kind(obj)}")], None
+    if "messages" not in obj and set(obj) & {*TRL_PAIR, *OPENAI_PAIR}:
+        return _validate_pair(obj, max_tokens, encoding)
     findings = [
         _f(k, "unknown_key", f"unknown key {k!r}; allowed: {_names(EXAMPLE_KEYS)}")
         for k in obj
@@ -173,6 +175,59 @@ def _validate(
                 f"{n:,} tokens, over the {max_tokens:,} per example; OpenAI truncates it",
             )
         )
+    return findings, n
+
+
+# Preference pairs (`persona pairs`): TRL's conversational form and OpenAI's DPO file.
+TRL_PAIR = ("prompt", "chosen", "rejected")
+OPENAI_PAIR = ("input", "preferred_output", "non_preferred_output")
+
+
+def pair_parts(obj: dict) -> dict[str, Any]:
+    """{field: its list of messages} of a preference pair (OpenAI's `input.messages` under
+    that name); a part that is missing or not a list is absent."""
+    keys = OPENAI_PAIR if set(obj) & set(OPENAI_PAIR) else TRL_PAIR
+    out = {}
+    for key in keys:
+        value, where = obj.get(key), key
+        if key == "input":
+            value, where = (value.get("messages") if isinstance(value, dict) else None,
+                            "input.messages")
+        if isinstance(value, list):
+            out[where] = value
+    return out
+
+
+def _validate_pair(obj: dict, max_tokens: int | None, encoding: tiktoken.Encoding
+                   ) -> tuple[list[Finding], int | None]:
+    """A preference pair: the prompt's messages, and exactly one assistant message on each
+    side; the same message checks, special tokens and PII as a chat example."""
+    keys = OPENAI_PAIR if set(obj) & set(OPENAI_PAIR) else TRL_PAIR
+    findings = [_f(k, "unknown_key", f"unknown key {k!r}; allowed: {_names(frozenset(keys))}")
+                for k in obj if k not in keys]
+    parts = pair_parts(obj)
+    names = ("input.messages", *keys[1:]) if keys == OPENAI_PAIR else keys
+    for where in names:
+        msgs = parts.get(where)
+        if not msgs:
+            findings.append(_f(where, "missing_messages", f"{where!r} must be a non-empty list "
+                               "of messages"))
+            continue
+        for i, message in enumerate(msgs):
+            findings += _check_message(message, f"{where}[{i}]")
+        findings += _special_tokens(msgs, where, encoding)
+        if where != names[0] and (len(msgs) != 1 or not isinstance(msgs[0], dict)
+                                  or msgs[0].get("role") != "assistant"):
+            findings.append(_f(where, "not_one_answer", f"{where!r} must hold one assistant "
+                               "message"))
+    findings += _pii(obj)
+    n = None
+    if all(isinstance(m, dict) for msgs in parts.values() for m in msgs) and len(parts) == 3:
+        prompt = parts[names[0]]
+        n = max(tokens.chat_tokens(prompt + parts[side], encoding) for side in names[1:])
+        if max_tokens is not None and n > max_tokens:
+            findings.append(_f(names[0], "too_many_tokens", f"{n:,} tokens, over the "
+                               f"{max_tokens:,} per example; OpenAI truncates it"))
     return findings, n
 
 

@@ -76,7 +76,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 LAZY_COMMANDS = {
     "templates": "generate", "fill": "generate", "questions": "generate", "merge": "generate",
     "run": "generate", "personas": "specs", "init": "specs", "validate": "checks",
-    "cost": "checks", "moderate": "moderate", "export": "export", "upload": "jobs",
+    "cost": "checks", "moderate": "moderate", "export": "export", "pairs": "export",
+    "upload": "jobs",
     "jobs": "jobs", "finetune": "train", "chat": "train", "bench": "bench",
 }
 

@@ -64,4 +64,44 @@ def export_cmd(final_dir: Path, fmt: str, out: Path | None, fold_system: bool,
               highlight=False, soft_wrap=True)
 
 
-COMMANDS = [export_cmd]
+@click.command("pairs")
+@click.argument("final_dir", type=click.Path(path_type=Path))
+@click.option("--rejected", "source", type=click.Choice(["neutral"]), default="neutral",
+              show_default=True,
+              help="Who answers the same questions for the rejected side: 'neutral', the "
+              "built-in neutral spokesperson written offline (free, deterministic), on each "
+              "example's own topic.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder to write (default: FINAL_DIR/pairs).")
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def pairs_cmd(final_dir: Path, source: str, out: Path | None, seed: int,
+              as_json: bool) -> None:
+    """Preference pairs for DPO / ORPO from FINAL_DIR: each train and val question with the
+    persona's answer chosen and another voice's answer rejected (test stays held out).
+
+    Writes TRL's conversational preference JSONL (train/val.jsonl), LLaMA-Factory's ShareGPT
+    ranking files with dataset_info.json (llamafactory/) and OpenAI's preference fine-tuning
+    JSONL (openai/).
+    """
+    from persona import pairs
+
+    result = pairs.write(final_dir, out, source=source, seed=seed)
+    total = sum(result.counts.values())
+    if as_json:
+        print_json({"out": str(result.out), "source": source, "pairs": result.counts,
+                    "rejected_on_topic": result.on_topic,
+                    "files": [str(p) for p in result.files]})
+        return
+    table = Table(title=f"persona pairs · rejected: {source}")
+    for col in ("split", "pairs"):
+        table.add_column(col, justify="right" if col == "pairs" else "left")
+    for split, n in result.counts.items():
+        table.add_row(split, f"{n:,}")
+    console.print(table)
+    console.print(f"{result.on_topic:,} of {total:,} rejected answers are on the example's own "
+                  f"topic; written to {result.out} (TRL: train/val.jsonl; llamafactory/; "
+                  "openai/)", highlight=False, soft_wrap=True)
+
+
+COMMANDS = [export_cmd, pairs_cmd]

@@ -76,3 +76,32 @@ CASES: list[Case] = [
     Case("export-out-is-a-file", ("export", "{ws}/final/x", "--to", "hf", "--out", "{ws}/out"),
          stderr="is a file", setup=_out_is_a_file, max_lines=4),
 ]
+
+
+def _dataset(all_text: str, meta_text: str):
+    def setup(ws: Path) -> None:
+        folder = ws / "final" / "x"
+        folder.mkdir(parents=True)
+        (folder / "all.jsonl").write_text(all_text, encoding="utf-8")
+        (folder / "meta.jsonl").write_text(meta_text, encoding="utf-8")
+    return setup
+
+
+META = json.dumps({"id": "babis-d000001", "split": "train", "values": {"tema": "dálnice"}}) + "\n"
+
+CASES += [
+    Case("pairs-missing-folder", ("pairs", "{ws}/nope"),
+         stderr="not a finished dataset folder"),
+    Case("pairs-train-only-folder", ("pairs", "{ws}/final/x"), setup=_final(GOOD),
+         stderr="all.jsonl: not a finished dataset folder"),
+    Case("pairs-meta-lines-differ", ("pairs", "{ws}/final/x"),
+         setup=_dataset(GOOD + GOOD, META), stderr="all.jsonl has 2 lines and meta.jsonl 1"),
+    Case("pairs-broken-line", ("pairs", "{ws}/final/x"),
+         setup=_dataset(GOOD + '{"messages": [\n', META + META),
+         stderr="all.jsonl:2: invalid JSON"),
+    Case("pairs-no-answer", ("pairs", "{ws}/final/x"),
+         setup=_dataset(_line(PAIR[:2]), META),
+         stderr="all.jsonl:1: messages: expected messages ending with a user and an assistant"),
+    Case("pairs-unknown-source", ("pairs", "{data}", "--rejected", "gpt-9"),
+         stderr="invalid value for '--rejected'", max_lines=4),
+]

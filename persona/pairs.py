@@ -1,0 +1,218 @@
+"""Preference pairs from a finished dataset: the persona's answer chosen, another voice's
+answer to the same question rejected (`persona pairs`).
+
+For every train and val example of FINAL_DIR (never test: no held-out question becomes a
+training pair) the prompt is the example's system and user messages, *chosen* its
+assistant answer, *rejected* an answer in another voice on the same topic. The source
+implemented here is `neutral`: the built-in neutral spokesperson written by the offline
+grammar, free and deterministic, its topic value set to the example's own (meta.jsonl), so
+the pair differs in voice, not in subject — the contrast a style preference step learns.
+
+Written (all atomically, `OUT` defaults to FINAL_DIR/pairs):
+- `train.jsonl`, `val.jsonl`: TRL's conversational preference format, one
+  `{"prompt": [system, user], "chosen": [assistant], "rejected": [assistant]}` per line
+  (DPOTrainer / ORPOTrainer read it as it is);
+- `llamafactory/`: LLaMA-Factory's ShareGPT ranking format (`conversations` with the user
+  turn, `system`, `chosen` / `rejected` as `{"from": "gpt", "value"}`) and its
+  dataset_info.json entries `<name>_train` / `<name>_val` (`"ranking": true`);
+- `openai/`: OpenAI's preference (DPO) fine-tuning JSONL (`input.messages`,
+  `preferred_output`, `non_preferred_output`);
+- `pairs.json`: counts, source, seed, the input's sha256, how many rejected answers name
+  the example's topic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from persona.errors import InputError
+
+SOURCES = ("neutral",)
+SPLITS = ("train", "val")
+MAX_COMPOSE = 30
+
+
+@dataclass
+class PairsResult:
+    out: Path
+    counts: dict[str, int] = field(default_factory=dict)
+    on_topic: int = 0
+    files: list[Path] = field(default_factory=list)
+
+
+def read_examples(final_dir: Path) -> list[tuple[dict, dict]]:
+    """(example, meta) of every line of FINAL_DIR/all.jsonl, with meta.jsonl's line beside it
+    (line i of one is line i of the other)."""
+    final_dir = Path(final_dir)
+    paths = [final_dir / "all.jsonl", final_dir / "meta.jsonl"]
+    for p in paths:
+        if not p.is_file():
+            raise InputError("not a finished dataset folder (persona run writes all.jsonl "
+                             "and meta.jsonl there)", file=str(p))
+    try:
+        lines = [p.read_text(encoding="utf-8").splitlines() for p in paths]
+    except UnicodeDecodeError:
+        raise InputError("not UTF-8 text", file=str(final_dir)) from None
+    if len(lines[0]) != len(lines[1]):
+        raise InputError(f"all.jsonl has {len(lines[0])} lines and meta.jsonl "
+                         f"{len(lines[1])}: line i of one must be line i of the other",
+                         file=str(paths[1]))
+    out = []
+    for n, (line, meta_line) in enumerate(zip(*lines, strict=True), 1):
+        for path, text in zip(paths, (line, meta_line), strict=True):
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise InputError(f"invalid JSON ({e.msg})", file=str(path), line=n) from None
+            if not isinstance(obj, dict):
+                raise InputError("expected a JSON object", file=str(path), line=n)
+        ex, meta = json.loads(line), json.loads(meta_line)
+        msgs = ex.get("messages")
+        roles = [m.get("role") for m in msgs if isinstance(m, dict)] \
+            if isinstance(msgs, list) else []
+        if roles[-2:] != ["user", "assistant"]:
+            raise InputError("expected messages ending with a user and an assistant turn",
+                             file=str(paths[0]), line=n, field="messages")
+        out.append((ex, meta))
+    return out
+
+
+def neutral_writer(seed: int):
+    """A function (i, values) -> the neutral spokesperson's answer on the example's topic:
+    a neutral template that names the topic, composed in a neutral style; the topic's value
+    is the persona's own (its forms), where the categories share a name and forms."""
+    from persona import text as T
+    from persona.providers.offline import (
+        OfflineProvider,
+        clashes,
+        compose,
+        draw_values,
+        finish,
+    )
+    from persona.rules import misplaced_endings
+    from persona.spec import load_spec
+
+    neutral = load_spec("neutral")
+    templates = OfflineProvider().write_templates(neutral, neutral.grammar.count, seed)
+    by_topic = {name: [t for t in templates if name in T.categories(t)]
+                for name in neutral.placeholders}
+    styles = list(neutral.styles)
+
+    def write(i: int, values: dict[str, dict[str, str]]) -> tuple[str, bool]:
+        rng = random.Random(f"{seed}:pairs:{i}")
+        shared = [n for n in values if by_topic.get(n)
+                  and set(neutral.placeholders[n].forms) <= set(values[n])]
+        pool = by_topic[shared[0]] if shared else templates
+        for _ in range(MAX_COMPOSE):
+            style, template = rng.choice(styles), rng.choice(pool)
+            if neutral.grammar.style_sentences:
+                body = T.choose_alternatives(compose(neutral, style, template, rng), rng)
+            else:  # the grammar's plain shape: a style prefix, the template, a suffix
+                st = neutral.styles[style]
+                body = T.choose_alternatives(T.join(rng.choice(st.prefixes), template,
+                                                    rng.choice(st.suffixes)), rng)
+            drawn, extra = draw_values(neutral, body, rng)
+            for name in shared:
+                if name in drawn:
+                    drawn[name] = {f: values[name][f] for f in neutral.placeholders[name].forms}
+                    extra.pop(name, None)
+            text = finish(neutral, style, body, drawn, extra)
+            if not clashes(neutral, text) and not misplaced_endings(text, neutral):
+                return text, bool(shared) and any(n in drawn for n in shared)
+        raise InputError("the neutral persona could not compose an answer")  # a spec bug
+
+    return write
+
+
+def build(final_dir: Path, *, source: str = "neutral", seed: int = 42
+          ) -> tuple[dict[str, list[dict]], int]:
+    """{split: [pair]} of the train and val examples (TRL's conversational form), and how
+    many rejected answers name the example's topic."""
+    from persona.providers.offline import lookup_values
+    from persona.spec import load_spec
+
+    if source not in SOURCES:
+        raise InputError(f"unknown --rejected source {source!r}; choose one of "
+                         f"{', '.join(SOURCES)}", field="--rejected")
+    examples = read_examples(final_dir)
+    persona_id = next((m.get("id", "").rsplit("-d", 1)[0] for _, m in examples), "")
+    try:
+        spec = load_spec(persona_id)
+    except Exception:  # noqa: BLE001 - a custom spec's dataset: topics by key only
+        spec = None
+    write = neutral_writer(seed)
+    out: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    on_topic = 0
+    for i, (ex, meta) in enumerate(examples):
+        split = meta.get("split")
+        if split not in out:
+            continue  # test (and anything else) never becomes a training pair
+        keys = meta.get("values") or {}
+        try:
+            values = lookup_values(spec, keys) if spec is not None else {}
+        except KeyError:
+            values = {}
+        rejected, named = write(i, values)
+        on_topic += named
+        msgs = ex["messages"]
+        out[split].append({"prompt": msgs[:-1], "chosen": [msgs[-1]],
+                           "rejected": [{"role": "assistant", "content": rejected}]})
+    return out, on_topic
+
+
+def llamafactory_row(pair: dict) -> dict:
+    system = next((m["content"] for m in pair["prompt"] if m["role"] == "system"), "")
+    turns = [{"from": "human" if m["role"] == "user" else "gpt", "value": m["content"]}
+             for m in pair["prompt"] if m["role"] != "system"]
+    row = {"conversations": turns,
+           "chosen": {"from": "gpt", "value": pair["chosen"][0]["content"]},
+           "rejected": {"from": "gpt", "value": pair["rejected"][0]["content"]}}
+    return {**row, "system": system} if system else row
+
+
+def openai_row(pair: dict) -> dict:
+    return {"input": {"messages": pair["prompt"]},
+            "preferred_output": pair["chosen"],
+            "non_preferred_output": pair["rejected"]}
+
+
+def write(final_dir: Path, out: Path | None = None, *, source: str = "neutral",
+          seed: int = 42) -> PairsResult:
+    from persona.io import atomic_writer, write_json
+
+    final_dir = Path(final_dir)
+    out = Path(out) if out is not None else final_dir / "pairs"
+    pairs, on_topic = build(final_dir, source=source, seed=seed)
+    if not any(pairs.values()):
+        raise InputError("no train or val examples to make pairs of", file=str(final_dir))
+    name = final_dir.name
+    result = PairsResult(out, {s: len(p) for s, p in pairs.items()}, on_topic)
+
+    def jsonl(path: Path, rows) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_writer(path) as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        result.files.append(path)
+
+    info = {}
+    for split, rows in pairs.items():
+        jsonl(out / f"{split}.jsonl", rows)
+        jsonl(out / "llamafactory" / f"{split}.jsonl", map(llamafactory_row, rows))
+        jsonl(out / "openai" / f"{split}.jsonl", map(openai_row, rows))
+        info[f"{name}_{split}"] = {
+            "file_name": f"{split}.jsonl", "formatting": "sharegpt", "ranking": True,
+            "columns": {"messages": "conversations", "chosen": "chosen",
+                        "rejected": "rejected", "system": "system"}}
+    write_json(out / "llamafactory" / "dataset_info.json", info)
+    result.files.append(out / "llamafactory" / "dataset_info.json")
+    digest = hashlib.sha256((final_dir / "all.jsonl").read_bytes()).hexdigest()
+    write_json(out / "pairs.json", {"source": source, "seed": seed, "pairs": result.counts,
+                                    "rejected_on_topic": on_topic,
+                                    "input_sha256": digest, "splits": list(SPLITS)})
+    result.files.append(out / "pairs.json")
+    return result

@@ -1,0 +1,87 @@
+"""`persona pairs`: preference pairs of a finished dataset, read back by each format's reader."""
+
+import json
+
+import pytest
+
+from tests.conftest import run_persona
+from tests.export_loaders import llamafactory_ranking, openai_preference
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    ws = tmp_path_factory.mktemp("pairs")
+    run_persona("run", "--count", 200, "--workspace", ws)
+    final = ws / "final" / "babis"
+    proc = run_persona("pairs", final, "--json")
+    return final, json.loads(proc.stdout)
+
+
+def _lines(path):
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_pairs_hold_train_and_val_and_no_test_question(made):
+    final, result = made
+    splits = {s: _lines(final / f"{s}.jsonl") for s in ("train", "val", "test")}
+    assert result["pairs"] == {"train": len(splits["train"]), "val": len(splits["val"])}
+    test_questions = {ex["messages"][-2]["content"] for ex in splits["test"]}
+    for split in ("train", "val"):
+        pairs = _lines(final / "pairs" / f"{split}.jsonl")
+        assert [p["prompt"] + p["chosen"] for p in pairs] == \
+            [ex["messages"] for ex in splits[split]]  # chosen: the persona's own answer
+        for p in pairs:
+            assert p["prompt"][-1]["content"] not in test_questions
+            rejected = p["rejected"][0]["content"]
+            assert p["rejected"][0]["role"] == "assistant" and rejected
+            assert rejected != p["chosen"][0]["content"]
+            assert "Andrej Babiš" not in rejected  # the neutral voice signs nothing
+    assert result["rejected_on_topic"] == sum(result["pairs"].values())
+
+
+def test_trl_reads_the_pairs_as_conversational_preference_data(made):
+    from trl.data_utils import is_conversational
+
+    final, _ = made
+    for row in _lines(final / "pairs" / "train.jsonl")[:50]:
+        assert set(row) == {"prompt", "chosen", "rejected"}
+        assert is_conversational(row)
+
+
+def test_llamafactory_and_openai_exports_read_back_as_the_same_pairs(made, tmp_path):
+    final, _ = made
+    for split in ("train", "val"):
+        pairs = _lines(final / "pairs" / f"{split}.jsonl")
+        want = [(p["prompt"], p["chosen"][0], p["rejected"][0]) for p in pairs]
+        got = llamafactory_ranking(final / "pairs" / "llamafactory", f"babis_{split}",
+                                   tmp_path / "hf-cache")
+        assert got == want
+        assert openai_preference(final / "pairs" / "openai" / f"{split}.jsonl") == want
+
+
+def test_the_same_seed_gives_the_same_bytes(made, tmp_path):
+    final, _ = made
+    run_persona("pairs", final, "--out", tmp_path / "again")
+    assert (tmp_path / "again" / "train.jsonl").read_bytes() == \
+        (final / "pairs" / "train.jsonl").read_bytes()
+    info = json.loads((final / "pairs" / "pairs.json").read_text())
+    assert info["source"] == "neutral" and info["pairs"]["train"] > 100
+
+
+def test_validate_passes_fresh_pairs_and_names_line_and_field_in_broken_ones(made, tmp_path):
+    from persona.checks.validate import validate_file
+
+    final, _ = made
+    for path in (final / "pairs" / "train.jsonl", final / "pairs" / "openai" / "train.jsonl"):
+        report = validate_file(path)
+        assert report.ok and report.examples > 100, path
+    rows = _lines(final / "pairs" / "train.jsonl")[:12]
+    rows[3]["chosen"] = [{"role": "user", "content": "Já nic."}]
+    del rows[7]["rejected"]
+    rows[9]["rejected"][0]["content"] = "Pište mi na jan.novak@example.com"
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    found = {(f.line, f.field, f.code) for f in validate_file(broken).findings}
+    assert (4, "chosen", "not_one_answer") in found
+    assert (8, "rejected", "missing_messages") in found
+    assert (10, "rejected[0].content", "pii_email") in found
