@@ -58,9 +58,9 @@ def message_texts(obj: Any) -> Iterator[tuple[str, str, str]]:
     if isinstance(obj.get("messages"), list):
         parts = {"messages": obj["messages"]}
     else:  # a preference pair (`persona pairs`): its prompt and both answers
-        from persona.checks.validate import pair_parts
+        from persona.checks.validate import PAIR_SIDES, pair_parts
 
-        parts = pair_parts(obj)
+        parts = pair_parts(obj) if set(obj) & PAIR_SIDES else {}
     for where, messages in parts.items():
         for i, m in enumerate(messages):
             if isinstance(m, dict) and isinstance(m.get("content"), str) and \

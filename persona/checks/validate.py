@@ -141,7 +141,7 @@ def _validate(
     """(findings, billed tokens or None): the tokens are counted once, for both uses."""
     if not isinstance(obj, dict):
         return [_f(None, "not_object", f"expected a JSON object, got {_kind(obj)}")], None
-    if "messages" not in obj and set(obj) & {*TRL_PAIR, *OPENAI_PAIR}:
+    if "messages" not in obj and set(obj) & PAIR_SIDES:  # ("prompt" alone: old completions)
         return _validate_pair(obj, max_tokens, encoding)
     findings = [
         _f(k, "unknown_key", f"unknown key {k!r}; allowed: {_names(EXAMPLE_KEYS)}")
@@ -181,6 +181,7 @@ def _validate(
 # Preference pairs (`persona pairs`): TRL's conversational form and OpenAI's DPO file.
 TRL_PAIR = ("prompt", "chosen", "rejected")
 OPENAI_PAIR = ("input", "preferred_output", "non_preferred_output")
+PAIR_SIDES = frozenset({"chosen", "rejected", "preferred_output", "non_preferred_output"})
 
 
 def pair_parts(obj: dict) -> dict[str, Any]:
