@@ -23,6 +23,8 @@ def _opt(name: str, type_=None, **kw):
 @_opt("--out", click.Path(path_type=str))
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
               help="TOML file with any of these settings; flags override it.")
+@_opt("--method", click.Choice(["sft", "dpo", "orpo"]))
+@_opt("--beta", float)
 @_opt("--quant", click.Choice(["auto", "4bit", "8bit", "none"]))
 @_opt("--lora-r", int)
 @_opt("--lora-alpha", int)

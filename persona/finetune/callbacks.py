@@ -72,6 +72,11 @@ class TrainingLog(Callback):
             row["eval_loss"] = logs["eval_loss"]
         else:
             return
+        # DPO / ORPO: how far the chosen answers' reward is above the rejected ones'
+        for key in ("rewards/margins", "rewards/accuracies", "eval_rewards/margins",
+                    "eval_rewards/accuracies"):
+            if key in logs:
+                row[key.replace("/", "_")] = logs[key]
         self.rows.append(row)
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(row) + "\n")

@@ -27,6 +27,12 @@ class FinetuneConfig(BaseModel):
     quant: Literal["auto", "4bit", "8bit", "none"] = Field(
         "auto", description="Base weights: 4bit (QLoRA, NF4), 8bit, or none; auto = 4bit on "
         "CUDA, none on the CPU.")
+    method: Literal["sft", "dpo", "orpo"] = Field(
+        "sft", description="sft: learn the answers (chat data); dpo / orpo: prefer the chosen "
+        "answer over the rejected one (preference pairs from `persona pairs`; DPO's reference "
+        "is the base with the adapter switched off, no second copy).")
+    beta: float = Field(0.1, gt=0, description="DPO: how far the policy may move from the "
+                        "reference; ORPO: weight of the odds-ratio term.")
     lora_r: int = Field(16, gt=0, description="LoRA rank.")
     lora_alpha: int = Field(32, gt=0, description="LoRA alpha (scale = alpha / r).")
     lora_dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA input.")

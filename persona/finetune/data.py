@@ -71,9 +71,73 @@ def split(items: list, val_fraction: float, seed: int) -> tuple[list, list]:
     return [items[i] for i in order[n_val:]], [items[i] for i in order[:n_val]]
 
 
+@dataclass
+class PairData(ChatData):
+    """Preference pairs (`persona pairs`): each item {"prompt", "chosen", "rejected"}, lists
+    of messages in TRL's conversational form."""
+
+    def system_prompt(self) -> str | None:
+        prompts = Counter(p["prompt"][0]["content"] for p in self.train
+                          if p["prompt"] and p["prompt"][0]["role"] == "system")
+        return prompts.most_common(1)[0][0] if prompts else None
+
+    def texts(self) -> list[str]:
+        return [m["content"] for p in self.train + self.val
+                for part in ("prompt", "chosen", "rejected") for m in p[part]]
+
+
+def load_pair_data(path: Path) -> PairData:
+    """Preference pairs for --method dpo / orpo: a folder with train.jsonl + val.jsonl of
+    pairs, or a final/ folder whose pairs/ `persona pairs` wrote."""
+    path = Path(path)
+    chat = path.is_dir() and (not (path / "train.jsonl").exists()
+                              or _is_chat(path / "train.jsonl"))
+    if chat and (path / "pairs" / "train.jsonl").exists():
+        path = path / "pairs"  # a final/ folder: the pairs written into it
+    elif chat or _is_chat(path):
+        raise InputError("--method dpo / orpo trains on preference pairs (prompt, chosen, "
+                         "rejected); make them with `persona pairs FINAL_DIR`", file=str(path))
+    if not path.is_dir():
+        raise InputError("expected a folder of preference pairs (train.jsonl + val.jsonl)",
+                         file=str(path))
+    files = [path / "train.jsonl", path / "val.jsonl"]
+    for f in files:
+        if not f.exists():
+            raise InputError(f"no {f.name} of preference pairs", file=str(path))
+    return PairData(*(read_pairs(f) for f in files), files)
+
+
+def _is_chat(path: Path) -> bool:
+    """Whether a JSONL file's first example is a chat one (messages), not a pair."""
+    if not path.is_file():
+        return False
+    for _, obj in iter_jsonl(path):
+        return "messages" in obj
+    return False
+
+
+def read_pairs(path: Path) -> list[dict]:
+    pairs = []
+    for lineno, obj in iter_jsonl(path):
+        item = {}
+        for part in ("prompt", "chosen", "rejected"):
+            problem = _check_messages(obj.get(part), need_assistant=part != "prompt")
+            if problem:
+                raise InputError(problem.replace("'messages'", f"'{part}'"), file=str(path),
+                                 line=lineno, field=part)
+            item[part] = [{"role": m["role"], "content": m["content"]} for m in obj[part]]
+        pairs.append(item)
+    if not pairs:
+        raise InputError("no preference pairs", file=str(path))
+    return pairs
+
+
 def read_conversations(path: Path) -> list[list[dict]]:
     convs = []
     for lineno, obj in iter_jsonl(path):
+        if "messages" not in obj and {"chosen", "rejected"} <= set(obj):
+            raise InputError("holds preference pairs (prompt, chosen, rejected): train them "
+                             "with --method dpo or orpo", file=str(path), line=lineno)
         msgs = obj.get("messages")
         problem = _check_messages(msgs)
         if problem:
@@ -84,7 +148,7 @@ def read_conversations(path: Path) -> list[list[dict]]:
     return convs
 
 
-def _check_messages(msgs: Any) -> str | None:
+def _check_messages(msgs: Any, need_assistant: bool = True) -> str | None:
     if not isinstance(msgs, list) or not msgs:
         return "expected a non-empty 'messages' list"
     for m in msgs:
@@ -92,7 +156,7 @@ def _check_messages(msgs: Any) -> str | None:
             return f"each message needs a role in {sorted(ROLES)}"
         if not isinstance(m.get("content"), str):
             return "each message needs string 'content'"
-    if not any(m["role"] == "assistant" for m in msgs):
+    if need_assistant and not any(m["role"] == "assistant" for m in msgs):
         return "no assistant message to learn from"
     return None
 

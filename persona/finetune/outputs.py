@@ -39,7 +39,11 @@ def plot_loss(log: list[dict], path: Path) -> None:
 
     train = [(r["step"], r["loss"]) for r in log if "loss" in r]
     evals = [(r["step"], r["eval_loss"]) for r in log if "eval_loss" in r]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    margins = [(r["step"], r["rewards_margins"]) for r in log if "rewards_margins" in r]
+    eval_margins = [(r["step"], r["eval_rewards_margins"]) for r in log
+                    if "eval_rewards_margins" in r]
+    fig, axes = plt.subplots(1, 2 if margins else 1, figsize=(12 if margins else 7, 4))
+    ax = axes[0] if margins else axes
     if train:
         ax.plot(*zip(*train, strict=True), label="train loss")
     if evals:
@@ -48,6 +52,15 @@ def plot_loss(log: list[dict], path: Path) -> None:
     ax.set_ylabel("loss")
     ax.grid(alpha=0.3)
     ax.legend()
+    if margins:  # DPO / ORPO: the chosen answers' reward above the rejected ones'
+        right = axes[1]
+        right.plot(*zip(*margins, strict=True), label="train reward margin")
+        if eval_margins:
+            right.plot(*zip(*eval_margins, strict=True), "o-", label="eval reward margin")
+        right.set_xlabel("step")
+        right.set_ylabel("chosen - rejected reward")
+        right.grid(alpha=0.3)
+        right.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

@@ -30,7 +30,7 @@ from persona.finetune import (
 )
 from persona.finetune.callbacks import Reporter, StopOnInterrupt, TrainingLog, sigint_to
 from persona.finetune.config import FinetuneConfig, apply_presets, resume_conflicts
-from persona.finetune.data import ChatData, load_chat_data, tokenize_all
+from persona.finetune.data import ChatData, load_chat_data, load_pair_data, tokenize_all
 from persona.finetune.hub import check_base_model
 from persona.finetune.outputs import (
     library_versions,
@@ -92,7 +92,8 @@ def finetune(cfg: FinetuneConfig, *, resume: bool = False, reporter: Reporter | 
     out = _check_out(cfg, resume)
     t0 = time.time()
     # Bad data, --out or base model fail before the heavy imports (seconds on a CPU).
-    data = load_chat_data(Path(cfg.data), val_fraction=cfg.val_fraction, seed=cfg.seed)
+    data = (load_chat_data(Path(cfg.data), val_fraction=cfg.val_fraction, seed=cfg.seed)
+            if cfg.method == "sft" else load_pair_data(Path(cfg.data)))
     hub_note = None if is_tiny(cfg.base_model) else check_base_model(cfg.base_model)
     _make_out(out)
     # One run per --out: a second one fails at once naming this one (pid, since when).
@@ -263,6 +264,8 @@ def _ensure_pad(tok) -> None:
 
 def build_trainer(cfg, plan: Plan, data: ChatData, tok, model, out: Path,
                   reporter: Reporter | None):
+    if cfg.method != "sft":
+        return build_pair_trainer(cfg, plan, data, tok, model, out, reporter)
     from datasets import Dataset
     from transformers import PrinterCallback
     from trl import SFTTrainer
@@ -283,6 +286,63 @@ def build_trainer(cfg, plan: Plan, data: ChatData, tok, model, out: Path,
     # disable_tqdm swaps the bar for a callback that prints raw log dicts; we report ourselves.
     trainer.remove_callback(PrinterCallback)
     return trainer, stopper, tlog
+
+
+def build_pair_trainer(cfg, plan: Plan, data, tok, model, out: Path,
+                       reporter: Reporter | None):
+    """TRL's DPOTrainer or ORPOTrainer on the same LoRA set-up. DPO's reference model is
+    the policy with its adapter switched off (TRL does so when given a peft_config and no
+    ref_model): no second copy of the weights. ORPO needs no reference at all."""
+    import os
+
+    from datasets import Dataset
+    from transformers import PrinterCallback
+
+    if plan.quant != "none":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=_grad_ckpt(cfg, plan),
+            gradient_checkpointing_kwargs={"use_reentrant": False})
+    common = _trainer_args(cfg, plan, out)
+    if cfg.method == "dpo":
+        from trl import DPOConfig, DPOTrainer
+
+        args, trainer_cls = DPOConfig(**common, beta=cfg.beta), DPOTrainer
+    else:
+        os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+        from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+        args, trainer_cls = ORPOConfig(**common, beta=cfg.beta,
+                                       remove_unused_columns=False), ORPOTrainer
+    tlog, stopper = TrainingLog(out / "training_log.jsonl", reporter), StopOnInterrupt()
+    trainer = trainer_cls(model=model, args=args, train_dataset=Dataset.from_list(data.train),
+                          eval_dataset=Dataset.from_list(data.val), processing_class=tok,
+                          peft_config=lora_config(cfg, _tied(model)),
+                          callbacks=[tlog, stopper])
+    trainer.remove_callback(PrinterCallback)
+    return trainer, stopper, tlog
+
+
+def _trainer_args(cfg, plan: Plan, out: Path) -> dict:
+    """The training arguments SFT, DPO and ORPO share."""
+    import torch
+
+    cuda = plan.device == "cuda"
+    return dict(
+        output_dir=str(out), seed=cfg.seed, data_seed=cfg.seed, report_to="none",
+        disable_tqdm=True, use_cpu=not cuda, bf16=cuda and torch.cuda.is_bf16_supported(),
+        learning_rate=cfg.lr, lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_ratio,
+        weight_decay=cfg.weight_decay, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum, max_length=cfg.max_length,
+        activation_checkpointing=_grad_ckpt(cfg, plan),
+        activation_checkpointing_kwargs={"use_reentrant": False},
+        optim="paged_adamw_8bit" if cuda and plan.quant != "none" else "adamw_torch",
+        logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit, eval_strategy="steps", eval_steps=cfg.eval_steps,
+        metric_for_best_model="eval_loss", greater_is_better=False,
+    )
 
 
 def _tied(model) -> bool:
@@ -360,9 +420,11 @@ def build_summary(cfg, plan: Plan, data: ChatData, trainer, rows: list[dict], ou
                  "train_examples": len(data.train), "val_examples": len(data.val),
                  "system_prompt": data.system_prompt()},
         "hyperparameters": cfg.hyperparameters(),
+        "method": cfg.method,
         "final": {"loss": losses[-1]["loss"] if losses else None,
                   "eval_loss": evals[-1]["eval_loss"] if evals else None,
-                  "first_loss": losses[0]["loss"] if losses else None},
+                  "first_loss": losses[0]["loss"] if losses else None,
+                  **_margins(rows)},
         "tokens_per_s_mean": round(sum(tps) / len(tps), 1) if tps else None,
         "duration_s": round(duration, 1),
         "peak_rss_bytes": peak_rss_bytes(),
@@ -371,6 +433,19 @@ def build_summary(cfg, plan: Plan, data: ChatData, trainer, rows: list[dict], ou
         "preflight": plan.preflight,
         "notes": plan.notes,
     }
+
+
+def _margins(rows: list[dict]) -> dict[str, float]:
+    """DPO / ORPO: the reward margin (chosen - rejected) at the first and last log, and on
+    the last evaluation; nothing for SFT."""
+    train = [r["rewards_margins"] for r in rows if "rewards_margins" in r]
+    evals = [r["eval_rewards_margins"] for r in rows if "eval_rewards_margins" in r]
+    out = {}
+    if train:
+        out.update(first_reward_margin=train[0], reward_margin=train[-1])
+    if evals:
+        out["eval_reward_margin"] = evals[-1]
+    return out
 
 
 def merge_adapter(out: Path, base: str, device: str) -> Path:

@@ -54,3 +54,28 @@ CASES: list[Case] = [
          stderr="--max-new-tokens"),
     Case("chat-no-model", ("chat", "-q", "Ahoj?"), stderr="--model"),
 ]
+
+PAIR_LINE = ('{"prompt": [{"role": "user", "content": "Co dálnice?"}], '
+             '"chosen": [{"role": "assistant", "content": "Makáme!"}], '
+             '"rejected": [{"role": "assistant", "content": "Stavba pokračuje."}]}\n')
+
+
+def _pairs(ws) -> None:
+    for split in ("train", "val"):
+        write(f"p/{split}.jsonl", PAIR_LINE)(ws)
+
+
+CASES += [
+    Case("finetune-sft-on-pairs", ("finetune", "--data", "p", "--base-model", "tiny",
+                                   "--out", "runs/x"), setup=_pairs,
+         stderr="holds preference pairs (prompt, chosen, rejected): train them with --method"),
+    Case("finetune-dpo-on-chat-data", (*FT, "--base-model", "tiny", "--method", "dpo"),
+         stderr="make them with `persona pairs FINAL_DIR`"),
+    Case("finetune-dpo-pair-without-rejected", ("finetune", "--data", "q", "--base-model",
+                                                "tiny", "--out", "runs/x", "--method", "orpo"),
+         setup=lambda ws: [write(f"q/{s}.jsonl", PAIR_LINE.split(', "rejected"')[0] + "}\n")(ws)
+                           for s in ("train", "val")],
+         stderr="train.jsonl:1: rejected:"),
+    Case("finetune-method-bogus", (*FT, "--base-model", "tiny", "--method", "ppo"),
+         stderr="--method", max_lines=4),
+]
