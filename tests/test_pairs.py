@@ -85,3 +85,25 @@ def test_validate_passes_fresh_pairs_and_names_line_and_field_in_broken_ones(mad
     assert (4, "chosen", "not_one_answer") in found
     assert (8, "rejected", "missing_messages") in found
     assert (10, "rejected[0].content", "pii_email") in found
+
+
+def test_the_few_shot_prompt_covers_every_style_within_its_budget(made, tmp_path):
+    from persona.checks.tokens import count_text, get_encoding
+
+    final, _ = made
+    out = tmp_path / "fewshot.md"
+    got = json.loads(run_persona("prompt", final, "--shots", 8, "--out", out, "--json").stdout)
+    text = out.read_text(encoding="utf-8")
+    assert got["shots"] == 8 and got["covered"]["style"][0] == got["covered"]["style"][1] == 5
+    assert got["covered"]["template"][0] == 8  # eight different templates
+    assert count_text(text.rstrip("\n"), get_encoding("o200k_base")) == got["tokens"] <= 2000
+    train = {json.loads(x)["messages"][-2]["content"]
+             for x in (final / "train.jsonl").read_text(encoding="utf-8").splitlines()}
+    assert {e["question"] for e in got["examples"]} <= train  # train questions only
+    assert all(f"Q: {e['question']}" in text for e in got["examples"])
+    small = json.loads(run_persona("prompt", final, "--shots", 8, "--max-tokens", 400,
+                                   "--out", tmp_path / "s.md", "--json").stdout)
+    assert small["shots"] < 8 and small["tokens"] <= 400
+    again = tmp_path / "again.md"
+    run_persona("prompt", final, "--shots", 8, "--out", again)
+    assert again.read_bytes() == out.read_bytes()

@@ -77,8 +77,8 @@ LAZY_COMMANDS = {
     "templates": "generate", "fill": "generate", "questions": "generate", "merge": "generate",
     "run": "generate", "personas": "specs", "init": "specs", "validate": "checks",
     "cost": "checks", "moderate": "moderate", "export": "export", "pairs": "export",
-    "upload": "jobs",
-    "jobs": "jobs", "finetune": "train", "chat": "train", "bench": "bench",
+    "prompt": "export", "upload": "jobs", "jobs": "jobs", "finetune": "train", "chat": "train",
+    "bench": "bench",
 }
 
 

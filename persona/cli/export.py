@@ -104,4 +104,43 @@ def pairs_cmd(final_dir: Path, source: str, out: Path | None, seed: int,
                   "openai/)", highlight=False, soft_wrap=True)
 
 
-COMMANDS = [export_cmd, pairs_cmd]
+@click.command("prompt")
+@click.argument("final_dir", type=click.Path(path_type=Path))
+@click.option("--shots", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Train examples to show in the prompt.")
+@click.option("--max-tokens", type=click.IntRange(min=64), default=2000, show_default=True,
+              help="Token budget of the whole prompt (o200k_base); examples that would pass it "
+              "are left out.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="File to write (default: FINAL_DIR/fewshot.md).")
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def prompt_cmd(final_dir: Path, shots: int, max_tokens: int, out: Path | None, seed: int,
+               as_json: bool) -> None:
+    """The few-shot contender: a system prompt with SHOTS train examples chosen for coverage
+    (every style, different templates and topics), within a token budget.
+
+    \b
+      persona prompt final/babis --shots 10
+      persona chat --model runs/base --system "$(cat final/babis/fewshot.md)" -q "Co daně?"
+    """
+    from persona import fewshot
+
+    out = out if out is not None else Path(final_dir) / "fewshot.md"
+    got = fewshot.write(final_dir, out, shots, max_tokens=max_tokens, seed=seed)
+    if as_json:
+        print_json({"out": str(out), "shots": len(got.shots), "tokens": got.tokens,
+                    "max_tokens": max_tokens, "covered": got.covered, "examples": got.shots})
+        return
+    cover = ", ".join(f"{k}s {a}/{b}" for k, (a, b) in got.covered.items())
+    console.print(f"{len(got.shots)} examples, {got.tokens:,} of {max_tokens:,} tokens "
+                  f"(o200k_base); covers {cover}; written to {out}", highlight=False,
+                  soft_wrap=True)
+    if len(got.shots) < shots:
+        console.print(f"[yellow]only {len(got.shots)} of {shots} fit the budget; raise "
+                      "--max-tokens for more[/yellow]")
+    console.print(f"use it: persona chat --model MODEL --system \"$(cat {out})\"",
+                  highlight=False, soft_wrap=True)
+
+
+COMMANDS = [export_cmd, pairs_cmd, prompt_cmd]

@@ -5,9 +5,9 @@ which both budgets allow it, and the next booking starts where this one ends. Re
 spaced evenly, so any window of the run sees at most `rpm` per minute, and a steady run sits
 just under the limit instead of bursting into 429s. `wait` books only once the caller's turn
 has come (waiters queue in order) and from the time it really leaves: a waiter the busy event
-loop wakes late may catch up at most CATCH_UP spacings, so late wakes cost little rate and
-never bunch more than CATCH_UP requests above it (the 3 % margin absorbs them in any window
-of a hundred spacings or more).
+loop wakes late may catch up at most CATCH_UP spacing, so late wakes cost little rate and
+never bunch more than one request above it (the 3 % margin absorbs it in any window of 34
+spacings or more: two, as before, bunched a 40-request window over the limit at start-up).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 # Pace at 97 % of the limits: requests leave evenly but reach the server with network and
 # event-loop jitter, and a late first arrival makes the server's measured rate overshoot.
 MARGIN = 0.97
-CATCH_UP = 2
+CATCH_UP = 1
 
 
 class RateLimiter:

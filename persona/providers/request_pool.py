@@ -587,6 +587,9 @@ class RequestPool:
         booked, sent, prompt = 0.0, 0.0, 0
         try:
             booked = self._reserve(item, messages)
+            # the client first: the first one imports the SDK (a quarter second that blocks the
+            # loop), which must not fall between the limiter's booking and the send
+            client = self._client()
             prompt = _prompt_tokens(messages, self.model) if self.limiter.tpm else 0
             await self.limiter.wait(prompt + self.shape.output_limit(item.max_tokens)
                                     if self.limiter.tpm else 0)
@@ -608,7 +611,7 @@ class RequestPool:
                 else:
                     body = {"model": self.model, "messages": messages,
                             **self.shape.wire(params)}
-                resp = await self._client().post(item.path, cast_to=object, body=body)
+                resp = await client.post(item.path, cast_to=object, body=body)
             finally:
                 self.in_flight -= 1
                 item._wired -= 1

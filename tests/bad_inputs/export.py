@@ -105,3 +105,11 @@ CASES += [
     Case("pairs-unknown-source", ("pairs", "{data}", "--rejected", "gpt-9"),
          stderr="invalid value for '--rejected'", max_lines=4),
 ]
+
+CASES += [
+    Case("prompt-missing-folder", ("prompt", "{ws}/nope"), stderr="not a finished dataset folder"),
+    Case("prompt-zero-shots", ("prompt", "{data}", "--shots", "0"), stderr="--shots",
+         max_lines=4),
+    Case("prompt-out-is-a-folder", ("prompt", "{data}", "--out", "{ws}"),
+         stderr="is a directory", max_lines=4),
+]
