@@ -21,7 +21,7 @@ def test_dpo_raises_the_reward_margin_and_orpo_trains(chat_data, tmp_path):
     pairs = tmp_path / "pairs"
     _run("pairs", chat_data, "--out", pairs)
     dpo = tmp_path / "dpo"
-    _run("finetune", "--data", pairs, "--out", dpo, "--method", "dpo", "--max-steps", 16,
+    _run("finetune", "--data", pairs, "--out", dpo, "--method", "dpo", "--max-steps", 10,
          *ROOT_ARGS)
     summary = json.loads((dpo / "summary.json").read_text())
     final = summary["final"]
@@ -34,8 +34,8 @@ def test_dpo_raises_the_reward_margin_and_orpo_trains(chat_data, tmp_path):
     assert any("rewards_margins" in r for r in rows)
 
     orpo = tmp_path / "orpo"
-    _run("finetune", "--data", pairs, "--out", orpo, "--method", "orpo", "--max-steps", 6,
+    _run("finetune", "--data", pairs, "--out", orpo, "--method", "orpo", "--max-steps", 4,
          *ROOT_ARGS)
     summary = json.loads((orpo / "summary.json").read_text())
-    assert summary["method"] == "orpo" and summary["steps"] == 6
+    assert summary["method"] == "orpo" and summary["steps"] == 4
     assert summary["final"]["loss"] < summary["final"]["first_loss"]
