@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from persona.errors import InputError
+from persona.io import atomic_writer, iter_jsonl, write_json
 
 SOURCES = ("neutral",)
 SPLITS = ("train", "val")
@@ -53,24 +54,12 @@ def read_examples(final_dir: Path) -> list[tuple[dict, dict]]:
         if not p.is_file():
             raise InputError("not a finished dataset folder (persona run writes all.jsonl "
                              "and meta.jsonl there)", file=str(p))
-    try:
-        lines = [p.read_text(encoding="utf-8").splitlines() for p in paths]
-    except UnicodeDecodeError:
-        raise InputError("not UTF-8 text", file=str(final_dir)) from None
-    if len(lines[0]) != len(lines[1]):
-        raise InputError(f"all.jsonl has {len(lines[0])} lines and meta.jsonl "
-                         f"{len(lines[1])}: line i of one must be line i of the other",
-                         file=str(paths[1]))
+    examples, metas = (list(iter_jsonl(p)) for p in paths)
+    if len(examples) != len(metas):
+        raise InputError(f"all.jsonl has {len(examples)} lines and meta.jsonl {len(metas)}: "
+                         "line i of one must be line i of the other", file=str(paths[1]))
     out = []
-    for n, (line, meta_line) in enumerate(zip(*lines, strict=True), 1):
-        for path, text in zip(paths, (line, meta_line), strict=True):
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise InputError(f"invalid JSON ({e.msg})", file=str(path), line=n) from None
-            if not isinstance(obj, dict):
-                raise InputError("expected a JSON object", file=str(path), line=n)
-        ex, meta = json.loads(line), json.loads(meta_line)
+    for (n, ex), (_, meta) in zip(examples, metas, strict=True):
         msgs = ex.get("messages")
         roles = [m.get("role") for m in msgs if isinstance(m, dict)] \
             if isinstance(msgs, list) else []
@@ -82,18 +71,12 @@ def read_examples(final_dir: Path) -> list[tuple[dict, dict]]:
 
 
 def neutral_writer(seed: int):
-    """A function (i, values) -> the neutral spokesperson's answer on the example's topic:
-    a neutral template that names the topic, composed in a neutral style; the topic's value
-    is the persona's own (its forms), where the categories share a name and forms."""
+    """A function (i, values) -> (the neutral spokesperson's answer on the example's topic,
+    whether it names it): a neutral template that names the topic, composed by the offline
+    grammar; the topic's value is the persona's own (its forms), where the categories share a
+    name and forms."""
     from persona import text as T
-    from persona.providers.offline import (
-        OfflineProvider,
-        clashes,
-        compose,
-        draw_values,
-        finish,
-    )
-    from persona.rules import misplaced_endings
+    from persona.providers.offline import OfflineProvider, compose_answer
     from persona.spec import load_spec
 
     neutral = load_spec("neutral")
@@ -106,23 +89,12 @@ def neutral_writer(seed: int):
         rng = random.Random(f"{seed}:pairs:{i}")
         shared = [n for n in values if by_topic.get(n)
                   and set(neutral.placeholders[n].forms) <= set(values[n])]
+        fixed = {n: {f: values[n][f] for f in neutral.placeholders[n].forms} for n in shared}
         pool = by_topic[shared[0]] if shared else templates
         for _ in range(MAX_COMPOSE):
-            style, template = rng.choice(styles), rng.choice(pool)
-            if neutral.grammar.style_sentences:
-                body = T.choose_alternatives(compose(neutral, style, template, rng), rng)
-            else:  # the grammar's plain shape: a style prefix, the template, a suffix
-                st = neutral.styles[style]
-                body = T.choose_alternatives(T.join(rng.choice(st.prefixes), template,
-                                                    rng.choice(st.suffixes)), rng)
-            drawn, extra = draw_values(neutral, body, rng)
-            for name in shared:
-                if name in drawn:
-                    drawn[name] = {f: values[name][f] for f in neutral.placeholders[name].forms}
-                    extra.pop(name, None)
-            text = finish(neutral, style, body, drawn, extra)
-            if not clashes(neutral, text) and not misplaced_endings(text, neutral):
-                return text, bool(shared) and any(n in drawn for n in shared)
+            made = compose_answer(neutral, rng.choice(styles), rng.choice(pool), rng, fixed)
+            if made is not None:
+                return made[0], any(n in made[1] for n in shared)
         raise InputError("the neutral persona could not compose an answer")  # a spec bug
 
     return write
@@ -182,8 +154,6 @@ def openai_row(pair: dict) -> dict:
 
 def write(final_dir: Path, out: Path | None = None, *, source: str = "neutral",
           seed: int = 42) -> PairsResult:
-    from persona.io import atomic_writer, write_json
-
     final_dir = Path(final_dir)
     out = Path(out) if out is not None else final_dir / "pairs"
     pairs, on_topic = build(final_dir, source=source, seed=seed)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from persona.spec import PLACEHOLDER_RE, PersonaSpec, check_fragment
+from persona.spec import PLACEHOLDER_RE, PersonaSpec, check_fragment, rx, rx_any
 from persona.text import is_signed, split_sentences, unresolved
 
 _WORD = re.compile(r"[^\W\d_]+")
@@ -140,3 +140,12 @@ def check_question(text: str, spec: PersonaSpec) -> list[str]:
     if not language_ok(text, spec.persona.language):
         problems.append(f"does not read as language {spec.persona.language!r}")
     return problems
+
+
+def clashes(spec: PersonaSpec, text: str) -> bool:
+    """Whether the text holds both parts of one of the grammar's clashing pairs (the
+    offline composer and the LLM answer checks both ask)."""
+    first = rx_any(tuple(a for a, _ in spec.grammar.clashes))  # most texts have none of them
+    if first is not None and first.search(text) is None:
+        return False
+    return any(rx(a).search(text) and rx(b).search(text) for a, b in spec.grammar.clashes)

@@ -342,8 +342,7 @@ def test_a_slot_no_slip_rule_fits_is_rephrased_once_with_a_trigger_word(babis):
 
     slot = next(s for s in (FillRequest(i, f"babis-a{i + 1:06d}", bank[i], "irony", True)
                             for i in range(40))
-                if not T.applicable_slips(first_text(tasks.fill_brief(babis, s, 42,
-                                                                       grouped=True)),
+                if not T.applicable_slips(first_text(tasks.fill_brief(babis, s, 42)),
                                           babis.slips))
     answers, invalid, stats = stage.fill_batch(babis, Model(), [slot], bank,
                                                DedupIndex(babis.persona.signature), 42, True)

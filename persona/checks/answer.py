@@ -25,13 +25,11 @@ from importlib import resources
 
 from persona import lemmas
 from persona import text as T
-from persona.rules import language_ok, misplaced_endings
+from persona.rules import clashes, language_ok, misplaced_endings
 from persona.spec import (
     PersonaSpec,
     Placeholder,
     per_spec,
-    rx,
-    rx_any,
 )
 
 # A model that keeps half or more of its template's own word 4-grams copied it rather than
@@ -271,13 +269,6 @@ def undo_slip(body: str, slip: dict | None) -> str:
     if not slip or slip.get("to") not in body:
         return body
     return body.replace(slip["to"], slip["from"], 1)
-
-
-def clashes(spec: PersonaSpec, text: str) -> bool:
-    first = rx_any(tuple(a for a, _ in spec.grammar.clashes))  # most texts have none of them
-    if first is not None and first.search(text) is None:
-        return False
-    return any(rx(a).search(text) and rx(b).search(text) for a, b in spec.grammar.clashes)
 
 
 def _value(spec: PersonaSpec, name: str, key: str) -> dict[str, str] | None:

@@ -37,30 +37,27 @@ def plot_loss(log: list[dict], path: Path) -> None:
     matplotlib.use("Agg")  # no display needed; safe in CI and over ssh
     import matplotlib.pyplot as plt
 
-    train = [(r["step"], r["loss"]) for r in log if "loss" in r]
-    evals = [(r["step"], r["eval_loss"]) for r in log if "eval_loss" in r]
-    margins = [(r["step"], r["rewards_margins"]) for r in log if "rewards_margins" in r]
-    eval_margins = [(r["step"], r["eval_rewards_margins"]) for r in log
-                    if "eval_rewards_margins" in r]
+    def series(key: str) -> list[tuple[int, float]]:
+        return [(r["step"], r[key]) for r in log if key in r]
+
+    def panel(ax, lines: list[tuple[str, str, str]], ylabel: str) -> None:
+        for key, style, label in lines:
+            points = series(key)
+            if points:
+                ax.plot(*zip(*points, strict=True), style, label=label)
+        ax.set_xlabel("step")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend()
+
+    margins = bool(series("rewards_margins"))  # DPO / ORPO: a second panel
     fig, axes = plt.subplots(1, 2 if margins else 1, figsize=(12 if margins else 7, 4))
-    ax = axes[0] if margins else axes
-    if train:
-        ax.plot(*zip(*train, strict=True), label="train loss")
-    if evals:
-        ax.plot(*zip(*evals, strict=True), "o-", label="eval loss")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    if margins:  # DPO / ORPO: the chosen answers' reward above the rejected ones'
-        right = axes[1]
-        right.plot(*zip(*margins, strict=True), label="train reward margin")
-        if eval_margins:
-            right.plot(*zip(*eval_margins, strict=True), "o-", label="eval reward margin")
-        right.set_xlabel("step")
-        right.set_ylabel("chosen - rejected reward")
-        right.grid(alpha=0.3)
-        right.legend()
+    panel(axes[0] if margins else axes,
+          [("loss", "-", "train loss"), ("eval_loss", "o-", "eval loss")], "loss")
+    if margins:  # the chosen answers' reward above the rejected ones'
+        panel(axes[1], [("rewards_margins", "-", "train reward margin"),
+                        ("eval_rewards_margins", "o-", "eval reward margin")],
+              "chosen - rejected reward")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -100,6 +97,9 @@ def model_card(summary: dict[str, Any]) -> str:
         f"| steps | {summary['steps']} |",
         f"| final train loss | {final.get('loss')} |",
         f"| final eval loss | {final.get('eval_loss')} |",
+        *([f"| method, reward margin (chosen - rejected) | {summary.get('method')}, "
+           f"{final.get('first_reward_margin')} → {final['reward_margin']} |"]
+          if "reward_margin" in final else []),
         f"| duration | {summary['duration_s']} s |",
         "",
         "Loss on assistant tokens only; see `training_log.jsonl` and `loss.png`.",

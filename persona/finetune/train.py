@@ -270,12 +270,7 @@ def build_trainer(cfg, plan: Plan, data: ChatData, tok, model, out: Path,
     from transformers import PrinterCallback
     from trl import SFTTrainer
 
-    if plan.quant != "none":
-        from peft import prepare_model_for_kbit_training
-
-        model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=_grad_ckpt(cfg, plan),
-            gradient_checkpointing_kwargs={"use_reentrant": False})
+    model = _kbit_ready(cfg, plan, model)
     train = Dataset.from_list(tokenize_all(tok, data.train, cfg.max_length))
     val = Dataset.from_list(tokenize_all(tok, data.val, cfg.max_length))
     tlog, stopper = TrainingLog(out / "training_log.jsonl", reporter), StopOnInterrupt()
@@ -298,12 +293,7 @@ def build_pair_trainer(cfg, plan: Plan, data, tok, model, out: Path,
     from datasets import Dataset
     from transformers import PrinterCallback
 
-    if plan.quant != "none":
-        from peft import prepare_model_for_kbit_training
-
-        model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=_grad_ckpt(cfg, plan),
-            gradient_checkpointing_kwargs={"use_reentrant": False})
+    model = _kbit_ready(cfg, plan, model)
     common = _trainer_args(cfg, plan, out)
     if cfg.method == "dpo":
         from trl import DPOConfig, DPOTrainer
@@ -324,6 +314,17 @@ def build_pair_trainer(cfg, plan: Plan, data, tok, model, out: Path,
     return trainer, stopper, tlog
 
 
+def _kbit_ready(cfg, plan: Plan, model):
+    """A quantized base made trainable for LoRA (casts, input grads); others as they are."""
+    if plan.quant == "none":
+        return model
+    from peft import prepare_model_for_kbit_training
+
+    return prepare_model_for_kbit_training(
+        model, use_gradient_checkpointing=_grad_ckpt(cfg, plan),
+        gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def _trainer_args(cfg, plan: Plan, out: Path) -> dict:
     """The training arguments SFT, DPO and ORPO share."""
     import torch
@@ -338,6 +339,7 @@ def _trainer_args(cfg, plan: Plan, out: Path) -> dict:
         gradient_accumulation_steps=cfg.grad_accum, max_length=cfg.max_length,
         activation_checkpointing=_grad_ckpt(cfg, plan),
         activation_checkpointing_kwargs={"use_reentrant": False},
+        # Paged 8-bit AdamW keeps optimizer state small and spills to CPU on spikes (QLoRA).
         optim="paged_adamw_8bit" if cuda and plan.quant != "none" else "adamw_torch",
         logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit, eval_strategy="steps", eval_steps=cfg.eval_steps,
@@ -372,24 +374,10 @@ def _grad_ckpt(cfg: FinetuneConfig, plan: Plan) -> bool:
 
 
 def sft_config(cfg: FinetuneConfig, plan: Plan, out: Path):
-    import torch
     from trl import SFTConfig
 
-    cuda = plan.device == "cuda"
     return SFTConfig(
-        output_dir=str(out), seed=cfg.seed, data_seed=cfg.seed, report_to="none",
-        disable_tqdm=True, use_cpu=not cuda, bf16=cuda and torch.cuda.is_bf16_supported(),
-        learning_rate=cfg.lr, lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_ratio,
-        weight_decay=cfg.weight_decay, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum, max_length=cfg.max_length,
-        activation_checkpointing=_grad_ckpt(cfg, plan),
-        activation_checkpointing_kwargs={"use_reentrant": False},
-        # Paged 8-bit AdamW keeps optimizer state small and spills to CPU on spikes (QLoRA).
-        optim="paged_adamw_8bit" if cuda and plan.quant != "none" else "adamw_torch",
-        logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit, eval_strategy="steps", eval_steps=cfg.eval_steps,
-        metric_for_best_model="eval_loss", greater_is_better=False,
+        **_trainer_args(cfg, plan, out),
         # No packing: without flash-attention, packed examples attend to each other.
         packing=False, padding_free=plan.padding_free,
         train_sampling_strategy="random" if plan.padding_free else "group_by_length",

@@ -65,11 +65,17 @@ def print_summary(summary: dict) -> None:
     table = Table(title="finetune summary", show_header=False)
     rows = [
         ("base model", summary["base_model"]),
+        ("method", summary.get("method", "sft")),
         ("quantization", summary["quant"]),
         ("steps", str(summary["steps"])),
         ("train loss", f"{final['first_loss']:.4f} → {final['loss']:.4f}"
          if final["loss"] is not None else "–"),
         ("eval loss", f"{final['eval_loss']:.4f}" if final["eval_loss"] is not None else "–"),
+        *([("reward margin (chosen - rejected)",
+            f"{final['first_reward_margin']:.3f} → {final['reward_margin']:.3f}"
+            + (f", eval {final['eval_reward_margin']:.3f}"
+               if "eval_reward_margin" in final else ""))]
+          if "reward_margin" in final else []),
         ("tokens/s (mean)", str(summary["tokens_per_s_mean"])),
         ("duration", f"{summary['duration_s']} s"),
         ("peak RSS", f"{summary['peak_rss_bytes'] / 2**30:.2f} GiB"),

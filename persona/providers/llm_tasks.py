@@ -36,8 +36,8 @@ from persona.providers.offline import (
     OfflineProvider,
     draw_values,
     finish,
+    has_question_frame,
     lookup_values,
-    pick_question_frame,
     render_question,
 )
 from persona.spec import AGREE_RE, PLACEHOLDER_RE, PersonaSpec, expansions, per_spec
@@ -45,7 +45,6 @@ from persona.spec import AGREE_RE, PLACEHOLDER_RE, PersonaSpec, expansions, per_
 TEMPLATES_PER_REQUEST = 20
 FILL_MODES = ("write", "strict")
 MAX_TOKENS = {"templates": 2048, "fill": 512, "questions": 256}
-STYLE_EXAMPLES = 4  # style sentences shown per fill request
 TRIGGERS = 8  # trigger words offered per rephrase request
 QUESTION_SENTENCES = 2  # a journalist's question: one or two sentences
 
@@ -169,8 +168,7 @@ class FillBrief:
 
     template: str  # the template, alternatives drawn
     idea: str  # the template filled with the values: what the answer may start from
-    examples: tuple[str, ...]  # the style's own sentences, filled with the same values
-    closers: tuple[str, ...]  # those of them that only ever end an answer (last_only)
+    examples: tuple[str, ...]  # strict mode: the style phrases, filled with the same values
     values: dict  # category -> the value (all its forms) for the slot
     extra: dict  # per-mention categories: a value per mention
     required: tuple[str, ...]  # categories the answer must name
@@ -187,26 +185,20 @@ class FillBrief:
         return out
 
 
-def fill_brief(spec: PersonaSpec, req: FillRequest, seed: int, mode: str = "write",
-               grouped: bool = False) -> FillBrief:
+def fill_brief(spec: PersonaSpec, req: FillRequest, seed: int, mode: str = "write"
+               ) -> FillBrief:
     """The slot's brief; in `strict` mode its examples are one prefix and one suffix of the
-    style, the phrases the template is framed with; `grouped`: none (the request's shared
-    part shows the style's examples, `fill_shared`)."""
+    style, the phrases the template is framed with; in write mode none (the grouped
+    request's shared part shows the style's sentences: `fill_shared`)."""
     rng = random.Random(f"{seed}:fill:{req.index}:{req.attempt}")
     style = spec.styles[req.style]
     template = T.choose_alternatives(req.template.text, rng)
-    if mode == "strict":
-        picked = [rng.choice(style.prefixes), rng.choice(style.suffixes)]
-    elif grouped:
-        picked = []
-    else:
-        pool = [p for p in [*style.prefixes, *style.bodies, *style.suffixes] if p.strip()]
-        picked = rng.sample(pool, min(STYLE_EXAMPLES, len(pool)))
+    picked = [rng.choice(style.prefixes), rng.choice(style.suffixes)] if mode == "strict" \
+        else []
     examples = [T.choose_alternatives(p, rng) for p in picked]
     values, extra = draw_values(spec, " ".join([template, *examples]), rng)
     idea = finish(spec, req.style, template, values, extra)
     filled = list(dict.fromkeys(finish(spec, req.style, e, values, extra) for e in examples))
-    closers = tuple(e for e in filled if mode == "write" and spec.grammar.ending(e))
     cats = T.categories(template)
     required = [c for c in cats if c in spec.journalist.match] or [
         c for c in cats if not spec.placeholders[c].per_mention] or cats
@@ -214,8 +206,7 @@ def fill_brief(spec: PersonaSpec, req: FillRequest, seed: int, mode: str = "writ
     weights = g.style_sentences or {"1": 1.0, "2": 1.0}
     r = int(rng.choices(list(weights), weights=list(weights.values()))[0])
     n = min(g.max_sentences, len(T.units(template)) + r)
-    return FillBrief(template, idea, tuple(e for e in filled if e not in closers), closers,
-                     values, extra, tuple(required),
+    return FillBrief(template, idea, tuple(filled), values, extra, tuple(required),
                      (max(1, n - 1), min(g.max_sentences, max(n + 1, 2))))
 
 
@@ -227,8 +218,7 @@ def fill_request(spec: PersonaSpec, req: FillRequest, seed: int, reask: int = 0,
     `previous["attempt"]`) asks for a rephrase of that answer with a trigger word, so that a
     slip rule fits; its brief is that attempt's (a write-mode one: `fill_member`'s)."""
     if req.previous:
-        brief = fill_brief(spec, replace(req, attempt=req.previous["attempt"]), seed, mode,
-                           grouped=mode == "write")
+        brief = fill_brief(spec, replace(req, attempt=req.previous["attempt"]), seed, mode)
     else:
         brief = fill_brief(spec, req, seed, mode)
     style = spec.styles[req.style]
@@ -312,7 +302,7 @@ def fill_shared(spec: PersonaSpec, seed: int, style: str, block: int) -> dict:
 def fill_member(spec: PersonaSpec, req: FillRequest, seed: int, reask: int = 0
                 ) -> tuple[dict, FillBrief]:
     """One slot's task within a grouped write-mode fill request, and its brief."""
-    brief = fill_brief(spec, req, seed, "write", grouped=True)
+    brief = fill_brief(spec, req, seed, "write")
     may_use = {k: _words(spec, k, brief) for k in sorted(brief.values)
                if k not in brief.required}
     task = {"id": req.id, **({"attempt": req.attempt} if req.attempt else {}),
@@ -349,7 +339,7 @@ def question_member(spec: PersonaSpec, req: QuestionRequest, seed: int, reask: i
     """One answer's task within a grouped questions request."""
     keys = req.answer["values"]
     values = lookup_values(spec, keys)
-    if pick_question_frame(spec, set(keys), random.Random(0)) is None:
+    if not has_question_frame(spec, set(keys)):
         return Failure("no question frame fits the answer's placeholders", retry=False)
     answer = req.answer["text"]
     sig = spec.persona.signature

@@ -14,7 +14,7 @@ import random
 from persona import rules
 from persona import text as T
 from persona.providers.base import Failure, FillRequest, FillResult, QuestionRequest
-from persona.spec import AGREE_RE, PersonaSpec, per_spec, rx, rx_any
+from persona.spec import AGREE_RE, PersonaSpec, per_spec
 
 
 class OfflineProvider:
@@ -64,27 +64,10 @@ class OfflineProvider:
 
     def _fill_one(self, spec: PersonaSpec, req: FillRequest, seed: int) -> FillResult | Failure:
         rng = random.Random(f"{seed}:fill:{req.index}:{req.attempt}")
-        style = spec.styles[req.style]
-        if not spec.grammar.style_sentences:  # the old shape: prefix + template + suffix
-            body = T.choose_alternatives(T.join(rng.choice(style.prefixes),
-                                                req.template.text,
-                                                rng.choice(style.suffixes)), rng)
-            values, extra = draw_values(spec, body, rng)
-            text = finish(spec, req.style, body, values, extra)
-        else:
-            for _ in range(MAX_COMPOSE):
-                body = T.choose_alternatives(compose(spec, req.style, req.template.text, rng),
-                                             rng)
-                if any(n > spec.grammar.max_mentions for n in T.mentions(body).values()):
-                    continue
-                values, extra = draw_values(spec, body, rng)
-                text = finish(spec, req.style, body, values, extra)
-                if (len(T.split_sentences(text)) <= spec.grammar.max_sentences
-                        and not clashes(spec, text)
-                        and not rules.misplaced_endings(text, spec)):
-                    break
-            else:
-                return Failure("no clash-free composition of this template and style")
+        composed = compose_answer(spec, req.style, req.template.text, rng)
+        if composed is None:
+            return Failure("no clash-free composition of this template and style")
+        text, values = composed
         slip = None
         if req.slip:
             slipped = T.apply_slip(text, spec.slips, rng, spec.persona.language)
@@ -113,6 +96,39 @@ class OfflineProvider:
 
 
 MAX_COMPOSE = 30
+
+
+def compose_answer(spec: PersonaSpec, style_name: str, template: str, rng: random.Random,
+                   fixed: dict[str, dict[str, str]] | None = None
+                   ) -> tuple[str, dict[str, dict[str, str]]] | None:
+    """(text, values) of one answer of the template in the style: composed, values drawn
+    (`fixed` ones put in their place: `persona pairs` keeps an example's topic), filled and
+    checked (sentence count, clashes, misplaced endings); None when MAX_COMPOSE tries find
+    no composition that passes. The grammar's plain shape (no `style_sentences`) is one
+    try: a style prefix, the template, a suffix."""
+
+    def fill(body: str) -> tuple[str, dict]:
+        values, extra = draw_values(spec, body, rng)
+        for name, value in (fixed or {}).items():
+            if name in values:
+                values[name] = value
+                extra.pop(name, None)
+        return finish(spec, style_name, body, values, extra), values
+
+    if not spec.grammar.style_sentences:
+        style = spec.styles[style_name]
+        return fill(T.choose_alternatives(T.join(rng.choice(style.prefixes), template,
+                                                 rng.choice(style.suffixes)), rng))
+    for _ in range(MAX_COMPOSE):
+        body = T.choose_alternatives(compose(spec, style_name, template, rng), rng)
+        if any(n > spec.grammar.max_mentions for n in T.mentions(body).values()):
+            continue
+        text, values = fill(body)
+        if (len(T.split_sentences(text)) <= spec.grammar.max_sentences
+                and not rules.clashes(spec, text)
+                and not rules.misplaced_endings(text, spec)):
+            return text, values
+    return None
 LEAD_SHARE = 0.3  # first questions that get a context sentence before them
 
 
@@ -145,13 +161,6 @@ def draw_values(spec: PersonaSpec, body: str, rng: random.Random
 def finish(spec: PersonaSpec, style: str, body: str, values: dict, extra: dict) -> str:
     text = T.rewrite(T.fill(body, values, spec, extra=extra), spec.grammar.fixups)
     return T.capitalize_sentences(text)
-
-
-def clashes(spec: PersonaSpec, text: str) -> bool:
-    first = rx_any(tuple(a for a, _ in spec.grammar.clashes))  # most texts have none of them
-    if first is not None and first.search(text) is None:
-        return False
-    return any(rx(a).search(text) and rx(b).search(text) for a, b in spec.grammar.clashes)
 
 
 def compose(spec: PersonaSpec, style_name: str, template: str, rng: random.Random) -> str:
@@ -226,6 +235,11 @@ def render_question(spec: PersonaSpec, frame: str, values: dict[str, dict[str, s
         frame = T.join(T.choose_alternatives(rng.choice(leads), rng), frame)
     question = T.rewrite(T.fill(frame, values, spec, neutral), spec.grammar.fixups)
     return T.capitalize_sentences(question)
+
+
+def has_question_frame(spec: PersonaSpec, have: set[str]) -> bool:
+    """Whether some journalist frame fits an answer with these categories."""
+    return bool(_frames_for(spec, frozenset(have)))
 
 
 def pick_question_frame(spec: PersonaSpec, have: set[str], rng: random.Random) -> str | None:

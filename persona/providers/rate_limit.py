@@ -13,6 +13,7 @@ spacings or more: two, as before, bunched a 40-request window over the limit at 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 # Pace at 97 % of the limits: requests leave evenly but reach the server with network and
@@ -103,8 +104,6 @@ def _duration(value) -> float | None:
     """Seconds of an OpenAI reset header: "1.2s", "120ms", "6m0s", "1h2m3.5s"."""
     if not value:
         return None
-    import re
-
     parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", str(value))
     if not parts:
         return _number(value)

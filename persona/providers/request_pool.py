@@ -366,6 +366,20 @@ class RequestPool:
         self._keyed.pop(key, None)
         return None
 
+    def _cached(self, item: Item, key: str, cut: Callable[[Item], None]) -> bool:
+        """Answer the item from the cache if its key is there (a cut answer goes to `cut`,
+        which asks again with a higher limit); whether it was."""
+        hit = self.cache.get(key)
+        if hit is None:
+            return False
+        item.usage["cached"] += 1
+        self.stats["cached"] += 1
+        if hit.get("cut"):
+            cut(item)
+        else:
+            self._answer(item, hit["content"])
+        return True
+
     def _member_key(self, item: Item, task: dict) -> str:
         """An item's cache key within grouped requests: the group's shared part, its own
         task and the parameters but the token limit, so the same item hits whatever other
@@ -387,15 +401,7 @@ class RequestPool:
                 self._done(item, task)
             else:
                 key = self._member_key(item, task)
-                hit = self.cache.get(key)
-                if hit is not None:
-                    item.usage["cached"] += 1
-                    self.stats["cached"] += 1
-                    if hit.get("cut"):
-                        self._member_cut(item)
-                    else:
-                        self._answer(item, hit["content"])
-                else:
+                if not self._cached(item, key, self._member_cut):
                     item._wire = (task, None, key)
                     members.append(item)
             item = self._same_key(group.key) if len(members) < self.per_request else None
@@ -491,14 +497,7 @@ class RequestPool:
             if item._grown:
                 params["max_tokens"] = item.max_tokens
             key = request_key(self.model, messages, params)
-        hit = self.cache.get(key)
-        if hit is not None:
-            item.usage["cached"] += 1
-            self.stats["cached"] += 1
-            if hit.get("cut"):
-                self._cut(item)
-            else:
-                self._answer(item, hit["content"])
+        if self._cached(item, key, self._cut):
             return
         item._wire, item._hedged = (messages, params, key), False
         self._launch(item)

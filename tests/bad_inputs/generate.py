@@ -119,3 +119,12 @@ CASES: list[Case] = [
     Case("merge-on-locked-workspace", ("merge",), workspace=True,
          setup=hold_lock("persona fill"), stderr="persona fill, since", max_lines=4),
 ]
+
+CASES += [
+    Case("run-per-request-zero", ("run", "--provider", "openai", "--base-url",
+                                  "http://127.0.0.1:9/v1", "--per-request", "0"),
+         stderr="--per-request", max_lines=4),
+    Case("run-per-request-too-many", ("run", "--dry-run", "--provider", "openai",
+                                      "--per-request", "65"), stderr="--per-request",
+         max_lines=4),
+]

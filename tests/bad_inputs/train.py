@@ -79,3 +79,8 @@ CASES += [
     Case("finetune-method-bogus", (*FT, "--base-model", "tiny", "--method", "ppo"),
          stderr="--method", max_lines=4),
 ]
+
+CASES += [
+    Case("finetune-beta-zero", (*FT, "--base-model", "tiny", "--method", "dpo", "--beta", "0"),
+         stderr="beta"),
+]

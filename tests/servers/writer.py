@@ -72,12 +72,13 @@ def labels_of(body: dict) -> list[str]:
 
 # -- writing -------------------------------------------------------------------------------
 
-def fill_gaps(text: str, values: dict, rng: random.Random) -> str:
+def fill_gaps(text: str, values: dict, rng: random.Random | None) -> str:
     """A shared example's `___` (where a topic goes) filled with the item's values, in their
-    first form (a model would inflect them; the checks find a value in any form)."""
+    first form (a model would inflect them; the checks find a value in any form), from a
+    random one on (rng), or in their order (None)."""
     names = [v[0] if isinstance(v, list) else v for v in values.values()] or ["to"]
-    start = rng.randrange(len(names))
-    parts = text.split("___")
+    start = rng.randrange(len(names)) if rng is not None else 0
+    parts = text.split(GAP)
     return "".join(p + (names[(start + i) % len(names)] if i < len(parts) - 1 else "")
                    for i, p in enumerate(parts))
 
@@ -115,9 +116,7 @@ def journalist(example: str, task: dict, rng: random.Random) -> str:
     topics = task.get("topics") or {}
     names = [v[0] if isinstance(v, list) else v for v in topics.values()] or ["to"]
     if rng.random() < 0.5:
-        parts = example.split(GAP)
-        core = "".join(p + (names[i % len(names)] if i < len(parts) - 1 else "")
-                       for i, p in enumerate(parts))
+        core = fill_gaps(example, topics, None)
     else:
         topic = " a ".join(rng.sample(names, len(names)))  # every topic named
         core = rng.choice(_OWN_QUESTIONS).replace("{X}", topic[:1].upper() + topic[1:]) \
