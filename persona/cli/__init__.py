@@ -32,7 +32,8 @@ class PersonaGroup(click.Group):
         except PersonaError as e:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"error: {e}", err=True)
+            if not getattr(e, "quiet", False):  # quiet: said once already, by another process
+                click.echo(f"error: {e}", err=True)
             ctx.exit(e.exit_code)
         except OSError as e:
             # The environment refused a read or write (permissions, a full disk, a device

@@ -68,6 +68,8 @@ def finetune_cmd(config_path: Path | None, resume: bool, as_json: bool, **flags)
     reporter = None if as_json else RichReporter()
     result = finetune(cfg, resume=resume, reporter=reporter,
                       on_plan=None if as_json else print_plan)
+    if not result.summary:  # a data-parallel rank other than 0: rank 0 reports
+        return
     if as_json:
         click.echo(json.dumps(result.summary, ensure_ascii=False, indent=2))
     else:

@@ -30,7 +30,9 @@ class Callback:
 class Reporter(Protocol):
     """What the CLI's progress display implements (a library caller may pass None)."""
 
-    def start(self, total_steps: int, first_step: int) -> None: ...
+    def start(self, total_steps: int, first_step: int,
+              batch: tuple[int, int, int] = (1, 1, 1)) -> None:
+        """batch: (processes, per-device batch, gradient accumulation)."""
     def step(self, step: int, metrics: dict[str, float]) -> None: ...
     def finish(self) -> None: ...
 
@@ -49,17 +51,24 @@ class TrainingLog(Callback):
         self._t = self._tokens = 0.0
 
     def on_train_begin(self, args, state, control, **kw):
+        if not state.is_world_process_zero:  # data parallel: rank 0 writes and reports
+            self.reporter = None
+            return
         self.rows = [r for r in read_log(self.path) if r["step"] <= state.global_step]
         self.path.write_text("".join(json.dumps(r) + "\n" for r in self.rows), encoding="utf-8")
         self._t, self._tokens = time.perf_counter(), 0.0
         if self.reporter:
-            self.reporter.start(state.max_steps, state.global_step)
+            self.reporter.start(state.max_steps, state.global_step,
+                                batch=(args.world_size, args.per_device_train_batch_size,
+                                       args.gradient_accumulation_steps))
 
     def on_step_end(self, args, state, control, **kw):
         if self.reporter:
             self.reporter.step(state.global_step, {})
 
     def on_log(self, args, state, control, logs=None, **kw):
+        if not state.is_world_process_zero:
+            return
         logs = logs or {}
         row: dict[str, Any] = {"step": state.global_step, "epoch": round(state.epoch or 0, 4)}
         if "loss" in logs:
@@ -107,8 +116,11 @@ class StopOnInterrupt(Callback):
     def __init__(self):
         self.requested = False
         self.stopped_at: int | None = None
+        self.world = None  # persona.finetune.dist.World: every rank must stop at one step
 
     def on_step_end(self, args, state, control, **kw):
+        if self.world is not None and self.world.any(self.requested):
+            self.requested = True
         if self.requested:
             control.should_save = True
             control.should_training_stop = True

@@ -16,7 +16,9 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from persona.finetune import (
 from persona.finetune.callbacks import Reporter, StopOnInterrupt, TrainingLog, sigint_to
 from persona.finetune.config import FinetuneConfig, apply_presets, resume_conflicts
 from persona.finetune.data import ChatData, load_chat_data, load_pair_data, tokenize_all
+from persona.finetune.dist import Failed, OtherRankFailed, World, failure_code
 from persona.finetune.hub import check_base_model
 from persona.finetune.outputs import (
     library_versions,
@@ -45,6 +48,9 @@ from persona.workspace import workspace_lock
 
 log = logging.getLogger(__name__)
 
+# How the run was launched (processes, batch); --resume compares it with the new launch.
+LAUNCH_FILE = "launch.json"
+
 
 @dataclass
 class Plan:
@@ -57,6 +63,20 @@ class Plan:
     padding_free: bool
     preflight: str = ""
     notes: list[str] = field(default_factory=list)
+    processes: int = 1  # data-parallel processes (one per device)
+    batch_size: int = 1  # examples per device per micro-step
+    grad_accum: int = 1
+    sharding: str = "none"  # "fsdp" under accelerate's FSDP config
+
+    @property
+    def effective_batch(self) -> int:
+        """Examples per optimizer step: batch x grad_accum x processes."""
+        return self.batch_size * self.grad_accum * self.processes
+
+    def launch(self) -> dict[str, Any]:
+        return {"world_size": self.processes, "per_device_batch": self.batch_size,
+                "grad_accum": self.grad_accum, "effective_batch": self.effective_batch,
+                "sharding": self.sharding}
 
 
 @dataclass
@@ -76,8 +96,15 @@ def last_checkpoint(out: Path) -> Path | None:
     return max(ckpts, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
-def resolve_quant(requested: str, device: str) -> str:
-    """auto = 4bit (QLoRA) on CUDA, none on the CPU, where bitsandbytes 4-bit is ~2x slower."""
+def resolve_quant(requested: str, device: str, sharding: str = "none") -> str:
+    """auto = 4bit (QLoRA) on CUDA, none on the CPU, where bitsandbytes 4-bit is ~2x slower;
+    under FSDP none (a quantized base is not sharded here: refused in one line)."""
+    if sharding == "fsdp":
+        if requested in ("4bit", "8bit"):
+            raise InputError(f"--quant {requested} cannot be sharded with FSDP here; use --quant "
+                             "none (full-precision LoRA, sharded) or launch without the FSDP "
+                             "config (QLoRA, one copy per GPU)", field="quant")
+        return "none"
     if requested != "auto":
         return requested
     return "4bit" if device == "cuda" else "none"
@@ -85,41 +112,111 @@ def resolve_quant(requested: str, device: str) -> str:
 
 def finetune(cfg: FinetuneConfig, *, resume: bool = False, reporter: Reporter | None = None,
              on_plan=None) -> FinetuneResult:
-    """Train a LoRA adapter as `cfg` says; write adapter, logs, plots and summary into cfg.out."""
+    """Train a LoRA adapter as `cfg` says; write adapter, logs, plots and summary into cfg.out.
+
+    Under torchrun / accelerate launch (one process per device), rank 0 alone takes the lock,
+    runs the preflight, builds the tiny base and writes the files; the other ranks train with
+    the plan it shares (persona.finetune.dist) and return a result without a summary.
+    """
     require_train_deps()
     cfg = cfg.model_copy()  # presets fill in unset fields; the caller's object stays as given
     notes = apply_presets(cfg, is_tiny(cfg.base_model))
-    out = _check_out(cfg, resume)
-    t0 = time.time()
-    # Bad data, --out or base model fail before the heavy imports (seconds on a CPU).
-    data = (load_chat_data(Path(cfg.data), val_fraction=cfg.val_fraction, seed=cfg.seed)
+    world = World.current()
+    if world.distributed:
+        import torch
+
+        world.start(cpu=not torch.cuda.is_available())
+    try:
+        with ExitStack() as held:  # rank 0's --out lock, held until the files are written
+            if world.main:
+                try:
+                    data, plan = _set_up(cfg, resume, notes, world, held)
+                except BaseException as e:
+                    world.share(Failed(failure_code(e)))
+                    raise
+                world.share(plan)
+                if on_plan:
+                    on_plan(plan)
+            else:
+                plan = world.share(None)
+                if isinstance(plan, Failed):
+                    raise OtherRankFailed(plan.exit_code)
+                data, reporter = _load_data(cfg), None
+            result = _train(cfg, plan, data, world, resume, reporter)
+    except BaseException:
+        world.stop(wait=False)  # the others may sit in a collective this rank never reaches
+        raise
+    world.stop()
+    return result
+
+
+def _load_data(cfg: FinetuneConfig):
+    return (load_chat_data(Path(cfg.data), val_fraction=cfg.val_fraction, seed=cfg.seed)
             if cfg.method == "sft" else load_pair_data(Path(cfg.data)))
+
+
+def _set_up(cfg: FinetuneConfig, resume: bool, notes: list[str], world: World,
+            held: ExitStack):
+    """Rank 0's part before training: checks, lock (entered into `held`), plan, preflight."""
+    out = _check_out(cfg, resume)
+    # Bad data, --out or base model fail before the heavy imports (seconds on a CPU).
+    data = _load_data(cfg)
     hub_note = None if is_tiny(cfg.base_model) else check_base_model(cfg.base_model)
     _make_out(out)
     # One run per --out: a second one fails at once naming this one (pid, since when).
-    with workspace_lock(out, "persona finetune"):
-        _check_out(cfg, resume)  # again, under the lock: another run may have saved since
-        quiet_libraries()
-        plan = make_plan(cfg, data, out)
-        plan.notes[:0] = notes + ([hub_note] if hub_note else [])
-        if on_plan:
-            on_plan(plan)
-        write_json(out / "config.json", cfg.hyperparameters())
-        tok, model = load_base(plan.base, plan.quant, plan.device, plan.attention)
-        trainer, stopper, tlog = build_trainer(cfg, plan, data, tok, model, out, reporter)
-        with sigint_to(stopper):
-            trainer.train(resume_from_checkpoint=str(last_checkpoint(out)) if resume else None)
-        if stopper.stopped_at is not None:
-            raise TrainingInterrupted(f"interrupted at step {stopper.stopped_at}; checkpoint saved "
-                                      f"in {out}, continue with --resume")
-        model = trainer.model
-        model.save_pretrained(out)
-        tok.save_pretrained(out)
-        summary = _finish(cfg, plan, data, trainer, tlog.rows, out, time.time() - t0)
-        if cfg.merge:
-            summary["merged"] = str(merge_adapter(out, plan.base, plan.device))
-            write_summary(out / "summary.json", summary)
-        return FinetuneResult(out, summary, tlog.rows, model, tok)
+    held.enter_context(workspace_lock(out, "persona finetune"))
+    _check_out(cfg, resume)  # again, under the lock: another run may have saved since
+    quiet_libraries()
+    plan = make_plan(cfg, data, out, world)
+    plan.notes[:0] = notes + ([hub_note] if hub_note else [])
+    plan.notes += _launch_notes(out, plan, resume)
+    write_json(out / "config.json", cfg.hyperparameters())
+    write_json(out / LAUNCH_FILE, plan.launch())
+    return data, plan
+
+
+def _launch_notes(out: Path, plan: Plan, resume: bool) -> list[str]:
+    """On --resume: say so when the processes (and so the effective batch) differ from the
+    run that made the checkpoint; the remaining steps then see the data in another order."""
+    saved_file = out / LAUNCH_FILE
+    if not resume or not saved_file.exists():
+        return []
+    saved = json.loads(saved_file.read_text(encoding="utf-8"))
+    if saved.get("world_size", 1) == plan.processes:
+        return [f"resuming with the same {plan.processes} process(es) as the checkpoint"]
+    return [f"resuming with {plan.processes} process(es); the checkpoint was made with "
+            f"{saved.get('world_size', 1)} (effective batch {saved.get('effective_batch')} → "
+            f"{plan.effective_batch}): a step now covers a different number of examples and "
+            "the data order differs from an unbroken run"]
+
+
+def _train(cfg: FinetuneConfig, plan: Plan, data, world: World, resume: bool,
+           reporter: Reporter | None) -> FinetuneResult:
+    """Every rank: load the base, train, save (the Trainer writes on rank 0 only)."""
+    t0 = time.time()
+    out = Path(cfg.out)
+    quiet_libraries()
+    tok, model = load_base(plan.base, plan.quant, plan.device, plan.attention)
+    trainer, stopper, tlog = build_trainer(cfg, plan, data, tok, model, out, reporter)
+    stopper.world = world
+    with sigint_to(stopper):
+        trainer.train(resume_from_checkpoint=str(last_checkpoint(out)) if resume else None)
+    if stopper.stopped_at is not None:
+        raise TrainingInterrupted(f"interrupted at step {stopper.stopped_at}; checkpoint saved "
+                                  f"in {out}, continue with --resume")
+    # A collective under sharding (the full adapter is gathered), rank 0 writes; the
+    # tokenizer goes with it (the Trainer's processing_class).
+    trainer.save_model(str(out))
+    if world.main:
+        (out / "training_args.bin").unlink(missing_ok=True)  # a pickle; config.json says it
+    model = trainer.model
+    if not world.main:
+        return FinetuneResult(out, {}, tlog.rows, model, tok)
+    summary = _finish(cfg, plan, data, trainer, tlog.rows, out, time.time() - t0)
+    if cfg.merge:
+        summary["merged"] = str(merge_adapter(out, plan.base, plan.device))
+        write_summary(out / "summary.json", summary)
+    return FinetuneResult(out, summary, tlog.rows, model, tok)
 
 
 def _make_out(out: Path) -> None:
@@ -163,23 +260,51 @@ def _check_same_settings(cfg: FinetuneConfig, out: Path) -> None:
                              "pass the saved ones (OUT/config.json) or choose another --out")
 
 
-def make_plan(cfg: FinetuneConfig, data: ChatData, out: Path) -> Plan:
-    """Decide device, quantization and attention; build a tiny base; run the disk preflight."""
+def make_plan(cfg: FinetuneConfig, data: ChatData, out: Path,
+              world: World | None = None) -> Plan:
+    """Decide device, quantization, attention and sharding; build a tiny base; run the disk
+    preflight."""
     import importlib.util
 
     import torch
 
+    world = world or World()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    quant = resolve_quant(cfg.quant, device)
+    sharding = sharding_mode()
+    if sharding == "fsdp" and device == "cpu":
+        # accelerate applies FSDP to GPU processes only; on the CPU it would run plain DDP.
+        raise InputError("FSDP shards over GPUs and none is visible; on the CPU use data "
+                         "parallel (accelerate launch --config_file configs/accelerate/"
+                         "ddp-cpu.yaml, or torchrun)", field="accelerate config")
+    quant = resolve_quant(cfg.quant, device, sharding)
     flash = device == "cuda" and importlib.util.find_spec("flash_attn") is not None
     base = cfg.base_model
     if is_tiny(base):
         # Tiny is built from the data (its tokenizer is trained on it), a few MB, before the
         # preflight so the preflight can measure a real folder.
         base = str(build_tiny(base, data.texts(), tiny_folder(out, base), seed=cfg.seed))
-    plan = Plan(device, quant, base, "flash_attention_2" if flash else "sdpa", padding_free=flash)
+    plan = Plan(device, quant, base, "flash_attention_2" if flash else "sdpa", padding_free=flash,
+                processes=world.size, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
+                sharding=sharding)
+    if sharding == "fsdp" and cfg.quant == "auto":
+        plan.notes.append("FSDP shards a full-precision base: quant auto = none")
     plan.preflight = run_preflight(base, out, quant, cfg)
     return plan
+
+
+def sharding_mode() -> str:
+    """'fsdp' when `accelerate launch` runs with an FSDP config, else 'none' (each process
+    holds a full copy: plain data parallel). DeepSpeed is refused: the shipped configs use
+    FSDP, which needs nothing beyond torch and which PEFT documents for LoRA."""
+    if _env_true("ACCELERATE_USE_DEEPSPEED"):
+        raise InputError("DeepSpeed launches are not supported; use FSDP for sharding "
+                         "(accelerate launch --config_file configs/accelerate/fsdp.yaml)",
+                         field="accelerate config")
+    return "fsdp" if _env_true("ACCELERATE_USE_FSDP") else "none"
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "true", "yes")
 
 
 def run_preflight(model: str, out: Path, quant: str, cfg: FinetuneConfig) -> str:
@@ -344,6 +469,9 @@ def _trainer_args(cfg, plan: Plan, out: Path) -> dict:
         logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit, eval_strategy="steps", eval_steps=cfg.eval_steps,
         metric_for_best_model="eval_loss", greater_is_better=False,
+        # Data parallel: every LoRA weight takes part in each forward pass; searching the
+        # graph for unused ones costs a traversal per step.
+        ddp_find_unused_parameters=False,
     )
 
 
@@ -404,6 +532,7 @@ def build_summary(cfg, plan: Plan, data: ChatData, trainer, rows: list[dict], ou
         "out": str(out), "base_model": cfg.base_model, "base_path": plan.base,
         "device": plan.device, "quant": plan.quant, "attention": plan.attention,
         "padding_free": plan.padding_free, "steps": trainer.state.global_step,
+        "epoch": round(trainer.state.epoch or 0, 4), **plan.launch(),
         "data": {"path": cfg.data, "sha256": data.sha256(), "files": [str(f) for f in data.files],
                  "train_examples": len(data.train), "val_examples": len(data.val),
                  "system_prompt": data.system_prompt()},

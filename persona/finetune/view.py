@@ -23,6 +23,11 @@ def print_plan(plan) -> None:
                 else "length-grouped dynamic padding, no packing")
     console.print(f"[bold]device[/] {plan.device}  [bold]quantization[/] {plan.quant} ({why})")
     console.print(f"[bold]base[/] {plan.base}  [bold]batching[/] {batching}")
+    if plan.processes > 1:
+        shard = " (FSDP: weights sharded)" if plan.sharding == "fsdp" else " (DDP)"
+        console.print(f"[bold]processes[/] {plan.processes}{shard}  [bold]effective batch[/] "
+                      f"{plan.batch_size} × {plan.grad_accum} × {plan.processes} = "
+                      f"{plan.effective_batch}")
     if plan.preflight:
         console.print(f"[bold]preflight[/] {plan.preflight}")
     for note in plan.notes:
@@ -37,9 +42,14 @@ class RichReporter:
         self.task = None
         self.fields = {"loss": "–", "tps": "–"}
 
-    def start(self, total_steps: int, first_step: int) -> None:
+    def start(self, total_steps: int, first_step: int,
+              batch: tuple[int, int, int] = (1, 1, 1)) -> None:
+        processes, per_device, accum = batch
+        label = (f"[bold]training[/] {processes} proc × {per_device} × {accum} = "
+                 f"{processes * per_device * accum}/step" if processes > 1
+                 else "[bold]training")
         self.progress = Progress(
-            TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
+            TextColumn(label), BarColumn(), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
             console=console, transient=False)
@@ -68,6 +78,10 @@ def print_summary(summary: dict) -> None:
         ("method", summary.get("method", "sft")),
         ("quantization", summary["quant"]),
         ("steps", str(summary["steps"])),
+        *([("processes, effective batch",
+            f"{summary['world_size']}, {summary['per_device_batch']} × {summary['grad_accum']}"
+            f" × {summary['world_size']} = {summary['effective_batch']}")]
+          if summary.get("world_size", 1) > 1 else []),
         ("train loss", f"{final['first_loss']:.4f} → {final['loss']:.4f}"
          if final["loss"] is not None else "–"),
         ("eval loss", f"{final['eval_loss']:.4f}" if final["eval_loss"] is not None else "–"),

@@ -84,3 +84,11 @@ CASES += [
     Case("finetune-beta-zero", (*FT, "--base-model", "tiny", "--method", "dpo", "--beta", "0"),
          stderr="beta"),
 ]
+
+CASES += [
+    # accelerate's FSDP config on a machine without a GPU: refused, not run as plain DDP
+    Case("finetune-fsdp-without-gpu", (*FT, "--base-model", "tiny"),
+         env={"ACCELERATE_USE_FSDP": "true"}, stderr="FSDP shards over GPUs"),
+    Case("finetune-deepspeed-launch", (*FT, "--base-model", "tiny"),
+         env={"ACCELERATE_USE_DEEPSPEED": "true"}, stderr="DeepSpeed launches are not"),
+]
