@@ -99,3 +99,33 @@ def test_accelerate_launch_matches_one_process(chat_data, subprocess_env, tmp_pa
     assert a[STEPS] < a[1] - 0.5  # it learned: the comparison is not between two flat lines
     ea, eb = _summary(one)["final"]["eval_loss"], _summary(two)["final"]["eval_loss"]
     assert eb == pytest.approx(ea, rel=EVAL_TOL)
+
+
+def test_resume_says_when_the_processes_differ(tmp_path):
+    from persona.finetune.train import LAUNCH_FILE, Plan, _launch_notes
+
+    def plan(processes: int) -> Plan:
+        return Plan("cpu", "none", "b", "sdpa", False, processes=processes, batch_size=8,
+                    grad_accum=2)
+
+    (tmp_path / LAUNCH_FILE).write_text(json.dumps(plan(2).launch()))
+    assert _launch_notes(tmp_path, plan(2), resume=False) == []
+    assert "same 2 process" in _launch_notes(tmp_path, plan(2), resume=True)[0]
+    note = _launch_notes(tmp_path, plan(1), resume=True)[0]
+    assert "made with 2" in note and "32 → 16" in note
+
+
+def test_a_follower_rank_stops_without_a_second_line(monkeypatch):
+    import click
+    from click.testing import CliRunner
+
+    import persona.cli as cli
+    from persona.finetune.dist import OtherRankFailed
+
+    @click.command("finetune")
+    def fail():
+        raise OtherRankFailed(3)
+
+    monkeypatch.setattr(cli, "_command", lambda name: fail)
+    res = CliRunner().invoke(cli.cli, ["finetune"])
+    assert res.exit_code == 3 and res.output == ""
