@@ -276,3 +276,66 @@ def test_answer_identity_is_the_weights_not_the_path_spelling(tmp_path, monkeypa
     assert parse_model(str(other)).identity() != parse_model(str(run)).identity()
     assert parse_model("openai:gpt-4o-mini").identity() == {"kind": "openai",
                                                             "model": "gpt-4o-mini"}
+
+
+def test_a_bench_of_three_sides_with_its_own_prompt_judge_and_rescore(cli, data, tmp_path):
+    """--model NAME=SPEC three times: one answer column, score, human column and chart bar
+    per side; win rates and the judge (both orders) against the reference side; a side with
+    its own system prompt (the few-shot contender) asks its own requests."""
+    out = tmp_path / "bench3"
+    prompt = tmp_path / "fewshot.md"
+    prompt.write_text("Odpovídej jako Andrej Babiš.\n\nPříklad: Já makám, oni kradou.\n")
+    sides = ["--model", "base=openai:gpt-5.4-mini",
+             "--model", f"fewshot=openai:gpt-5.4-mini+prompt:{prompt}",
+             "--model", "sft=openai:ft:gpt-4o-mini:acme::x1"]
+    with serve(openai_rules=True) as srv:
+        r = cli("bench", data["babis"], *sides, "--reference", "base", "--base-url", srv.url,
+                "--neutral", data["neutral"], "--out", out, "--limit", 12, "--json",
+                "--judge", "gpt-5.4-mini")
+        asked = srv.stats()["total"]
+    s = json.loads(r.output)["summary"]
+    assert s["sides"] == ["base", "fewshot", "sft"] and s["reference"] == "base"
+    # 3 x 12 answers (the few-shot side's prompt differs: its own requests); the judge: 2
+    # orders for each of 2 challengers, and a score per answer of each side, where the
+    # few-shot answer equals the base's (this server ignores the system prompt) the cache
+    # answers the judge's repeat
+    assert 3 * 12 + 2 * 12 + 2 * 12 <= asked <= 3 * 12 + 2 * 2 * 12 + 3 * 12
+    sig = s["means"]["signature"]
+    assert (sig["base"], sig["sft"]) == (0, 1) and sig["deltas"]["sft"] == 1
+    assert set(s["vs_reference"]) == {"fewshot", "sft"}
+    assert s["vs_reference"]["sft"]["judge"]["wins"] == 12
+    assert s["vs_reference"]["sft"]["style"]["wins"] >= 10
+    assert "style_wins" not in s  # the before/after keys belong to the two-sided form
+
+    saved = json.loads((out / "bench.json").read_text())
+    assert saved["config"]["models"]["fewshot"]["system_prompt"].startswith("Odpovídej")
+    est = {e["side"]: e for e in saved["config"]["remote_estimates"]}
+    assert est["base"]["questions"] == 12 and est["base"]["max_usd"] > 0
+    assert est["fewshot"]["input_tokens"] != est["base"]["input_tokens"]  # its own prompt
+    row = saved["rows"][0]
+    assert row["judge"]["sft"]["outcome"] == "sft" and set(row["judge"]) == {"fewshot", "sft"}
+
+    wb = openpyxl.load_workbook(out / "bench.xlsx")
+    ws = wb["Comparison"]
+    header = [c.value for c in ws[1]]
+    assert header[:6] == ["id", "split", "question", "base", "fewshot", "sft"]
+    assert {"signature fewshot", "judge verdict sft vs base", "judge verdict fewshot vs base",
+            "human base", "human fewshot", "human sft"} <= set(header)
+    summary = [[c.value for c in row] for row in wb["Summary"].iter_rows()]
+    head = next(row for row in summary if row[0] == "score")
+    assert head[:6] == ["score", "base (mean)", "fewshot (mean)", "sft (mean)",
+                        "delta fewshot - base", "delta sft - base"]
+    chart = wb["Summary"]._charts[0]
+    assert len(chart.series) == 3  # a bar per side
+
+    # a person scores the sft column; rescore reads every side's human column back
+    col = header.index("human sft") + 1
+    for i in range(2, 14):
+        ws.cell(i, col, 7)
+    wb.save(out / "bench.xlsx")
+    again = json.loads(cli("bench", "--rescore", out / "bench.xlsx", "--json").output)
+    h = again["summary"]["human"]
+    assert (h["sft"], h["n_sft"], h["n_base"]) == (7.0, 12, 0)
+    assert again["summary"]["vs_reference"]["sft"]["judge"]["wins"] == 12
+    assert "| score | base (mean) | fewshot (mean) | sft (mean) |" in \
+        (out / "report.md").read_text()

@@ -14,11 +14,11 @@ from pathlib import Path
 
 from persona.errors import InputError
 
-HUMAN = {"human before": "human_before", "human after": "human_after"}
 
-
-def read_human_scores(path: Path) -> dict[str, dict[str, float | None]]:
-    """{row id: {"human_before": x, "human_after": y}} from the sheet's Comparison table."""
+def read_human_scores(path: Path, sides: list[str] | tuple[str, ...] = ("before", "after")
+                      ) -> dict[str, dict[str, float | None]]:
+    """{row id: {"human_<side>": x, …}} from the sheet's Comparison table (one "human <side>"
+    column per side of the bench)."""
     from zipfile import BadZipFile
 
     from openpyxl import load_workbook
@@ -35,13 +35,14 @@ def read_human_scores(path: Path) -> dict[str, dict[str, float | None]]:
     ws = wb["Comparison"] if "Comparison" in wb.sheetnames else None
     if ws is None:
         raise InputError("no 'Comparison' sheet (is this a bench.xlsx?)", file=str(path))
+    human = {f"human {side}".casefold(): f"human_{side}" for side in sides}
     rows = ws.iter_rows(values_only=True)
     header = next(rows, None) or ()
     names = [str(h).strip().casefold() if h is not None else "" for h in header]
-    if "id" not in names or not all(h in names for h in HUMAN):
+    if "id" not in names or not all(h in names for h in human):
         raise InputError("the Comparison sheet's first row needs the columns 'id', "
-                         "'human before' and 'human after'", file=str(path))
-    at = {h: names.index(h) for h in ("id", *HUMAN)}
+                         + ", ".join(f"'human {side}'" for side in sides), file=str(path))
+    at = {h: names.index(h) for h in ("id", *human)}
     out: dict[str, dict[str, float | None]] = {}
     for rownum, row in enumerate(rows, start=2):
         rid = row[at["id"]] if at["id"] < len(row) else None
@@ -51,7 +52,7 @@ def read_human_scores(path: Path) -> dict[str, dict[str, float | None]]:
         if rid in out:
             raise InputError(f"id {rid!r} appears twice", file=str(path), line=rownum)
         got = {}
-        for h, key in HUMAN.items():
+        for h, key in human.items():
             v = row[at[h]] if at[h] < len(row) else None
             got[key] = _number(v, path, rownum, h)
         out[rid] = got
@@ -78,7 +79,8 @@ def rescore(sheet: Path, out: Path | None = None) -> dict:
     from persona.bench.sheet import write_all
 
     sheet = Path(sheet)
-    human = read_human_scores(sheet)
+    if not sheet.is_file():
+        raise InputError("no such sheet", file=str(sheet))
     bench_json = sheet.parent / "bench.json"
     if not bench_json.is_file():
         raise InputError("no bench.json next to the sheet (rescore needs the bench's own "
@@ -87,6 +89,9 @@ def rescore(sheet: Path, out: Path | None = None) -> dict:
         result = json.loads(bench_json.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise InputError(f"broken JSON: {e.msg}", file=str(bench_json), line=e.lineno) from None
+    sides = result["config"].get("sides") or ["before", "after"]
+    ref_side = result["config"].get("reference") or sides[0]
+    human = read_human_scores(sheet, sides)
     known = {r["id"] for r in result["rows"]}
     unknown = sorted(set(human) - known)
     if unknown:
@@ -94,10 +99,10 @@ def rescore(sheet: Path, out: Path | None = None) -> dict:
                          f"(first: {unknown[0]!r})", file=str(sheet))
     for r in result["rows"]:
         got = human.get(r["id"], {})
-        r["human_before"] = got.get("human_before")
-        r["human_after"] = got.get("human_after")
+        for side in sides:
+            r[f"human_{side}"] = got.get(f"human_{side}")
     judged = any(r.get("judge") for r in result["rows"])
-    result["summary"] = summarize(result["rows"], judged)
+    result["summary"] = summarize(result["rows"], judged, sides, ref_side)
     out = Path(out) if out else sheet.parent
     target = out / "bench.xlsx"
     if target.resolve() == sheet.resolve():

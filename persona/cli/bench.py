@@ -14,6 +14,14 @@ from persona.finetune.chat import NO_REPEAT_NGRAM, REPETITION_PENALTY
 @click.option("--before", help="Model before fine-tuning: a model folder, a finetune --out "
               "folder (base + adapter), a hub id, or openai:MODEL.")
 @click.option("--after", help="Model after fine-tuning (same forms as --before).")
+@click.option("--model", "models", multiple=True, metavar="NAME=SPEC",
+              help="A side of an N-sided bench (repeat it): base=runs/base, "
+              "fewshot=runs/base+prompt:fewshot.md (a model with its own system prompt), "
+              "sft=runs/babis, dpo=runs/babis-dpo, gpt=openai:gpt-5.4-mini. Replaces "
+              "--before/--after.")
+@click.option("--reference", default=None, metavar="NAME",
+              help="The side every other one is compared with (win rates, judge, deltas) "
+              "[default: the first --model].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder [default: FINAL_DIR/bench].")
 @click.option("--persona", "-p", default=None, help="Spec for the markers (signature, "
@@ -63,7 +71,8 @@ from persona.finetune.chat import NO_REPEAT_NGRAM, REPETITION_PENALTY
 @click.option("--rescore", type=click.Path(path_type=Path), default=None,
               help="Read human scores back from this bench.xlsx and rewrite the outputs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def bench_cmd(final_dir: Path | None, before: str | None, after: str | None, out: Path | None,
+def bench_cmd(final_dir: Path | None, before: str | None, after: str | None,
+              models: tuple[str, ...], reference: str | None, out: Path | None,
               persona: str | None, system: str | None, max_new_tokens: int,
               temperature: float, top_p: float, repetition_penalty: float,
               no_repeat_ngram: int, seed: int, batch_size: int,
@@ -71,10 +80,13 @@ def bench_cmd(final_dir: Path | None, before: str | None, after: str | None, out
               topic_category: str | None, base_url: str | None, api_key_env: str,
               concurrency: int, max_cost: float | None, judge: str | None,
               judge_base_url: str | None, rescore: Path | None, as_json: bool) -> None:
-    """Compare a model before and after fine-tuning on the held-out questions.
+    """Compare models on the held-out questions: before/after fine-tuning, or N sides.
 
     \b
       persona bench final/babis --before runs/base --after runs/babis
+      persona bench final/babis --model base=runs/base \\
+          --model fewshot=runs/base+prompt:fewshot.md --model sft=runs/babis \\
+          --model dpo=runs/babis-dpo --reference base
       persona bench final/babis --before openai:gpt-5.4-mini \\
           --after openai:ft:gpt-4o-mini:acme::abc --judge gpt-5.4-mini
       persona bench --rescore final/babis/bench/bench.xlsx
@@ -96,27 +108,48 @@ def bench_cmd(final_dir: Path | None, before: str | None, after: str | None, out
         return
     if final_dir is None:
         raise InputError("missing FINAL_DIR (the dataset folder, e.g. final/babis)")
-    if not before or not after:
-        raise InputError("give both --before and --after")
     from persona.bench.generate import Decoding
-    from persona.bench.run import BenchOptions, run_bench
+    from persona.bench.run import BenchOptions, parse_sides, run_bench
+
+    if models:
+        if before or after:
+            raise InputError("give --model NAME=SPEC sides or --before/--after, not both")
+        sides = parse_sides(models)
+    elif not before or not after:
+        raise InputError("give both --before and --after (or --model NAME=SPEC twice or more)")
+    else:
+        if reference:
+            raise InputError("--reference names a --model side; with --before/--after the "
+                             "reference is before")
+        sides = {"before": before, "after": after}
     from persona.bench.sheet import write_all
     from persona.cli.ui import stage_bars
 
     opts = BenchOptions(
-        before=before, after=after, out=out or Path(final_dir) / "bench", persona=persona,
+        sides=sides, reference=reference, out=out or Path(final_dir) / "bench", persona=persona,
         system=system, decoding=Decoding(max_new_tokens, temperature, top_p, seed, batch_size,
                                         repetition_penalty, no_repeat_ngram),
         base_url=base_url, api_key_env=api_key_env, concurrency=concurrency,
         max_cost=max_cost, judge=judge, judge_base_url=judge_base_url, neutral=neutral,
         embed_model=embed_model, topic_category=topic_category, limit=limit)
     with stage_bars(not as_json) as bar:
-        result = run_bench(final_dir, opts, bar)
+        result = run_bench(final_dir, opts, bar, None if as_json else _print_estimates)
     write_all(result, opts.out)
     _print(result, opts.out, as_json)
 
 
+def _print_estimates(estimates: list[dict]) -> None:
+    from persona.cli.ui import out as console
+
+    for e in estimates:
+        usd = "no price known" if e["max_usd"] is None else f"at most ${e['max_usd']:.4f}"
+        console.print(f"side {e['side']} (openai:{e['model']}): {e['questions']} questions to "
+                      f"ask, {e['input_tokens']:,} tokens in + at most "
+                      f"{e['max_output_tokens']:,} out, {usd}")
+
+
 def _print(result: dict, out: Path, as_json: bool) -> None:
+    from persona.bench.sheet import sides as side_names
     from persona.cli.ui import out as console
     from persona.cli.ui import print_json
 
@@ -128,27 +161,36 @@ def _print(result: dict, out: Path, as_json: bool) -> None:
     from rich.table import Table
 
     c = result["config"]
+    names, ref = side_names(result)
+    others = [x for x in names if x != ref]
     console.print(f"{s['questions']} held-out questions; {c['held_out']['refused_in_train']} "
                   "refused because they occur in train")
-    t = Table(title="before → after (means)")
-    for h in ("score", "before", "after", "delta"):
+    two = len(names) == 2
+    t = Table(title="before → after (means)" if names == ["before", "after"]
+              else f"means per side (deltas against {ref})")
+    heads = ["score", *names, *(["delta"] if two else [f"Δ {x}" for x in others])]
+    for h in heads:
         t.add_column(h, justify="left" if h == "score" else "right")
     for m in s["means"].values():
-        t.add_row(m["header"], *(f"{m[k]:.3f}" if isinstance(m[k], float) else str(m[k])
-                                 for k in ("before", "after", "delta")))
+        d = m.get("deltas") or {others[0]: m.get("delta")}
+        vals = [m.get(x) for x in names] + [d.get(x) for x in others]
+        t.add_row(m["header"], *("–" if v is None else f"{v:.3f}" if isinstance(v, float)
+                                 else str(v) for v in vals))
     console.print(t)
-    sw = s["style_wins"]
-    console.print(f"style wins after/before/tie: {sw['after']}/{sw['before']}/{sw['tie']}, "
-                  f"win rate {sw['win_rate_after']} (95 % CI {sw['ci95'][0]}–{sw['ci95'][1]})")
-    if "judge" in s:
-        j = s["judge"]
-        console.print(f"judge (both orders): after {j['after']}, before {j['before']}, tie "
-                      f"{j['tie']}, inconsistent {j['inconsistent']}, failed {j['failed']}; "
-                      f"win rate {j['win_rate_after']} (95 % CI {j['ci95'][0]}–{j['ci95'][1]})")
+    for side, vs in s.get("vs_reference", {}).items():
+        st = vs["style"]
+        console.print(f"style wins {side}/{ref}/tie: {st['wins']}/{st['losses']}/{st['ties']}, "
+                      f"win rate {st['win_rate']} (95 % CI {st['ci95'][0]}–{st['ci95'][1]})")
+        if "judge" in vs:
+            j = vs["judge"]
+            console.print(f"judge (both orders) {side} vs {ref}: {side} {j['wins']}, {ref} "
+                          f"{j['losses']}, tie {j['tie']}, inconsistent {j['inconsistent']}, "
+                          f"failed {j['failed']}; win rate {j['win_rate']} "
+                          f"(95 % CI {j['ci95'][0]}–{j['ci95'][1]})")
     h = s["human"]
-    if h["n_before"] or h["n_after"]:
-        console.print(f"human: before {h['before']} ({h['n_before']}), after {h['after']} "
-                      f"({h['n_after']})")
+    if any(h.get(f"n_{x}") for x in names):
+        console.print("human: " + ", ".join(f"{x} {h.get(x)} ({h.get(f'n_{x}')})"
+                                            for x in names))
     console.print(f"written: {out}/bench.xlsx, bench.csv, bench.json, report.md, bench.png")
 
 

@@ -183,3 +183,22 @@ CASES: list[Case] = [
     Case("rescore-with-models", ("bench", "--rescore", "{ws}/bench.xlsx", "--before", "x"),
          stderr="--rescore takes only the sheet"),
 ]
+
+B3 = ("bench", "{ws}/final/babis")
+CASES += [
+    Case("bench-model-without-equals", (*B3, "--model", "runs/base", "--model", "b=openai:n"),
+         setup=_ok, stderr="expected NAME=SPEC"),
+    Case("bench-model-one-side", (*B3, "--model", "a=openai:m"), setup=_ok,
+         stderr="at least two sides"),
+    Case("bench-model-name-reserved", (*B3, "--model", "question=openai:m", "--model",
+                                       "b=openai:n"), setup=_ok, stderr="a side name is"),
+    Case("bench-model-twice", (*B3, "--model", "a=openai:m", "--model", "a=openai:n"),
+         setup=_ok, stderr="given twice"),
+    Case("bench-model-and-before", (*B3, "--model", "a=openai:m", "--model", "b=openai:n",
+                                    "--before", "openai:m"), setup=_ok, stderr="not both"),
+    Case("bench-reference-unknown", (*B3, "--model", "a=openai:m", "--model", "b=openai:n",
+                                     "--reference", "c"), setup=_ok, stderr="is no side"),
+    Case("bench-side-prompt-missing", (*B3, "--model", "a=openai:m", "--model",
+                                       "b=openai:m+prompt:nosuch.md"), setup=_ok,
+         stderr="no such system prompt file"),
+]
