@@ -279,13 +279,21 @@ def make_plan(cfg: FinetuneConfig, data: ChatData, out: Path,
     quant = resolve_quant(cfg.quant, device, sharding)
     flash = device == "cuda" and importlib.util.find_spec("flash_attn") is not None
     base = cfg.base_model
+    notes = []
     if is_tiny(base):
         # Tiny is built from the data (its tokenizer is trained on it), a few MB, before the
         # preflight so the preflight can measure a real folder.
         base = str(build_tiny(base, data.texts(), tiny_folder(out, base), seed=cfg.seed))
+    elif adapter_base(base) is not None:
+        # A finetune --out folder (an SFT adapter): merged into OUT/base-sft, which is the
+        # base from here on, so DPO's reference (the adapter switched off) is the SFT model.
+        base = str(merge_into_base(base, Path(out) / SFT_BASE, device))
+        notes.append(f"the adapter {cfg.base_model} was merged into {base}: training starts "
+                     "from it (and DPO's reference is it)")
     plan = Plan(device, quant, base, "flash_attention_2" if flash else "sdpa", padding_free=flash,
                 processes=world.size, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
                 sharding=sharding)
+    plan.notes += notes
     if sharding == "fsdp" and cfg.quant == "auto":
         plan.notes.append("FSDP shards a full-precision base: quant auto = none")
     plan.preflight = run_preflight(base, out, quant, cfg)
@@ -565,7 +573,7 @@ def _margins(rows: list[dict]) -> dict[str, float]:
     return out
 
 
-def merge_adapter(out: Path, base: str, device: str) -> Path:
+def merge_adapter(out: Path, base: str, device: str, target: Path | None = None) -> Path:
     """Fold the adapter into full-precision base weights: OUT/merged loads without PEFT."""
     import torch
     from peft import PeftModel
@@ -575,7 +583,44 @@ def merge_adapter(out: Path, base: str, device: str) -> Path:
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
     merged = PeftModel.from_pretrained(model, str(out)).merge_and_unload()
-    target = Path(out) / "merged"
+    target = Path(target) if target else Path(out) / "merged"
     merged.save_pretrained(target)
     AutoTokenizer.from_pretrained(str(out)).save_pretrained(target)
+    return target
+
+
+SFT_BASE = "base-sft"
+
+
+def adapter_base(folder: str) -> str | None:
+    """The base model of a finetune --out folder (None when `folder` holds no adapter)."""
+    path = Path(folder)
+    if not (path / "adapter_config.json").is_file():
+        return None
+    for name, key in (("summary.json", "base_path"),
+                      ("adapter_config.json", "base_model_name_or_path")):
+        try:
+            value = json.loads((path / name).read_text(encoding="utf-8")).get(key)
+        except (OSError, ValueError):
+            continue
+        if value:
+            return str(value)
+    raise InputError("the adapter folder names no base model (summary.json base_path or "
+                     "adapter_config.json base_model_name_or_path)", file=folder,
+                     field="base_model")
+
+
+def merge_into_base(adapter: str, target: Path, device: str) -> Path:
+    """An SFT adapter and its base as one model folder (kept: a resume reuses it)."""
+    if (target / "config.json").is_file():
+        return target
+    base = adapter_base(adapter)
+    if not Path(base).exists() and not is_tiny(base):
+        check_base_model(base)
+    tmp = target.with_name(target.name + ".tmp")
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
+    merge_adapter(Path(adapter), base, device, target=tmp)
+    tmp.rename(target)
     return target

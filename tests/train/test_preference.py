@@ -39,3 +39,25 @@ def test_dpo_raises_the_reward_margin_and_orpo_trains(chat_data, tmp_path):
     summary = json.loads((orpo / "summary.json").read_text())
     assert summary["method"] == "orpo" and summary["steps"] == 4
     assert summary["final"]["loss"] < summary["final"]["first_loss"]
+
+
+def test_dpo_starts_from_an_sft_adapter(chat_data, trained, tmp_path):
+    """--base-model a finetune --out folder: the SFT adapter is merged into OUT/base-sft
+    (the same weights as the SFT run's own --merge), DPO trains on top of it, and its
+    reference is the SFT model."""
+    from safetensors.torch import load_file
+
+    pairs = tmp_path / "pairs"
+    _run("pairs", chat_data, "--out", pairs)
+    dpo = tmp_path / "dpo-on-sft"
+    _run("finetune", "--data", pairs, "--out", dpo, "--method", "dpo", "--max-steps", 4,
+         "--base-model", trained.out, "--batch-size", "4", "--logging-steps", "2",
+         "--save-steps", "100", "--lr", "2e-3")
+    summary = json.loads((dpo / "summary.json").read_text())
+    assert summary["base_path"] == str(dpo / "base-sft") and summary["steps"] == 4
+    assert any("merged into" in n for n in summary["notes"])
+    ours = load_file(dpo / "base-sft" / "model.safetensors")
+    sft = load_file(trained.out / "merged" / "model.safetensors")
+    assert ours.keys() == sft.keys()
+    assert all((ours[k] - sft[k]).abs().max() < 1e-5 for k in ours)
+    assert summary["final"]["reward_margin"] is not None
