@@ -7,6 +7,12 @@ assistant answer, *rejected* an answer in another voice on the same topic. The s
 implemented here is `neutral`: the built-in neutral spokesperson written by the offline
 grammar, free and deterministic, its topic value set to the example's own (meta.jsonl), so
 the pair differs in voice, not in subject — the contrast a style preference step learns.
+Any other source is a model that answers the example's own prompt (its system prompt and
+question): a local model folder, a `finetune --out` folder or a hub id (the base model:
+on-policy rejected answers, the standard way to teach a style), or `openai:MODEL` through
+the request pool (cache, `--max-cost`, a cost estimate first). Its answers are kept in
+OUT/rejected-answers.jsonl as they arrive, so a rerun asks only the missing ones; a pair
+whose rejected answer is empty or equals the chosen one is left out and counted.
 
 Written (all atomically, `OUT` defaults to FINAL_DIR/pairs):
 - `train.jsonl`, `val.jsonl`: TRL's conversational preference format, one
@@ -32,7 +38,7 @@ from pathlib import Path
 from persona.errors import InputError
 from persona.io import atomic_writer, iter_jsonl, write_json
 
-SOURCES = ("neutral",)
+SOURCES = ("neutral",)  # built in; anything else names a model (bench.generate.parse_model)
 SPLITS = ("train", "val")
 MAX_COMPOSE = 30
 
@@ -41,8 +47,9 @@ MAX_COMPOSE = 30
 class PairsResult:
     out: Path
     counts: dict[str, int] = field(default_factory=dict)
-    on_topic: int = 0
+    on_topic: int | None = 0  # None: a model wrote the rejected answers (not counted)
     files: list[Path] = field(default_factory=list)
+    about: dict = field(default_factory=dict)  # a model source: asked, reused, left out
 
 
 def read_examples(final_dir: Path) -> list[tuple[dict, dict]]:
@@ -109,7 +116,7 @@ def build(final_dir: Path, *, source: str = "neutral", seed: int = 42
 
     if source not in SOURCES:
         raise InputError(f"unknown --rejected source {source!r}; choose one of "
-                         f"{', '.join(SOURCES)}", field="--rejected")
+                         f"{', '.join(SOURCES)} or a model", field="--rejected")
     examples = read_examples(final_dir)
     persona_id = next((m.get("id", "").rsplit("-d", 1)[0] for _, m in examples), "")
     try:
@@ -136,6 +143,125 @@ def build(final_dir: Path, *, source: str = "neutral", seed: int = 42
     return out, on_topic
 
 
+@dataclass
+class ModelSource:
+    """A model that writes the rejected answers, and how (bench's generation path)."""
+
+    spec: str
+    out: Path
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 16
+    max_cost: float | None = None
+    max_new_tokens: int = 256
+    batch_size: int = 16
+    seed: int = 42
+    dry_run: bool = False
+    on_estimate: object = None  # callable(list[dict]) before any answer is asked
+    on_progress: object = None  # callable(done, total)
+
+
+def training_examples(final_dir: Path) -> list[tuple[str, dict]]:
+    """(split, example) of every train and val example, in file order."""
+    return [(m.get("split"), ex) for ex, m in read_examples(final_dir)
+            if m.get("split") in SPLITS]
+
+
+def build_from_model(final_dir: Path, src: ModelSource) -> tuple[dict[str, list[dict]], dict]:
+    """{split: [pair]} with a model's answer to each example's own prompt as rejected, and
+    what happened (answers asked / reused, pairs left out and why)."""
+    from persona.bench.generate import AnswerStore, Decoding, answer_side, parse_model
+
+    try:
+        ref = parse_model(src.spec)
+    except InputError as e:
+        raise InputError(f"{e.message}; or 'neutral', the built-in spokesperson",
+                         file=e.file, field="--rejected") from None
+    rows = training_examples(final_dir)
+    dec = Decoding(max_new_tokens=src.max_new_tokens, seed=src.seed,
+                   batch_size=src.batch_size)
+    # one generation call per system prompt (a dataset has one, as a rule)
+    groups: dict[str | None, list[int]] = {}
+    for i, (_, ex) in enumerate(rows):
+        msgs = ex["messages"]
+        system = next((m["content"] for m in msgs[:-2] if m.get("role") == "system"), None)
+        groups.setdefault(system, []).append(i)
+    questions = [ex["messages"][-2]["content"] for _, ex in rows]
+    remote = {"base_url": src.base_url, "api_key_env": src.api_key_env,
+              "concurrency": src.concurrency, "max_cost": src.max_cost,
+              "cache_dir": src.out / "cache"}
+    store = AnswerStore(src.out / "rejected-answers.jsonl")
+    estimate = _estimate(ref, groups, questions, dec, store)
+    if estimate and callable(src.on_estimate):
+        src.on_estimate(estimate)
+    if src.dry_run:
+        return {s: [] for s in SPLITS}, {"estimate": estimate, "dry_run": True}
+    answers: list[str] = [""] * len(rows)
+    reused = 0
+    model_tok = None
+    if ref.kind == "local" and _local_todo(ref, groups, questions, dec, store):
+        from persona.bench.generate import load_local
+
+        model_tok = load_local(ref)
+    for system, idx in groups.items():
+        got, n = answer_side(ref, [f"pair-{i}" for i in idx], [questions[i] for i in idx],
+                             system, dec, store, remote=remote, on_progress=src.on_progress,
+                             model_tok=model_tok)
+        reused += n
+        for i, a in zip(idx, got, strict=True):
+            answers[i] = a
+    out: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    empty = same = 0
+    for (split, ex), rejected in zip(rows, answers, strict=True):
+        msgs = ex["messages"]
+        text = (rejected or "").strip()
+        if not text:
+            empty += 1
+            continue
+        if text == msgs[-1]["content"].strip():
+            same += 1
+            continue
+        out[split].append({"prompt": msgs[:-1], "chosen": [msgs[-1]],
+                           "rejected": [{"role": "assistant", "content": text}]})
+    if not any(out.values()):
+        raise InputError(f"the rejected source {src.spec} answered nothing usable: {empty} "
+                         f"empty answers, {same} equal to the chosen one", field="--rejected")
+    return out, {"asked": len(rows) - reused, "reused": reused, "left_out_empty": empty,
+                 "left_out_same_as_chosen": same, "model": ref.describe()}
+
+
+def _local_todo(ref, groups, questions, dec, store) -> int:
+    """How many questions the local model still has to answer (0: it is not loaded)."""
+    from persona.bench.generate import answer_key
+
+    ident = ref.identity()
+    return sum(1 for system, idx in groups.items() for i in idx
+               if answer_key(ident, system, dec, questions[i]) not in store.found)
+
+
+def _estimate(ref, groups, questions, dec, store) -> list[dict]:
+    """Remote sources: questions still to ask, prompt tokens, the most output, the most USD."""
+    if ref.kind != "openai":
+        return []
+    from persona.bench.generate import answer_key, chat_messages
+    from persona.checks.cost import generation_cost
+    from persona.checks.tokens import estimate_request_tokens
+
+    ident = ref.identity()
+    n = tokens_in = 0
+    for system, idx in groups.items():
+        for i in idx:
+            if answer_key(ident, system, dec, questions[i]) in store.found:
+                continue
+            n += 1
+            tokens_in += estimate_request_tokens(chat_messages(None, system, questions[i]),
+                                                 ref.name)[0]
+    tokens_out = n * dec.max_new_tokens
+    return [{"side": "rejected", "model": ref.name, "questions": n, "input_tokens": tokens_in,
+             "max_output_tokens": tokens_out,
+             "max_usd": generation_cost(ref.name, tokens_in, tokens_out)}]
+
+
 def llamafactory_row(pair: dict) -> dict:
     system = next((m["content"] for m in pair["prompt"] if m["role"] == "system"), "")
     turns = [{"from": "human" if m["role"] == "user" else "gpt", "value": m["content"]}
@@ -153,14 +279,24 @@ def openai_row(pair: dict) -> dict:
 
 
 def write(final_dir: Path, out: Path | None = None, *, source: str = "neutral",
-          seed: int = 42) -> PairsResult:
+          seed: int = 42, model: ModelSource | None = None) -> PairsResult:
+    """Build the pairs (the neutral voice, or `model` when given) and write every format."""
     final_dir = Path(final_dir)
     out = Path(out) if out is not None else final_dir / "pairs"
-    pairs, on_topic = build(final_dir, source=source, seed=seed)
+    about: dict = {}
+    if model is not None:
+        read_examples(final_dir)  # a bad dataset fails before a model is loaded or asked
+        model.out = out
+        pairs, about = build_from_model(final_dir, model)
+        on_topic = None
+        if about.get("dry_run"):
+            return PairsResult(out, {s: 0 for s in SPLITS}, 0, [], about)
+    else:
+        pairs, on_topic = build(final_dir, source=source, seed=seed)
     if not any(pairs.values()):
         raise InputError("no train or val examples to make pairs of", file=str(final_dir))
     name = final_dir.name
-    result = PairsResult(out, {s: len(p) for s, p in pairs.items()}, on_topic)
+    result = PairsResult(out, {s: len(p) for s, p in pairs.items()}, on_topic, [], about)
 
     def jsonl(path: Path, rows) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -183,6 +319,7 @@ def write(final_dir: Path, out: Path | None = None, *, source: str = "neutral",
     digest = hashlib.sha256((final_dir / "all.jsonl").read_bytes()).hexdigest()
     write_json(out / "pairs.json", {"source": source, "seed": seed, "pairs": result.counts,
                                     "rejected_on_topic": on_topic,
-                                    "input_sha256": digest, "splits": list(SPLITS)})
+                                    "input_sha256": digest, "splits": list(SPLITS),
+                                    **({"rejected_model": about} if about else {})})
     result.files.append(out / "pairs.json")
     return result

@@ -51,9 +51,13 @@ def cli():
     return invoke
 
 
-def run_persona(*args, cwd=None, check=True, **kw) -> subprocess.CompletedProcess:
-    """Run the real CLI in a subprocess (for exit codes, stderr and start-up behaviour)."""
+def run_persona(*args, cwd=None, check=True, env_key=False, **kw
+                ) -> subprocess.CompletedProcess:
+    """Run the real CLI in a subprocess (for exit codes, stderr and start-up behaviour);
+    `env_key`: with a test API key in OPENAI_API_KEY (for the loopback server)."""
     env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    if env_key:
+        env["OPENAI_API_KEY"] = "sk-test-loopback"
     proc = subprocess.run([sys.executable, "-m", "persona", *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, env=env, **kw)
     if check and proc.returncode != 0:

@@ -107,3 +107,48 @@ def test_the_few_shot_prompt_covers_every_style_within_its_budget(made, tmp_path
     again = tmp_path / "again.md"
     run_persona("prompt", final, "--shots", 8, "--out", again)
     assert again.read_bytes() == out.read_bytes()
+
+
+def test_rejected_answers_from_a_remote_model_resume_and_price_first(made, tmp_path):
+    from tests.servers.openai_compat import serve
+
+    final, neutral = made
+    out = tmp_path / "remote-pairs"
+    args = ("pairs", final, "--rejected", "openai:gpt-5.4-mini", "--out", out)
+    with serve(openai_rules=True) as srv:
+        dry = json.loads(run_persona(*args, "--base-url", srv.url, "--dry-run", "--json",
+                                     env_key=True).stdout)
+        assert srv.stats()["total"] == 0  # a dry run asks nothing
+        first = json.loads(run_persona(*args, "--base-url", srv.url, "--json",
+                                       env_key=True).stdout)
+        asked = srv.stats()["total"]
+        again = json.loads(run_persona(*args, "--base-url", srv.url, "--json",
+                                       env_key=True).stdout)
+        assert srv.stats()["total"] == asked  # a rerun reuses every answer
+    n = sum(neutral["pairs"].values())
+    est = dry["estimate"][0]
+    assert est["questions"] == n and est["max_usd"] > 0 and est["input_tokens"] > n * 10
+    assert first["pairs"] == neutral["pairs"] and asked == n
+    assert first["rejected_model"]["asked"] == n and again["rejected_model"]["reused"] == n
+    test_questions = {json.loads(x)["messages"][-2]["content"]
+                      for x in (final / "test.jsonl").read_text().splitlines()}
+    for p in _lines(out / "train.jsonl"):
+        assert p["prompt"][-1]["content"] not in test_questions
+        # the model answered this example's own question (the server names its last words)
+        assert p["rejected"][0]["content"].startswith("K otázce ")
+    assert (out / "openai" / "train.jsonl").is_file()
+    assert json.loads((out / "pairs.json").read_text())["rejected_model"]["reused"] == n
+
+
+def test_a_rejected_source_that_answers_nothing_is_one_line(made, tmp_path):
+    from tests.servers.openai_compat import serve
+
+    final, _ = made
+    with serve() as srv:
+        proc = run_persona("pairs", final, "--rejected", "openai:empty-model", "--base-url",
+                           srv.url, "--out", tmp_path / "p", check=False, env_key=True)
+    lines = proc.stderr.strip().splitlines()
+    # the progress bar of the answers, then one error line
+    assert proc.returncode == 2 and len(lines) <= 2 and "Traceback" not in proc.stderr
+    assert lines[-1].startswith("error:") and "answered nothing usable" in lines[-1]
+    assert not (tmp_path / "p" / "train.jsonl").exists()

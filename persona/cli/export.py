@@ -66,16 +66,35 @@ def export_cmd(final_dir: Path, fmt: str, out: Path | None, fold_system: bool,
 
 @click.command("pairs")
 @click.argument("final_dir", type=click.Path(path_type=Path))
-@click.option("--rejected", "source", type=click.Choice(["neutral"]), default="neutral",
-              show_default=True,
+@click.option("--rejected", "source", default="neutral", show_default=True,
+              metavar="SOURCE",
               help="Who answers the same questions for the rejected side: 'neutral', the "
               "built-in neutral spokesperson written offline (free, deterministic), on each "
-              "example's own topic.")
+              "example's own topic; or a model that answers each example's own prompt: a "
+              "model folder, a finetune --out folder or a hub id (the base: on-policy), or "
+              "openai:MODEL.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder to write (default: FINAL_DIR/pairs).")
 @click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--max-new-tokens", type=click.IntRange(1, 4096), default=256,
+              show_default=True, help="Model sources: longest rejected answer, in tokens.")
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=16, show_default=True,
+              help="Local model sources: questions per generation batch.")
+@click.option("--base-url", default=None, help="openai:MODEL sources: the OpenAI-compatible "
+              "server (default: OPENAI_BASE_URL or api.openai.com).")
+@click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True,
+              help="Environment variable that holds the API key.")
+@click.option("--concurrency", type=click.IntRange(1), default=16, show_default=True,
+              help="Remote requests in flight at once.")
+@click.option("--max-cost", type=click.FloatRange(min=0), default=None,
+              help="Stop before spending more than this many USD (answers so far are kept; "
+              "exit 3).")
+@click.option("--dry-run", is_flag=True, help="openai:MODEL sources: print what the rejected "
+              "answers would cost, ask nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def pairs_cmd(final_dir: Path, source: str, out: Path | None, seed: int,
+              max_new_tokens: int, batch_size: int, base_url: str | None, api_key_env: str,
+              concurrency: int, max_cost: float | None, dry_run: bool,
               as_json: bool) -> None:
     """Preference pairs for DPO / ORPO from FINAL_DIR: each train and val question with the
     persona's answer chosen and another voice's answer rejected (test stays held out).
@@ -86,11 +105,44 @@ def pairs_cmd(final_dir: Path, source: str, out: Path | None, seed: int,
     """
     from persona import pairs
 
-    result = pairs.write(final_dir, out, source=source, seed=seed)
+    model = None
+    if source not in pairs.SOURCES:
+        model = pairs.ModelSource(
+            source, Path("."), base_url=base_url, api_key_env=api_key_env,
+            concurrency=concurrency, max_cost=max_cost, max_new_tokens=max_new_tokens,
+            batch_size=batch_size, seed=seed, dry_run=dry_run,
+            on_estimate=None if as_json else _print_pair_estimate)
+    elif dry_run:
+        from persona.errors import InputError
+
+        raise InputError("--dry-run prices a model source; 'neutral' is free")
+    if model is not None and not as_json and not dry_run:
+        from persona.cli.ui import stage_bars
+
+        with stage_bars(True) as bar:
+            shown: list = []
+
+            def progress(done: int, total: int) -> None:
+                if not shown:  # the bar appears with the first answer, not before checks
+                    shown.append(bar(f"rejected answers ({source})", total))
+                shown[0](done, total)
+
+            model.on_progress = progress
+            result = pairs.write(final_dir, out, source=source, seed=seed, model=model)
+    else:
+        result = pairs.write(final_dir, out, source=source, seed=seed, model=model)
+    if result.about.get("dry_run"):
+        if as_json:
+            print_json({"out": str(result.out), "source": source, "dry_run": True,
+                        "estimate": result.about["estimate"]})
+        elif not result.about["estimate"]:
+            console.print("a local model costs nothing to ask: nothing to estimate")
+        return
     total = sum(result.counts.values())
     if as_json:
         print_json({"out": str(result.out), "source": source, "pairs": result.counts,
                     "rejected_on_topic": result.on_topic,
+                    **({"rejected_model": result.about} if result.about else {}),
                     "files": [str(p) for p in result.files]})
         return
     table = Table(title=f"persona pairs · rejected: {source}")
@@ -99,9 +151,25 @@ def pairs_cmd(final_dir: Path, source: str, out: Path | None, seed: int,
     for split, n in result.counts.items():
         table.add_row(split, f"{n:,}")
     console.print(table)
-    console.print(f"{result.on_topic:,} of {total:,} rejected answers are on the example's own "
-                  f"topic; written to {result.out} (TRL: train/val.jsonl; llamafactory/; "
-                  "openai/)", highlight=False, soft_wrap=True)
+    if result.on_topic is None:
+        a = result.about
+        console.print(f"{source}: {a['asked']:,} answers asked, {a['reused']:,} reused; left "
+                      f"out: {a['left_out_empty']} empty, {a['left_out_same_as_chosen']} equal "
+                      "to the chosen answer", highlight=False, soft_wrap=True)
+        console.print(f"written to {result.out} (TRL: train/val.jsonl; llamafactory/; openai/)",
+                      highlight=False, soft_wrap=True)
+    else:
+        console.print(f"{result.on_topic:,} of {total:,} rejected answers are on the "
+                      f"example's own topic; written to {result.out} (TRL: train/val.jsonl; "
+                      "llamafactory/; openai/)", highlight=False, soft_wrap=True)
+
+
+def _print_pair_estimate(estimate: list[dict]) -> None:
+    for e in estimate:
+        usd = "no price known" if e["max_usd"] is None else f"at most ${e['max_usd']:.4f}"
+        console.print(f"rejected answers from openai:{e['model']}: {e['questions']:,} "
+                      f"questions to ask, {e['input_tokens']:,} tokens in + at most "
+                      f"{e['max_output_tokens']:,} out, {usd}", highlight=False)
 
 
 @click.command("prompt")

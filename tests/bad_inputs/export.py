@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.bad_inputs import Case
+from tests.bad_inputs import Case, mkdir
 
 PAIR = [{"role": "system", "content": "Jsi Andrej Babiš."},
         {"role": "user", "content": "Co dálnice?"},
@@ -103,7 +103,14 @@ CASES += [
          setup=_dataset(_line(PAIR[:2]), META),
          stderr="all.jsonl:1: messages: expected messages ending with a user and an assistant"),
     Case("pairs-unknown-source", ("pairs", "{data}", "--rejected", "gpt-9"),
-         stderr="invalid value for '--rejected'", max_lines=4),
+         stderr="no such model folder (give a folder, a hub id org/name, or openai:MODEL); "
+         "or 'neutral'"),
+    Case("pairs-rejected-model-folder-empty", ("pairs", "{data}", "--rejected", "{ws}/m"),
+         setup=mkdir("m"), stderr="no model here"),
+    Case("pairs-rejected-openai-no-model", ("pairs", "{data}", "--rejected", "openai:"),
+         stderr="openai: needs a model name"),
+    Case("pairs-dry-run-neutral", ("pairs", "{data}", "--dry-run"),
+         stderr="--dry-run prices a model source"),
 ]
 
 CASES += [

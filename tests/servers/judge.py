@@ -49,6 +49,8 @@ def plain_answer(body: dict) -> str:
     users = [m.get("content", "") for m in body.get("messages", []) if m.get("role") == "user"]
     question = str(users[-1] if users else "").strip()
     topic = " ".join(question.split()[-3:]).rstrip("?")
+    if str(body.get("model", "")).startswith("empty"):  # a model that answers nothing
+        return ""
     if str(body.get("model", "")).startswith("ft:"):
         return (f"Hele, {topic}, to je jednoduchý. My makáme, oni kecají. "
                 "To vám garantuju.\n\nAndrej Babiš")

@@ -284,8 +284,9 @@ def completion(body: dict, cfg: Config) -> dict:
     if isinstance(task.get("tasks"), list):
         content = answer_group(task, body, cfg)
     else:
-        content = (judge.content(task, body, cfg.judge)
-                   or json.dumps(answer(task, rng, body, cfg), ensure_ascii=False))
+        content = judge.content(task, body, cfg.judge)  # "" is an answer (an empty one)
+        if content is None:
+            content = json.dumps(answer(task, rng, body, cfg), ensure_ascii=False)
         if cfg.malformed_rate and rng.random() < cfg.malformed_rate:
             content = malformed(content, rng)
     usage = count_usage(body, content)
