@@ -152,3 +152,20 @@ def test_a_rejected_source_that_answers_nothing_is_one_line(made, tmp_path):
     assert proc.returncode == 2 and len(lines) <= 2 and "Traceback" not in proc.stderr
     assert lines[-1].startswith("error:") and "answered nothing usable" in lines[-1]
     assert not (tmp_path / "p" / "train.jsonl").exists()
+
+
+def test_moderate_screens_a_pairs_file_and_names_the_pair_field(made, tmp_path):
+    from tests.moderation_data import rows
+
+    final, _ = made
+    pairs = _lines(final / "pairs" / "train.jsonl")
+    planted = rows("planted.jsonl")[0]["text"]
+    pairs[3]["rejected"][0]["content"] += " " + planted
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs))
+    proc = run_persona("moderate", path, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    report = json.loads((tmp_path / "moderation" / "report.json").read_text())
+    assert report["flagged_lines"] == [4]  # the built-in voices themselves are never flagged
+    worst = [w for ws in report["worst"].values() for w in ws]
+    assert {w["field"] for w in worst} == {"rejected[0].content"}

@@ -68,6 +68,28 @@ def message_texts(obj: Any) -> Iterator[tuple[str, str, str]]:
                 yield f"{where}[{i}].content", str(m.get("role")), m["content"]
 
 
+def field_messages(obj: dict, fld: str) -> tuple[list, int]:
+    """The message list and index a `message_texts` field names ("messages[2].content",
+    "chosen[0].content", "input.messages[1].content")."""
+    where, _, rest = fld.partition("[")
+    i = int(rest.split("]")[0])
+    if where == "messages":
+        return obj["messages"], i
+    from persona.checks.validate import pair_parts
+
+    return pair_parts(obj)[where], i
+
+
+def is_pair(obj: Any) -> bool:
+    """A preference pair line (`persona pairs`: TRL's or OpenAI's form) with message lists."""
+    from persona.checks.validate import PAIR_SIDES, pair_parts
+
+    if not isinstance(obj, dict) or not set(obj) & PAIR_SIDES:
+        return False
+    parts = pair_parts(obj)
+    return bool(parts) and all(isinstance(m, dict) for ms in parts.values() for m in ms)
+
+
 @dataclass(frozen=True)
 class Example:
     line: int  # 1-based line in the file
@@ -88,9 +110,10 @@ def read_examples(path: Path) -> Iterator[Example]:
             raise InputError(problem.message + "; run `persona validate` for every problem",
                              file=str(path), line=lineno)
         messages = obj.get("messages") if isinstance(obj, dict) else None
-        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-            raise InputError("not a chat example (no list of message objects)",
-                             file=str(path), line=lineno, field="messages")
+        if (not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages)) \
+                and not is_pair(obj):
+            raise InputError("not a chat example (no list of message objects) nor a "
+                             "preference pair", file=str(path), line=lineno, field="messages")
         seen = True
         yield Example(lineno, obj)
     if not seen:

@@ -217,8 +217,10 @@ def _worst(s: Screened) -> dict[str, list[dict]]:
 def _snippet(obj: dict, fld: str, evidence: list[str]) -> str:
     """The flagged text (PII masked) around the first evidence word, else its end: a planted
     or appended harm tends to sit late in an answer, after the persona's opening."""
-    i = int(fld.split("[")[1].split("]")[0])
-    text = mask_text(obj["messages"][i]["content"]).replace("\n", " ")
+    from persona.checks.chatjsonl import field_messages
+
+    messages, i = field_messages(obj, fld)
+    text = mask_text(messages[i]["content"]).replace("\n", " ")
     if len(text) <= SNIPPET:
         return text
     lower = text.lower()
@@ -278,14 +280,14 @@ def write_outputs(s: Screened, outcome: ModerationOutcome, out_dir: Path) -> Non
 
 
 def mask_example(obj: dict) -> dict:
-    """The example with every PII value in its message texts masked (a copy if changed)."""
-    messages = obj.get("messages")
-    if not isinstance(messages, list):
-        return obj
+    """The example (or preference pair) with every PII value in its message texts masked (a
+    copy if changed)."""
+    from persona.checks.chatjsonl import field_messages, message_texts
+
     out = None
-    for i, m in enumerate(messages):
-        text = m.get("content") if isinstance(m, dict) else None
-        if isinstance(text, str) and find_pii(text):
+    for fld, _role, text in message_texts(obj):
+        if find_pii(text):
             out = out or json.loads(json.dumps(obj))
-            out["messages"][i]["content"] = mask_text(text)
+            messages, i = field_messages(out, fld)
+            messages[i]["content"] = mask_text(text)
     return out or obj
