@@ -25,10 +25,15 @@ PII_VALUES = ["jan.novak@example.cz", "+420 603 123 456", "710319/2745",
               "https://www.example.org/profil/jan-novak"]
 
 
+# 30 harmful texts planted among this many pairs (the false-flag check of the built-in
+# personas runs on 3,000 pairs each, below)
+PLANTED_COUNT = 1000
+
+
 @pytest.fixture(scope="session")
 def planted_master(tmp_path_factory):
     root = tmp_path_factory.mktemp("planted")
-    final = build(root, "babis", 3000)
+    final = build(root, "babis", PLANTED_COUNT)
     return root, plant(final, rows("planted.jsonl"))
 
 
@@ -59,10 +64,10 @@ def test_offline_lists_every_planted_answer_by_line_and_category(planted, cli):
     assert set(flagged) == set(lines)
     for line, category in lines.items():
         assert category in flagged[line], (line, category, flagged[line])
-    assert report["flagged"] == 30 and report["total"] == 3000
+    assert report["flagged"] == 30 and report["total"] == PLANTED_COUNT
     assert "heuristic" in report["verdict"] and "likely" in report["verdict"]
     clean = _lines(final / "moderation" / "clean.jsonl")
-    assert len(clean) + len(flagged) == 3000
+    assert len(clean) + len(flagged) == PLANTED_COUNT
 
 
 def test_test_server_moderation_lists_them_with_faults_and_in_few_requests(planted, cli):
@@ -141,7 +146,7 @@ def test_fix_on_a_final_folder_leaves_clean_consistent_files(planted, cli, mode)
     after = _split_ids(final)
     for split, ids in after.items():  # no example moved between splits
         assert ids <= before[split]
-    n = 2970 if mode == "drop" else 3000
+    n = PLANTED_COUNT - 30 if mode == "drop" else PLANTED_COUNT
     assert sum(len(v) for v in after.values()) == n
     assert len(_lines(final / "all.jsonl")) == n
     assert sum(len(_lines(final / f"{s}.jsonl")) for s in ("train", "val", "test")) == n

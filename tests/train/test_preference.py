@@ -47,12 +47,15 @@ def test_dpo_starts_from_an_sft_adapter(chat_data, trained, tmp_path):
     reference is the SFT model."""
     from safetensors.torch import load_file
 
-    pairs = tmp_path / "pairs"
-    _run("pairs", chat_data, "--out", pairs)
+    from persona import pairs as P
+    from persona.finetune.config import FinetuneConfig
+    from persona.finetune.train import finetune
+
+    pairs = P.write(chat_data, tmp_path / "pairs").out
     dpo = tmp_path / "dpo-on-sft"
-    _run("finetune", "--data", pairs, "--out", dpo, "--method", "dpo", "--max-steps", 4,
-         "--base-model", trained.out, "--batch-size", "4", "--logging-steps", "2",
-         "--save-steps", "100", "--lr", "2e-3")
+    finetune(FinetuneConfig(data=str(pairs), out=str(dpo), method="dpo", max_steps=4,
+                            base_model=str(trained.out), batch_size=4, logging_steps=2,
+                            save_steps=100, lr=2e-3))  # in-process: the test's own imports
     summary = json.loads((dpo / "summary.json").read_text())
     assert summary["base_path"] == str(dpo / "base-sft") and summary["steps"] == 4
     assert any("merged into" in n for n in summary["notes"])
