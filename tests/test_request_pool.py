@@ -205,20 +205,22 @@ def test_concurrency_drops_on_rate_limits_and_comes_back(babis):
 def test_rpm_holds_with_429s_and_retries_counted_at_the_server(tmp_path):
     ws = with_bank(tmp_path / "ws")
     with serve(rate_limit_rate=0.1, seed=5) as srv:
-        run_llm(srv, ws, "fill", "--count", 560, "--batch-size", 140, "--rpm", 6000,
+        run_llm(srv, ws, "fill", "--count", 560, "--batch-size", 140, "--rpm", 3000,
                 "--concurrency", 16, "--per-request", 1)  # requests are the unit here
         stats = srv.stats()
     times = sorted(stats["times"])
     assert stats["by_status"]["429"] >= 25 and stats["total"] > 560  # retries reached the server
-    # 6,000 per minute: at most 500 in any 5 s, retries included (the limiter paces at 97 %,
-    # which leaves room for the jitter of arrivals at a server on a busy machine)
+    # 3,000 per minute: at most 250 in any 5 s, retries included (the limiter paces at 97 %,
+    # which leaves room for the jitter of arrivals at a server on a busy machine); at least
+    # 180, so the limiter does not idle either (6,000/min was more than a slow 2-core machine
+    # running the suite could send: 346 in 5 s)
     window, j, most = 5.0, 0, 0
     for i, t in enumerate(times):
         while times[j] <= t - window:
             j += 1
         most = max(most, i - j + 1)
-    assert 400 <= most <= 500
-    assert (len(times) - 1) / (times[-1] - times[0]) * 60 <= 6000
+    assert 180 <= most <= 250
+    assert (len(times) - 1) / (times[-1] - times[0]) * 60 <= 3000
 
 
 @pytest.mark.parametrize("server", ["errors", "down"])

@@ -79,8 +79,7 @@ def rescore(sheet: Path, out: Path | None = None) -> dict:
     from persona.bench.sheet import write_all
 
     sheet = Path(sheet)
-    if not sheet.is_file():
-        raise InputError("no such sheet", file=str(sheet))
+    read_human_scores(sheet, [])  # a sheet that is no bench.xlsx fails first, naming itself
     bench_json = sheet.parent / "bench.json"
     if not bench_json.is_file():
         raise InputError("no bench.json next to the sheet (rescore needs the bench's own "

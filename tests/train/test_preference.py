@@ -6,9 +6,6 @@ import json
 import subprocess
 import sys
 
-ROOT_ARGS = ("--base-model", "tiny", "--batch-size", "4", "--logging-steps", "2",
-             "--eval-steps", "10", "--save-steps", "100")
-
 
 def _run(*args, cwd=None):
     proc = subprocess.run([sys.executable, "-m", "persona", *map(str, args)],
@@ -17,12 +14,22 @@ def _run(*args, cwd=None):
     return proc
 
 
+def _train(**kw):
+    """`persona finetune` in this process (the CLI's own library call, fewer imports)."""
+    from persona.finetune.config import FinetuneConfig
+    from persona.finetune.train import finetune
+
+    settings = dict(base_model="tiny", batch_size=4, logging_steps=2, eval_steps=10,
+                    save_steps=100)
+    return finetune(FinetuneConfig(**{**settings, **{k: str(v) if k in ("data", "out") else v
+                                                      for k, v in kw.items()}}))
+
+
 def test_dpo_raises_the_reward_margin_and_orpo_trains(chat_data, tmp_path):
     pairs = tmp_path / "pairs"
     _run("pairs", chat_data, "--out", pairs)
     dpo = tmp_path / "dpo"
-    _run("finetune", "--data", pairs, "--out", dpo, "--method", "dpo", "--max-steps", 10,
-         *ROOT_ARGS)
+    _train(data=pairs, out=dpo, method="dpo", max_steps=10)
     summary = json.loads((dpo / "summary.json").read_text())
     final = summary["final"]
     assert summary["method"] == "dpo" and summary["hyperparameters"]["beta"] == 0.1
@@ -34,8 +41,7 @@ def test_dpo_raises_the_reward_margin_and_orpo_trains(chat_data, tmp_path):
     assert any("rewards_margins" in r for r in rows)
 
     orpo = tmp_path / "orpo"
-    _run("finetune", "--data", pairs, "--out", orpo, "--method", "orpo", "--max-steps", 4,
-         *ROOT_ARGS)
+    _train(data=pairs, out=orpo, method="orpo", max_steps=4)
     summary = json.loads((orpo / "summary.json").read_text())
     assert summary["method"] == "orpo" and summary["steps"] == 4
     assert summary["final"]["loss"] < summary["final"]["first_loss"]
@@ -48,14 +54,11 @@ def test_dpo_starts_from_an_sft_adapter(chat_data, trained, tmp_path):
     from safetensors.torch import load_file
 
     from persona import pairs as P
-    from persona.finetune.config import FinetuneConfig
-    from persona.finetune.train import finetune
 
     pairs = P.write(chat_data, tmp_path / "pairs").out
     dpo = tmp_path / "dpo-on-sft"
-    finetune(FinetuneConfig(data=str(pairs), out=str(dpo), method="dpo", max_steps=4,
-                            base_model=str(trained.out), batch_size=4, logging_steps=2,
-                            save_steps=100, lr=2e-3))  # in-process: the test's own imports
+    _train(data=pairs, out=dpo, method="dpo", max_steps=4, base_model=str(trained.out),
+           lr=2e-3)
     summary = json.loads((dpo / "summary.json").read_text())
     assert summary["base_path"] == str(dpo / "base-sft") and summary["steps"] == 4
     assert any("merged into" in n for n in summary["notes"])
