@@ -67,3 +67,28 @@ def test_dpo_starts_from_an_sft_adapter(chat_data, trained, tmp_path):
     assert ours.keys() == sft.keys()
     assert all((ours[k] - sft[k]).abs().max() < 1e-5 for k in ours)
     assert summary["final"]["reward_margin"] is not None
+
+
+def test_rejected_answers_from_a_local_model(chat_data, trained, tmp_path):
+    """--rejected a finetune --out folder: the tiny model answers each example's own prompt
+    (batched, greedy), the answers file lets a rerun generate nothing."""
+    from persona import pairs as P
+
+    out = tmp_path / "local-pairs"
+    src = P.ModelSource(str(trained.out), out, max_new_tokens=8, batch_size=64)
+    first = P.write(chat_data, out, source=str(trained.out), model=src)
+    n = sum(first.counts.values()) + first.about["left_out_empty"] + \
+        first.about["left_out_same_as_chosen"]
+    assert first.about["asked"] == n and first.counts["train"] > 0
+    assert first.about["model"]["adapter"] == str(trained.out)
+    again = P.write(chat_data, out, source=str(trained.out),
+                    model=P.ModelSource(str(trained.out), out, max_new_tokens=8,
+                                        batch_size=64))
+    assert again.about["asked"] == 0 and again.about["reused"] == n
+    rows = _lines(out / "train.jsonl")
+    assert all(r["rejected"][0]["content"] != r["chosen"][0]["content"] for r in rows)
+    assert len({r["rejected"][0]["content"] for r in rows}) > 1  # it answered, not a constant
+
+
+def _lines(path):
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
