@@ -170,7 +170,14 @@ def training_examples(final_dir: Path) -> list[tuple[str, dict]]:
 def build_from_model(final_dir: Path, src: ModelSource) -> tuple[dict[str, list[dict]], dict]:
     """{split: [pair]} with a model's answer to each example's own prompt as rejected, and
     what happened (answers asked / reused, pairs left out and why)."""
-    from persona.bench.generate import AnswerStore, Decoding, answer_side, parse_model
+    from persona.bench.generate import (
+        AnswerStore,
+        Decoding,
+        answer_side,
+        parse_model,
+        pending,
+        remote_estimate,
+    )
 
     try:
         ref = parse_model(src.spec)
@@ -191,7 +198,9 @@ def build_from_model(final_dir: Path, src: ModelSource) -> tuple[dict[str, list[
               "concurrency": src.concurrency, "max_cost": src.max_cost,
               "cache_dir": src.out / "cache"}
     store = AnswerStore(src.out / "rejected-answers.jsonl")
-    estimate = _estimate(ref, groups, questions, dec, store)
+    asks = [(system, questions[i]) for system, idx in groups.items() for i in idx]
+    est = remote_estimate(ref, asks, dec, store, "rejected")
+    estimate = [est] if est else []
     if estimate and callable(src.on_estimate):
         src.on_estimate(estimate)
     if src.dry_run:
@@ -199,7 +208,7 @@ def build_from_model(final_dir: Path, src: ModelSource) -> tuple[dict[str, list[
     answers: list[str] = [""] * len(rows)
     reused = 0
     model_tok = None
-    if ref.kind == "local" and _local_todo(ref, groups, questions, dec, store):
+    if ref.kind == "local" and pending(ref, asks, dec, store):
         from persona.bench.generate import load_local
 
         model_tok = load_local(ref)
@@ -228,38 +237,6 @@ def build_from_model(final_dir: Path, src: ModelSource) -> tuple[dict[str, list[
                          f"empty answers, {same} equal to the chosen one", field="--rejected")
     return out, {"asked": len(rows) - reused, "reused": reused, "left_out_empty": empty,
                  "left_out_same_as_chosen": same, "model": ref.describe()}
-
-
-def _local_todo(ref, groups, questions, dec, store) -> int:
-    """How many questions the local model still has to answer (0: it is not loaded)."""
-    from persona.bench.generate import answer_key
-
-    ident = ref.identity()
-    return sum(1 for system, idx in groups.items() for i in idx
-               if answer_key(ident, system, dec, questions[i]) not in store.found)
-
-
-def _estimate(ref, groups, questions, dec, store) -> list[dict]:
-    """Remote sources: questions still to ask, prompt tokens, the most output, the most USD."""
-    if ref.kind != "openai":
-        return []
-    from persona.bench.generate import answer_key, chat_messages
-    from persona.checks.cost import generation_cost
-    from persona.checks.tokens import estimate_request_tokens
-
-    ident = ref.identity()
-    n = tokens_in = 0
-    for system, idx in groups.items():
-        for i in idx:
-            if answer_key(ident, system, dec, questions[i]) in store.found:
-                continue
-            n += 1
-            tokens_in += estimate_request_tokens(chat_messages(None, system, questions[i]),
-                                                 ref.name)[0]
-    tokens_out = n * dec.max_new_tokens
-    return [{"side": "rejected", "model": ref.name, "questions": n, "input_tokens": tokens_in,
-             "max_output_tokens": tokens_out,
-             "max_usd": generation_cost(ref.name, tokens_in, tokens_out)}]
 
 
 def llamafactory_row(pair: dict) -> dict:

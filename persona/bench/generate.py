@@ -386,6 +386,32 @@ class AnswerStore:
             os.fsync(fh.fileno())
 
 
+def pending(ref: ModelRef, asks: list[tuple[str | None, str]], dec: Decoding,
+            store: AnswerStore) -> list[tuple[str | None, str]]:
+    """The (system prompt, question) asks that `store` holds no answer of `ref` to yet."""
+    ident = ref.identity()
+    return [(s, q) for s, q in asks if answer_key(ident, s, dec, q) not in store.found]
+
+
+def remote_estimate(ref: ModelRef, asks: list[tuple[str | None, str]], dec: Decoding,
+                    store: AnswerStore, side: str) -> dict | None:
+    """What a remote model's answers will cost before it is asked: the asks still to send,
+    their prompt tokens counted, at most `max_new_tokens` out each, priced from the price
+    table (max_usd None: no price known). None for a local model."""
+    if ref.kind != "openai":
+        return None
+    from persona.checks.cost import generation_cost
+    from persona.checks.tokens import estimate_request_tokens
+
+    todo = pending(ref, asks, dec, store)
+    tokens_in = sum(estimate_request_tokens(chat_messages(None, s, q), ref.name)[0]
+                    for s, q in todo)
+    tokens_out = len(todo) * dec.max_new_tokens
+    return {"side": side, "model": ref.name, "questions": len(todo),
+            "input_tokens": tokens_in, "max_output_tokens": tokens_out,
+            "max_usd": generation_cost(ref.name, tokens_in, tokens_out)}
+
+
 def answer_side(ref: ModelRef, ids: list[str], questions: list[str], system: str | None,
                 dec: Decoding, store: AnswerStore, *, remote: dict | None = None,
                 on_progress: Progress | None = None, model_tok=None) -> tuple[list[str], int]:

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from persona.bench import scores as S
-from persona.bench.generate import AnswerStore, Decoding, ModelRef, answer_side, parse_model
+from persona.bench.generate import (
+    AnswerStore,
+    Decoding,
+    ModelRef,
+    answer_side,
+    parse_model,
+    pending,
+    remote_estimate,
+)
 from persona.bench.questions import HeldOut, held_out
 from persona.errors import InputError
 from persona.io import iter_jsonl
@@ -136,29 +144,6 @@ def read_prompt(path: str) -> str:
     return text
 
 
-def remote_estimates(refs: dict[str, ModelRef], systems: dict[str, str | None],
-                     qs: list[str], opts: BenchOptions) -> list[dict]:
-    """What each remote side will cost before it runs: prompt tokens counted, answers at
-    most --max-new-tokens each, priced from the price table (None: no price known).
-    Questions already answered (the answers file) are not counted."""
-    from persona.bench.generate import chat_messages
-    from persona.checks.cost import generation_cost
-    from persona.checks.tokens import estimate_request_tokens
-
-    out = []
-    for side, ref in refs.items():
-        if ref.kind != "openai":
-            continue
-        todo = _pending(ref, qs, systems[side], opts, side)
-        tokens_in = sum(estimate_request_tokens(chat_messages(None, systems[side], q),
-                                                ref.name)[0] for q in todo)
-        tokens_out = len(todo) * opts.decoding.max_new_tokens
-        out.append({"side": side, "model": ref.name, "questions": len(todo),
-                    "input_tokens": tokens_in, "max_output_tokens": tokens_out,
-                    "max_usd": generation_cost(ref.name, tokens_in, tokens_out)})
-    return out
-
-
 def run_bench(final_dir: Path, opts: BenchOptions, stage: Stage = _no_stage,
               on_estimate: Callable[[list[dict]], None] | None = None) -> dict[str, Any]:
     from persona.spec import load_spec
@@ -188,21 +173,23 @@ def run_bench(final_dir: Path, opts: BenchOptions, stage: Stage = _no_stage,
     reused: dict[str, int] = {}
     loaded: dict[str, Any] = {}
     timing: dict[str, float] = {}
-    estimates = remote_estimates(refs, systems, qs, opts)
+    stores = {side: AnswerStore(out / "answers" / f"{side}.jsonl") for side in sides}
+    asks = {side: [(systems[side], q) for q in qs] for side in sides}
+    estimates = [e for side in sides if (e := remote_estimate(refs[side], asks[side],
+                                                              opts.decoding, stores[side], side))]
     if on_estimate and estimates:
         on_estimate(estimates)
     for side in sides:
         ref = refs[side]
         t = time.time()
         mt = None
-        if ref.kind == "local" and not _all_cached(ref, ids, qs, systems[side], opts, side):
+        if ref.kind == "local" and pending(ref, asks[side], opts.decoding, stores[side]):
             from persona.bench.generate import load_local
 
             mt = load_local(ref)
             loaded[side] = mt
         answers[side], reused[side] = answer_side(
-            ref, ids, qs, systems[side], opts.decoding,
-            AnswerStore(out / "answers" / f"{side}.jsonl"),
+            ref, ids, qs, systems[side], opts.decoding, stores[side],
             remote=remote, on_progress=stage(f"answers {side}", len(qs)), model_tok=mt)
         timing[f"answers_{side}_s"] = round(time.time() - t, 2)
     neutral, neutral_src = neutral_answers(opts, len(data.train_answers))
@@ -252,19 +239,6 @@ def side_names(opts: BenchOptions) -> tuple[list[str], str]:
         raise InputError(f"--reference {ref!r} is no side (sides: {', '.join(sides)})",
                          field="--reference")
     return sides, ref
-
-
-def _pending(ref: ModelRef, qs, system, opts: BenchOptions, side: str) -> list[str]:
-    """The questions this side has no saved answer to yet."""
-    from persona.bench.generate import answer_key
-
-    store = AnswerStore(Path(opts.out) / "answers" / f"{side}.jsonl")
-    ident = ref.identity()
-    return [q for q in qs if answer_key(ident, system, opts.decoding, q) not in store.found]
-
-
-def _all_cached(ref: ModelRef, ids, qs, system, opts: BenchOptions, side: str) -> bool:
-    return not _pending(ref, qs, system, opts, side)
 
 
 def score_answers(spec, clf: S.StyleClassifier, qs: list[str], answers: dict[str, list[str]],

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from persona.cli.options import remote_options
 from persona.finetune.chat import NO_REPEAT_NGRAM, REPETITION_PENALTY
 
 
@@ -55,15 +56,7 @@ from persona.finetune.chat import NO_REPEAT_NGRAM, REPETITION_PENALTY
               "question-answer embedding similarity.")
 @click.option("--topic-category", default=None, help="Spec placeholder category that names "
               "the topic, for relevance [default: the first of journalist.match].")
-@click.option("--base-url", default=None, help="OpenAI-compatible server of openai:MODEL "
-              "sides (default: OPENAI_BASE_URL or api.openai.com).")
-@click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True,
-              help="Environment variable that holds the API key.")
-@click.option("--concurrency", type=click.IntRange(1), default=16, show_default=True,
-              help="Remote requests in flight at once.")
-@click.option("--max-cost", type=click.FloatRange(min=0), default=None,
-              help="Stop before spending more than this many USD on remote answers and judge "
-              "(answers so far are kept; exit 3).")
+@remote_options("openai:MODEL sides", "remote answers and judge")
 @click.option("--judge", default=None, help="LLM judge model (pairwise both orders + 1-10 "
               "score), e.g. gpt-5.4-mini.")
 @click.option("--judge-base-url", default=None, help="OpenAI-compatible server of the judge "
@@ -123,7 +116,7 @@ def bench_cmd(final_dir: Path | None, before: str | None, after: str | None,
                              "reference is before")
         sides = {"before": before, "after": after}
     from persona.bench.sheet import write_all
-    from persona.cli.ui import stage_bars
+    from persona.cli.ui import print_estimates, stage_bars
 
     opts = BenchOptions(
         sides=sides, reference=reference, out=out or Path(final_dir) / "bench", persona=persona,
@@ -133,19 +126,9 @@ def bench_cmd(final_dir: Path | None, before: str | None, after: str | None,
         max_cost=max_cost, judge=judge, judge_base_url=judge_base_url, neutral=neutral,
         embed_model=embed_model, topic_category=topic_category, limit=limit)
     with stage_bars(not as_json) as bar:
-        result = run_bench(final_dir, opts, bar, None if as_json else _print_estimates)
+        result = run_bench(final_dir, opts, bar, None if as_json else print_estimates)
     write_all(result, opts.out)
     _print(result, opts.out, as_json)
-
-
-def _print_estimates(estimates: list[dict]) -> None:
-    from persona.cli.ui import out as console
-
-    for e in estimates:
-        usd = "no price known" if e["max_usd"] is None else f"at most ${e['max_usd']:.4f}"
-        console.print(f"side {e['side']} (openai:{e['model']}): {e['questions']} questions to "
-                      f"ask, {e['input_tokens']:,} tokens in + at most "
-                      f"{e['max_output_tokens']:,} out, {usd}")
 
 
 def _print(result: dict, out: Path, as_json: bool) -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import click
 from rich.table import Table
 
+from persona.cli.options import remote_options
 from persona.cli.ui import out as console
-from persona.cli.ui import print_json
+from persona.cli.ui import print_estimates, print_json
 
 FORMAT_HELP = ("vertex: Gemini supervised tuning JSONL (Vertex AI); sharegpt / alpaca: "
                "LLaMA-Factory and axolotl JSONL + dataset_info.json; hf: a Hugging Face "
@@ -80,15 +82,7 @@ def export_cmd(final_dir: Path, fmt: str, out: Path | None, fold_system: bool,
               show_default=True, help="Model sources: longest rejected answer, in tokens.")
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=16, show_default=True,
               help="Local model sources: questions per generation batch.")
-@click.option("--base-url", default=None, help="openai:MODEL sources: the OpenAI-compatible "
-              "server (default: OPENAI_BASE_URL or api.openai.com).")
-@click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True,
-              help="Environment variable that holds the API key.")
-@click.option("--concurrency", type=click.IntRange(1), default=16, show_default=True,
-              help="Remote requests in flight at once.")
-@click.option("--max-cost", type=click.FloatRange(min=0), default=None,
-              help="Stop before spending more than this many USD (answers so far are kept; "
-              "exit 3).")
+@remote_options("openai:MODEL sources", "rejected answers")
 @click.option("--dry-run", is_flag=True, help="openai:MODEL sources: print what the rejected "
               "answers would cost, ask nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -111,7 +105,8 @@ def pairs_cmd(final_dir: Path, source: str, out: Path | None, seed: int,
             source, Path("."), base_url=base_url, api_key_env=api_key_env,
             concurrency=concurrency, max_cost=max_cost, max_new_tokens=max_new_tokens,
             batch_size=batch_size, seed=seed, dry_run=dry_run,
-            on_estimate=None if as_json else _print_pair_estimate)
+            on_estimate=None if as_json else functools.partial(
+                print_estimates, what="rejected answers"))
     elif dry_run:
         from persona.errors import InputError
 
@@ -162,14 +157,6 @@ def pairs_cmd(final_dir: Path, source: str, out: Path | None, seed: int,
         console.print(f"{result.on_topic:,} of {total:,} rejected answers are on the "
                       f"example's own topic; written to {result.out} (TRL: train/val.jsonl; "
                       "llamafactory/; openai/)", highlight=False, soft_wrap=True)
-
-
-def _print_pair_estimate(estimate: list[dict]) -> None:
-    for e in estimate:
-        usd = "no price known" if e["max_usd"] is None else f"at most ${e['max_usd']:.4f}"
-        console.print(f"rejected answers from openai:{e['model']}: {e['questions']:,} "
-                      f"questions to ask, {e['input_tokens']:,} tokens in + at most "
-                      f"{e['max_output_tokens']:,} out, {usd}", highlight=False)
 
 
 @click.command("prompt")

@@ -175,3 +175,23 @@ def _check_split(ctx, param, value):
     if any(v < 0 for v in value) or abs(sum(value) - 1) > 1e-6:
         raise click.BadParameter("three non-negative shares that sum to 1, e.g. 0.8 0.1 0.1")
     return value
+
+
+def remote_options(who: str, spent_on: str):
+    """--base-url, --api-key-env, --concurrency, --max-cost of a command whose `who`
+    (e.g. "openai:MODEL sides") may be answered by an OpenAI-compatible server."""
+    def wrap(func):
+        for opt in reversed((
+            click.option("--base-url", default=None, help=f"OpenAI-compatible server of {who} "
+                         "(default: OPENAI_BASE_URL or api.openai.com)."),
+            click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True,
+                         help="Environment variable that holds the API key."),
+            click.option("--concurrency", type=click.IntRange(1), default=16,
+                         show_default=True, help="Remote requests in flight at once."),
+            click.option("--max-cost", type=click.FloatRange(min=0), default=None,
+                         help=f"Stop before spending more than this many USD on {spent_on} "
+                         "(answers so far are kept; exit 3)."),
+        )):
+            func = opt(func)
+        return func
+    return wrap

@@ -48,3 +48,12 @@ def stage_bars(enabled: bool = True) -> Iterator:
 
 def print_json(obj) -> None:
     click.echo(json.dumps(obj, ensure_ascii=False, indent=2))
+
+
+def print_estimates(estimates: list[dict], what: str = "side {side}") -> None:
+    """One line per remote model before it is asked: asks to send, tokens, the most USD."""
+    for e in estimates:
+        usd = "no price known" if e["max_usd"] is None else f"at most ${e['max_usd']:.4f}"
+        out.print(f"{what.format(**e)} (openai:{e['model']}): {e['questions']:,} questions "
+                  f"to ask, {e['input_tokens']:,} tokens in + at most "
+                  f"{e['max_output_tokens']:,} out, {usd}", highlight=False)
