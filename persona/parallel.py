@@ -13,6 +13,7 @@ everything runs in this process.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -96,12 +97,77 @@ class Later:
             self._pool = multiprocessing.get_context("fork").Pool(1)
             self._async = self._pool.apply_async(fn, args)
 
+    @classmethod
+    def _running(cls, pool, result, here: Callable[[], object]) -> Later:
+        """A Later for work already submitted to `pool` (which `get` then ends); where
+        there is none, or the worker could not do it, `here()` does it in this process."""
+        later = cls.__new__(cls)
+        later.fn, later.args, later._pool, later._async = here, (), pool, result
+        return later
+
     def get(self):
         if self._async is None:
             return self.fn(*self.args)
         try:
-            return self._async.get()
+            got = self._async.get()
         finally:
             self._pool.terminate()
             self._pool.join()
+        return self.fn(*self.args) if isinstance(got, _Unprepared) else got
 
+
+
+class Warm:
+    """A forked worker that runs `prepare()` as soon as it starts (a tokenizer to load, ~0.3 s
+    that holds the GIL), so that the preparation runs on another core beside what this
+    process does next; `later(fn, *args)` then runs `fn(prepared, *args)` there and hands
+    the worker to the Later it returns. Where workers() allows none, or the preparation
+    failed in the worker, both run in this process at `get()` (so a failure is raised here,
+    as it is). `close()` ends a worker that was never used."""
+
+    def __init__(self, prepare: Callable[[], object]):
+        self.prepare = prepare
+        self._pool = None
+        if workers() > 1:
+            import multiprocessing
+
+            self._pool = multiprocessing.get_context("fork").Pool(
+                1, initializer=_prepare, initargs=(prepare,))
+
+    def later(self, fn: Callable, *args) -> Later:
+        pool, self._pool = self._pool, None
+        here = functools.partial(_here, self.prepare, fn, args)
+        if pool is None:
+            return Later._running(None, None, here)
+        return Later._running(pool, pool.apply_async(_with_prepared, (fn, args)), here)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+
+
+_PREPARED: tuple = ()  # in Warm's worker: (what it prepared,), or () if that failed
+
+
+class _Unprepared:
+    """What Warm's worker answers when its preparation failed."""
+
+
+def _prepare(prepare: Callable[[], object]) -> None:
+    global _PREPARED
+    try:
+        _PREPARED = (prepare(),)
+    except Exception:  # noqa: BLE001 - the parent does it again and reports the error
+        _PREPARED = ()
+
+
+def _with_prepared(fn: Callable, args: tuple):
+    if not _PREPARED:
+        return _Unprepared()
+    return fn(_PREPARED[0], *args)
+
+
+def _here(prepare: Callable[[], object], fn: Callable, args: tuple):
+    return fn(prepare(), *args)

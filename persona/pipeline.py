@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from persona import report as report_mod
 from persona.defaults import BATCH_SIZE, DEFAULT_COUNT, DEFAULT_SEED  # noqa: F401 (re-export)
 from persona.errors import TargetMissed
+from persona.parallel import Warm
 from persona.providers.base import Provider
 from persona.spec import PersonaSpec
 from persona.stages import Progress, StageReport, fill, merge, questions, templates
@@ -32,37 +33,49 @@ def run(spec: PersonaSpec, ws: Workspace, provider: Provider, opts: RunOptions,
     """Run every stage; `progress(stage, total)` gives each stage its progress callback."""
     bar = progress or (lambda stage, total: (lambda done, total: None))
     if not stage_run.streams(provider):
-        # Loaded beside the work, on the other core (it releases the GIL as it loads): the
-        # lemma dictionary of the slips' checks (~0.4 s); fill waits for it before it forks
-        # its workers, so they have it too.
+        # simplemma's import (its dictionary is an index mapped from the cache, not loaded:
+        # persona/lemmas.py), beside the templates; fill waits for it before it forks its
+        # workers, so they have it too.
         from persona.text import warm_lemmas
 
         warm_lemmas(spec.persona.language)
     reports = [templates.run(spec, ws, provider, seed=opts.seed, count=opts.templates,
                              force=opts.force)]
-    if stage_run.streams(provider):
-        # An LLM: fill and questions overlap in one request pool (stages/run.py).
-        # The report's tokenizer (~0.25 s of CPU) loads while requests are out: a second in,
-        # when the pool is full, not while the first requests are being built.
-        _warm(report_mod._encoder, delay=1.0)
-        fill_plan = fill.FillPlan.prepare(spec, ws, provider, count=opts.count, seed=opts.seed,
-                                          batch_size=opts.batch_size, force=opts.force)
-        q_plan = questions.QuestionsPlan.prepare(ws, provider, seed=opts.seed, force=opts.force)
-        reports += stage_run.overlapped(spec, provider, opts.seed, fill_plan=fill_plan,
-                                        questions_plan=q_plan, on_fill=bar("fill", opts.count),
-                                        on_questions=bar("questions", opts.count))
-    else:
-        reports.append(stage_run.fill_stage(spec, ws, provider, count=opts.count,
-                                            seed=opts.seed, batch_size=opts.batch_size,
-                                            force=opts.force, on_progress=bar("fill", opts.count)))
-        reports.append(stage_run.questions_stage(spec, ws, provider, seed=opts.seed,
-                                                 force=opts.force,
-                                                 on_progress=bar("questions", opts.count)))
-        _warm(report_mod._encoder)  # the report's tokenizer, during merge: no fork after it
-    reports.append(merge.run(spec, ws, count=opts.count, seed=opts.seed, ratios=opts.ratios,
-                             holdout_topics=opts.holdout_topics,
-                             on_progress=bar("merge", opts.count)))
-    return finish(spec, ws, reports[-1]), reports
+    tokenizer = None
+    try:
+        if stage_run.streams(provider):
+            # An LLM: fill and questions overlap in one request pool (stages/run.py).
+            # The report's tokenizer (~0.25 s of CPU) loads while requests are out: a second
+            # in, when the pool is full, not while the first requests are being built.
+            _warm(report_mod._encoder, delay=1.0)
+            fill_plan = fill.FillPlan.prepare(spec, ws, provider, count=opts.count,
+                                              seed=opts.seed, batch_size=opts.batch_size,
+                                              force=opts.force)
+            q_plan = questions.QuestionsPlan.prepare(ws, provider, seed=opts.seed,
+                                                     force=opts.force)
+            reports += stage_run.overlapped(spec, provider, opts.seed, fill_plan=fill_plan,
+                                            questions_plan=q_plan,
+                                            on_fill=bar("fill", opts.count),
+                                            on_questions=bar("questions", opts.count))
+        else:
+            reports.append(stage_run.fill_stage(spec, ws, provider, count=opts.count,
+                                                seed=opts.seed, batch_size=opts.batch_size,
+                                                force=opts.force,
+                                                on_progress=bar("fill", opts.count)))
+            # The report's tokenizer (~0.3 s that holds the GIL) loads in a forked worker
+            # beside questions and merge, which leave the second core idle; that worker
+            # counts the tokens when the report asks.
+            tokenizer = Warm(report_mod._encoder)
+            reports.append(stage_run.questions_stage(spec, ws, provider, seed=opts.seed,
+                                                     force=opts.force,
+                                                     on_progress=bar("questions", opts.count)))
+        reports.append(merge.run(spec, ws, count=opts.count, seed=opts.seed,
+                                 ratios=opts.ratios, holdout_topics=opts.holdout_topics,
+                                 on_progress=bar("merge", opts.count)))
+        return finish(spec, ws, reports[-1], tokenizer), reports
+    finally:
+        if tokenizer is not None:
+            tokenizer.close()  # a worker the report did not take (an error before it)
 
 
 def _warm(load: Callable[[], object], delay: float = 0.0) -> None:
@@ -81,9 +94,11 @@ def _warm(load: Callable[[], object], delay: float = 0.0) -> None:
     timer.start()
 
 
-def finish(spec: PersonaSpec, ws: Workspace, merge_report: StageReport) -> dict:
+def finish(spec: PersonaSpec, ws: Workspace, merge_report: StageReport,
+           tokenizer: Warm | None = None) -> dict:
     """Write report.json and the card; stage figures come from the stage folders' stats, so
-    they are the same whether the stages ran in this process, an earlier one, or one by one."""
+    they are the same whether the stages ran in this process, an earlier one, or one by one.
+    `tokenizer`: the report's tokenizer loading ahead (parallel.Warm)."""
     stages = {
         "fill": stage_stats("fill", ws.answers),
         "questions": stage_stats("questions", ws.dialogues),
@@ -98,7 +113,7 @@ def finish(spec: PersonaSpec, ws: Workspace, merge_report: StageReport) -> dict:
         stages["llm_usage"] = usage_by_kind(cache)
         if (cache / PARAMS_FILE).exists():  # what the last run sent (and what it adapted)
             stages["llm_params"] = json.loads((cache / PARAMS_FILE).read_text("utf-8"))
-    report = report_mod.write(spec, ws, stages)
+    report = report_mod.write(spec, ws, stages, tokenizer)
     log_run(ws, report)
     return report
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from persona.spec import PLACEHOLDER_RE, PersonaSpec, check_fragment, rx, rx_any
+from persona.finder import finder
+from persona.spec import PLACEHOLDER_RE, PersonaSpec, check_fragment, rx_any
 from persona.text import is_signed, split_sentences, unresolved
 
 _WORD = re.compile(r"[^\W\d_]+")
@@ -43,9 +44,9 @@ def language_ok(text: str, language: str) -> bool:
     common = _LANG_WORDS.get(language)
     if common is None:
         return True
-    hits = sum(w in common for w in words)
+    hits = sum(map(common.__contains__, words))
     if language == "cs":  # a short Czech sentence may have no diacritics, a longer one has
-        ok = hits >= 3 or (hits >= 1 and any(c in _CS_LETTERS for c in text.lower()))
+        ok = hits >= 3 or (hits >= 1 and not _CS_LETTERS.isdisjoint(text.lower()))
     elif language == "en":
         non_ascii = sum(not c.isascii() for c in text if c.isalpha())
         ok = hits >= 1 and non_ascii <= 0.05 * sum(c.isalpha() for c in text)
@@ -60,8 +61,8 @@ def _outnumbered(words: list[str], language: str) -> bool:
     if language not in _DISTINCT:
         return False
     own_set, others = _EXCLUSIVE[language]
-    own = sum(w in own_set for w in words)
-    return any(sum(w in theirs for w in words) > own + 1 for theirs in others)
+    own = sum(map(own_set.__contains__, words))
+    return any(sum(map(theirs.__contains__, words)) > own + 1 for theirs in others)
 
 
 # per language: its words no other language of the table has, and each other language's
@@ -148,4 +149,5 @@ def clashes(spec: PersonaSpec, text: str) -> bool:
     first = rx_any(tuple(a for a, _ in spec.grammar.clashes))  # most texts have none of them
     if first is not None and first.search(text) is None:
         return False
-    return any(rx(a).search(text) and rx(b).search(text) for a, b in spec.grammar.clashes)
+    return any(finder(a).search(text) and finder(b).search(text)
+               for a, b in spec.grammar.clashes)

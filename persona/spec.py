@@ -19,6 +19,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from persona.errors import SpecError, from_validation
+from persona.finder import Finder, finder
 from persona.io import read_toml
 
 # `{tema}` or `{tema.gen}`; anything else in braces is not a placeholder and is rejected.
@@ -63,18 +64,15 @@ def rx(pattern: str, flags: int = 0) -> re.Pattern:
     return got
 
 
-def rx_any(patterns: tuple[str, ...]) -> re.Pattern | None:
+def rx_any(patterns: tuple[str, ...]) -> Finder | None:
     """One regular expression that matches where any of `patterns` does (a leading `(?i)`
-    kept to its own part), compiled once: a cheap first look before asking which one
-    matched. None where it cannot stand for them (no patterns, a backreference, a flag
-    elsewhere than at the start)."""
-    key = ("any", patterns)
-    if key not in _COMPILED:
-        parts = [f"(?i:{p[4:]})" if p.startswith("(?i)") else f"(?:{p})" for p in patterns]
-        plain = parts and not any(re.search(r"\\\d|\(\?P=|\(\?[aiLmsux]+\)", p)
-                                  for p in parts)
-        _COMPILED[key] = re.compile("|".join(parts)) if plain else None
-    return _COMPILED[key]
+    kept to its own part), compiled once, with its literal first look (persona/finder.py):
+    a cheap look before asking which one matched. None where it cannot stand for them (no
+    patterns, a backreference, a flag elsewhere than at the start)."""
+    parts = [f"(?i:{p[4:]})" if p.startswith("(?i)") else f"(?:{p})" for p in patterns]
+    plain = parts and not any(re.search(r"\\\d|\(\?P=|\(\?[aiLmsux]+\)", p)
+                              for p in parts)
+    return finder("|".join(parts)) if plain else None
 
 
 class Strict(BaseModel):
@@ -414,10 +412,15 @@ def _first(value: dict[str, str]) -> str:
     return next(iter(value.values()), "")
 
 
+@functools.lru_cache(maxsize=64)
+def _any_ending(patterns: tuple[str, ...]) -> Finder:
+    return finder("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
+
+
 @functools.lru_cache(maxsize=65536)
 def _ending(patterns: tuple[str, ...], text: str) -> str | None:
     """Grammar.ending, cached: the same sentences come back in answer after answer."""
-    pattern = rx("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
+    pattern = _any_ending(patterns)
     for variant in expansions(text):
         for sentence in _SENTENCE_SPLIT.split(variant.strip()):
             if pattern.search(sentence):

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from persona import lemmas
+from persona.finder import finder
 from persona.spec import (
     AGREE_RE,
     ALT_RE,
@@ -120,7 +121,9 @@ def fill_agreement(text: str, values: dict[str, dict[str, str]], spec: PersonaSp
 
 def rewrite(text: str, rules: list[Rewrite]) -> str:
     for rule in rules:
-        text = rx(rule.pattern).sub(rule.replacement, text)
+        f = finder(rule.pattern)
+        if f.may_match(text):
+            text = f.pattern.sub(rule.replacement, text)
     return text
 
 
@@ -143,7 +146,7 @@ class Slip:
 
 
 def applicable_slips(text: str, rules: list[SlipRule]) -> list[SlipRule]:
-    return [r for r in rules if rx(r.pattern).search(text)]
+    return [r for r in rules if finder(r.pattern).search(text)]
 
 
 def apply_slip(text: str, rules: list[SlipRule], rng: random.Random,

@@ -1,5 +1,7 @@
 import random
 
+import pytest
+
 from persona import text as T
 from persona.providers.offline import OfflineProvider, pick_question_frame
 
@@ -155,22 +157,51 @@ def test_filled_answers_have_one_to_seven_sentences(babis):
 
 
 def test_the_lemma_dictionary_cache_gives_simplemmas_own_answers(tmp_path):
-    """The marshal dump of simplemma's Czech dictionary (persona/lemmas.py) is written on
-    first use and read back with the same lemmas; a broken dump is rebuilt."""
+    """The sorted index of simplemma's Czech dictionary (persona/lemmas.py) is written on
+    first use and gives the same lemmas as the dictionary itself; a broken or truncated
+    index is rebuilt."""
     import subprocess
     import sys
 
     code = ("from persona import lemmas; s = lemmas.load(); "
-            "print(s.lemmatize('zabil', lang='cs'), s.is_known('předsedo', lang='cs'))")
+            "print(s.lemmatize('zabil', lang='cs'), s.is_known('předsedo', lang='cs'), "
+            "s.is_known('xyzzy', lang='cs'), s.lemmatize('penězi', lang='cs'))")
     env = {**__import__("os").environ, "XDG_CACHE_HOME": str(tmp_path)}
-    first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                           text=True, check=True).stdout
-    dumps = list((tmp_path / "persona" / "simplemma").glob("cs-*.marshal"))
-    assert len(dumps) == 1 and dumps[0].stat().st_size > 1_000_000
-    again = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                           text=True, check=True).stdout
-    dumps[0].write_bytes(b"not marshal")
-    rebuilt = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                             text=True, check=True).stdout
-    assert first == again == rebuilt == "zabít True\n"
-    assert dumps[0].stat().st_size > 1_000_000
+
+    def run() -> str:
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                              text=True, check=True).stdout
+
+    first = run()
+    index = list((tmp_path / "persona" / "simplemma").glob("cs-*.index"))
+    assert len(index) == 1 and index[0].stat().st_size > 1_000_000
+    size = index[0].stat().st_size
+    again = run()
+    index[0].write_bytes(b"not an index")
+    rebuilt = run()
+    assert index[0].stat().st_size == size
+    index[0].write_bytes(index[0].read_bytes()[: size // 2])  # truncated
+    rebuilt_again = run()
+    assert first == again == rebuilt == rebuilt_again == "zabít True False peníze\n"
+    assert index[0].stat().st_size == size
+
+
+def test_the_lemma_index_is_the_dictionary(tmp_path):
+    """Every entry of a dictionary comes back from its index, misses miss, and the index
+    iterates in key order."""
+    from persona.lemmas import SortedIndex, write_index
+
+    rng = random.Random(3)
+    data = {bytes(rng.choice(b"abc\xc3\xa1xyz") for _ in range(rng.randint(1, 7))):
+            bytes(rng.choice(b"klmn") for _ in range(rng.randint(0, 5))) for _ in range(3000)}
+    write_index(tmp_path / "x.index", data)
+    index = SortedIndex(tmp_path / "x.index")
+    assert len(index) == len(data) and list(index) == sorted(data)
+    assert all(index[k] == v and k in index for k, v in data.items())
+    for _ in range(3000):
+        k = bytes(rng.choice(b"abdxyz") for _ in range(rng.randint(0, 8)))
+        assert index.get(k) == data.get(k) and (k in index) == (k in data)
+    with pytest.raises(KeyError):
+        index[b"\xff" * 9]
+    with pytest.raises(ValueError):
+        write_index(tmp_path / "y.index", {b"a\0b": b"c"})

@@ -25,6 +25,7 @@ from importlib import resources
 
 from persona import lemmas
 from persona import text as T
+from persona.finder import Finder, finder
 from persona.rules import clashes, language_ok, misplaced_endings
 from persona.spec import (
     PersonaSpec,
@@ -412,10 +413,10 @@ def _data() -> dict:
 
 
 @functools.lru_cache(maxsize=8)
-def _refusal_re(language: str) -> re.Pattern | None:
+def _refusal_re(language: str) -> Finder | None:
     pats = _data().get("refusals", {})
     chosen = pats.get(language, []) + pats.get("any", [])
-    return re.compile("|".join(f"(?:{p})" for p in chosen), re.I) if chosen else None
+    return finder("|".join(f"(?:{p})" for p in chosen), re.I) if chosen else None
 
 
 def is_refusal(text: str, language: str) -> bool:
@@ -465,7 +466,7 @@ def unreported_slips(body: str, spec: PersonaSpec) -> list[str]:
     test per phrase (54 regular expressions per answer cost a third of an offline run)."""
     words, stems, phrases = _marker_sets(spec)
     found = [w for w in _WORDS.findall(body)
-             if w.lower() in words or (stems and w.lower().startswith(stems))]
+             if (low := w.lower()) in words or (stems and low.startswith(stems))]
     if phrases is not None:
         found += phrases.findall(body.lower())
     return found

@@ -188,9 +188,12 @@ def compose(spec: PersonaSpec, style_name: str, template: str, rng: random.Rando
     n_bodies = min(r - has_prefix - has_suffix, len(style.bodies))
     used = T.mentions(template)
 
+    limit = g.max_mentions
+
     def pick(pool: list[str]) -> str | None:
-        fits = [p for p in pool if all(used.get(k, 0) + n <= g.max_mentions
-                                       for k, n in T._mentions(p))]
+        # most parts name no category: those fit without a look at the counts
+        fits = [p for p in pool if not (named := T._mentions(p))
+                or all(used.get(k, 0) + n <= limit for k, n in named)]
         if not fits:
             return None
         choice = rng.choice(fits)
