@@ -30,7 +30,6 @@ wait in the queue.
 
 from __future__ import annotations
 
-import asyncio
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from persona.errors import WorkspaceError
@@ -127,6 +126,8 @@ class _Stream:
                     self._ask(b)
         else:
             self._advance()
+        import asyncio  # here: an offline run never needs it (~30 ms of every start)
+
         await self.pool.drain()
         for f in self.writes:
             await asyncio.wrap_future(f)  # re-raises a failed write
