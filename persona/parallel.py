@@ -116,7 +116,6 @@ class Later:
         return self.fn(*self.args) if isinstance(got, _Unprepared) else got
 
 
-
 class Warm:
     """A forked worker that runs `prepare()` as soon as it starts (a tokenizer to load, ~0.3 s
     that holds the GIL), so that the preparation runs on another core beside what this

@@ -50,12 +50,15 @@ def token_lengths(enc, path) -> tuple[list[int], list[int]]:
 
 
 def measure(spec: PersonaSpec, ws: Workspace, tokenizer=None) -> dict:
-    """`tokenizer`: a parallel.Warm loading the tokenizer (started by the caller while it
-    did something else); else one is started here. The token counts, the sentence shapes
-    with the copy ratios, and the rest are three pieces of work, each in its own process."""
-    from persona.parallel import Later, Warm
+    """`tokenizer`: a parallel.Warm that loaded the tokenizer while the caller did
+    something else (the offline run); it counts the tokens in its process. Without one they
+    are counted here, after the rest (no fork while another thread may be loading the
+    tokenizer: the LLM path warms it in a thread). The sentence shapes and copy ratios run in
+    a Later beside the rest."""
+    from persona.parallel import Later
 
-    tokens = (tokenizer or Warm(_encoder)).later(token_lengths, ws.final / "all.jsonl")
+    tokens = (tokenizer.later(token_lengths, ws.final / "all.jsonl")
+              if tokenizer is not None else None)
     side = Later(side_figures, spec, ws)  # on the other core, beside what follows
     signature = spec.persona.signature
     n = signed = unresolved = exact_dups = 0
@@ -108,7 +111,8 @@ def measure(spec: PersonaSpec, ws: Workspace, tokenizer=None) -> dict:
     diversity_figures["leakage"]["test_questions_in_train_loose"] = loose_leaks(
         spec, [questions[i] for i in split_i["train"]], [questions[i] for i in split_i["test"]])
     diversity_figures["sentence_shapes"], copies = side.get()
-    q_len, a_len = tokens.get()
+    q_len, a_len = (tokens.get() if tokens is not None
+                    else token_lengths(_encoder(), ws.final / "all.jsonl"))
     return {
         "persona": spec.id,
         "count": n,
