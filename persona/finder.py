@@ -12,7 +12,7 @@ branch (literal characters in sequence, zero-width assertions between them allow
 group without its own flags inlined; anything else ends a piece). Where the pattern ignores
 case, a piece holds only characters whose case-insensitive matches all lower-case to them
 (ASCII letters, digits, punctuation, the Czech and Slovak letters; `re` also matches i with
-ı and İ and s with ſ, so the text is folded as `_fold` says) and it is compared with the
+ı and İ and s with ſ, so the text is folded as `fold` says) and it is compared with the
 folded text. A pattern where some branch has no such piece of at least two characters gets
 no first look: its search is the plain one. tests/test_finder.py checks the safe characters
 against every code point.
@@ -32,7 +32,7 @@ except ImportError:  # pragma: no cover - older Pythons name them sre_*
 
 MIN_PIECE = 2
 
-# characters every case-insensitive match of which folds (`_fold`) to the same character
+# characters every case-insensitive match of which folds (`fold`) to the same character
 SAFE_FOLD = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ,.;:!?'\"-–()/&"
     "áäčďéěíĺľňóôŕřšťúůýžÁÄČĎÉĚÍĹĽŇÓÔŔŘŠŤÚŮÝŽ")
@@ -78,7 +78,9 @@ class Finder:
 
 @functools.lru_cache(maxsize=4096)
 def finder(pattern: str, flags: int = 0) -> Finder:
-    """The pattern compiled (once per process), with its pieces of literal text."""
+    """The pattern compiled once per process (the project's one cache of a spec's and the
+    checks' expressions: `re`'s own costs a lookup with type checks on every call), with its
+    pieces of literal text; `.pattern` is the compiled expression (for sub, finditer)."""
     compiled = re.compile(pattern, flags)
     try:
         needles = _needles(pattern, flags)

@@ -6,7 +6,7 @@ moderation pass, a bench), and even a marshal dump of the decoded dictionary (36
 entries) takes ~0.2 s to read back, for the few hundred words an offline run looks up.
 So the decoded dictionary is written once, sorted, to an index file under the user's cache
 folder (keyed by simplemma's version and the sha256 of the shipped file) and looked up in
-place by binary search over the mapped file: opening it costs nothing, a lookup ~20 µs,
+place by binary search over the mapped file: opening it costs nothing, a lookup ~10 µs,
 and forked workers share its pages. A broken or foreign index is built again; where none can
 be written (a read-only home), the decoded dictionary is used in memory. If simplemma's
 internals change, the cache is simply not used.

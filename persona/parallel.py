@@ -97,30 +97,21 @@ class Later:
             self._pool = multiprocessing.get_context("fork").Pool(1)
             self._async = self._pool.apply_async(fn, args)
 
-    @classmethod
-    def _running(cls, pool, result, here: Callable[[], object]) -> Later:
-        """A Later for work already submitted to `pool` (which `get` then ends); where
-        there is none, or the worker could not do it, `here()` does it in this process."""
-        later = cls.__new__(cls)
-        later.fn, later.args, later._pool, later._async = here, (), pool, result
-        return later
-
     def get(self):
         if self._async is None:
             return self.fn(*self.args)
         try:
-            got = self._async.get()
+            return self._async.get()
         finally:
             self._pool.terminate()
             self._pool.join()
-        return self.fn(*self.args) if isinstance(got, _Unprepared) else got
 
 
 class Warm:
     """A forked worker that runs `prepare()` as soon as it starts (a tokenizer to load, ~0.3 s
     that holds the GIL), so that the preparation runs on another core beside what this
     process does next; `later(fn, *args)` then runs `fn(prepared, *args)` there and hands
-    the worker to the Later it returns. Where workers() allows none, or the preparation
+    the worker to the handle it returns. Where workers() allows none, or the preparation
     failed in the worker, both run in this process at `get()` (so a failure is raised here,
     as it is). `close()` ends a worker that was never used."""
 
@@ -133,18 +124,35 @@ class Warm:
             self._pool = multiprocessing.get_context("fork").Pool(
                 1, initializer=_prepare, initargs=(prepare,))
 
-    def later(self, fn: Callable, *args) -> Later:
+    def later(self, fn: Callable, *args) -> _WarmCall:
         pool, self._pool = self._pool, None
         here = functools.partial(_here, self.prepare, fn, args)
-        if pool is None:
-            return Later._running(None, None, here)
-        return Later._running(pool, pool.apply_async(_with_prepared, (fn, args)), here)
+        return _WarmCall(pool, pool.apply_async(_with_prepared, (fn, args)) if pool else None,
+                         here)
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.terminate()
             self._pool.join()
             self._pool = None
+
+
+class _WarmCall:
+    """Warm.later's handle: `get()` the worker's result (then the worker ends), or, where
+    there was none or it could not prepare, `here()` in this process."""
+
+    def __init__(self, pool, result, here: Callable[[], object]):
+        self._pool, self._result, self._here = pool, result, here
+
+    def get(self):
+        if self._result is None:
+            return self._here()
+        try:
+            got = self._result.get()
+        finally:
+            self._pool.terminate()
+            self._pool.join()
+        return self._here() if isinstance(got, _Unprepared) else got
 
 
 _PREPARED: tuple = ()  # in Warm's worker: (what it prepared,), or () if that failed

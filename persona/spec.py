@@ -32,9 +32,6 @@ ALT_RE = re.compile(r"\[([^\[\]]*\|[^\[\]]*)\]")
 
 NonEmpty = Annotated[str, Field(min_length=1)]
 
-_COMPILED: dict[tuple[str, int], re.Pattern] = {}
-
-
 def per_spec(fn):
     """Cache a function of (spec, *args) per spec object (a spec holds dicts, so it is not
     hashable; it is immutable, so its identity is enough). The spec is kept, so its id is
@@ -54,16 +51,8 @@ def per_spec(fn):
 
 
 
-def rx(pattern: str, flags: int = 0) -> re.Pattern:
-    """A spec's regular expression, compiled once per process (the `re` module's own cache
-    costs a lookup with type checks on every call: a third of an offline run's time)."""
-    key = (pattern, flags)
-    got = _COMPILED.get(key)
-    if got is None:
-        got = _COMPILED[key] = re.compile(pattern, flags)
-    return got
 
-
+@functools.lru_cache(maxsize=64)
 def rx_any(patterns: tuple[str, ...]) -> Finder | None:
     """One regular expression that matches where any of `patterns` does (a leading `(?i)`
     kept to its own part), compiled once, with its literal first look (persona/finder.py):

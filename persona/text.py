@@ -20,7 +20,6 @@ from persona.spec import (
     Rewrite,
     SlipRule,
     agree_form,
-    rx,
 )
 
 _SENTENCE_START = re.compile(r"(^|[.!?]\s+)([a-zà-žěščřžýáíéúůďťň])")
@@ -160,7 +159,7 @@ def apply_slip(text: str, rules: list[SlipRule], rng: random.Random,
         kinds = sorted({r.kind for r in candidates})
         kind = rng.choice(kinds)
         rule = rng.choice([r for r in candidates if r.kind == kind])
-        matches = list(rx(rule.pattern).finditer(text))
+        matches = list(finder(rule.pattern).pattern.finditer(text))
         rng.shuffle(matches)
         for m in matches:
             after = m.expand(rule.replacement)
